@@ -1,0 +1,166 @@
+// `mpitrain bench io`: safetensors save/load throughput as a ratio against raw write+fsync and read of the same bytes.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <random>
+
+#include "launcher/options.h"
+#include "runtime/checkpoint/hf_index.h"
+#include "runtime/checkpoint/hf_weights.h"
+
+namespace mpitrain::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Drops a file's pages from the page cache so that the next read comes from the disk, for
+// the raw baseline and the safetensors reader alike.
+void evict_from_cache(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+void evict_directory(const fs::path& dir) {
+  for (const auto& item : fs::directory_iterator(dir))
+    if (item.is_regular_file()) evict_from_cache(item.path());
+}
+
+double raw_write(const fs::path& path, const std::vector<std::vector<char>>& buffers) {
+  const auto start = Clock::now();
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw std::runtime_error(path.string() + ": cannot create");
+  for (const auto& b : buffers) {
+    std::size_t done = 0;
+    while (done < b.size()) {
+      auto n = ::write(fd, b.data() + done, b.size() - done);
+      if (n < 0) throw std::runtime_error(path.string() + ": write failed");
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  ::fsync(fd);
+  ::close(fd);
+  return seconds_since(start);
+}
+
+double raw_read(const fs::path& path, std::vector<std::vector<char>>& buffers) {
+  const auto start = Clock::now();
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw std::runtime_error(path.string() + ": cannot open");
+  for (auto& b : buffers) {
+    std::size_t done = 0;
+    while (done < b.size()) {
+      auto n = ::read(fd, b.data() + done, b.size() - done);
+      if (n <= 0) throw std::runtime_error(path.string() + ": short read");
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  ::close(fd);
+  return seconds_since(start);
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const auto n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+}  // namespace
+
+int run_bench_io(const Args& args) {
+  po::options_description options("bench io options");
+  std::size_t size_mb = 1024, tensor_mb = 16;
+  int repeats = 5;
+  std::string dir = "bench-io-tmp", max_shard_size = "5GB";
+  options.add_options()("size_mb", po::value(&size_mb)->default_value(size_mb), "total bytes to save, in MiB")(
+      "tensor_mb", po::value(&tensor_mb)->default_value(tensor_mb), "size of each tensor, in MiB")(
+      "repeats", po::value(&repeats)->default_value(repeats), "runs; the median is reported")(
+      "dir", po::value(&dir)->default_value(dir), "scratch directory (removed afterwards)")(
+      "max_shard_size", po::value(&max_shard_size)->default_value(max_shard_size), "HF shard size limit");
+  po::variables_map values;
+  if (!parse_options("bench io", "[options]", args, options, {}, values)) return 0;
+  if (size_mb == 0 || tensor_mb == 0 || repeats <= 0) throw UsageError("bench io: sizes and repeats must be positive");
+  const auto shard_limit = checkpoint::parse_shard_size(max_shard_size);
+
+  // Random bytes, so no layer below can compress them away.
+  const std::size_t tensor_bytes = tensor_mb << 20;
+  const std::size_t count = std::max<std::size_t>(1, size_mb / tensor_mb);
+  std::vector<std::vector<char>> buffers(count, std::vector<char>(tensor_bytes));
+  std::mt19937_64 rng(42);
+  for (auto& b : buffers)
+    for (std::size_t i = 0; i + 8 <= b.size(); i += 8) {
+      const auto v = rng();
+      std::memcpy(b.data() + i, &v, 8);
+    }
+  std::vector<checkpoint::TensorBytes> tensors;
+  for (std::size_t i = 0; i < count; ++i)
+    tensors.push_back({{"layers." + std::to_string(i) + ".weight", checkpoint::DType::U8,
+                        {static_cast<std::int64_t>(tensor_bytes)}},
+                       buffers[i].data()});
+  const double total_gb = static_cast<double>(count * tensor_bytes) / 1e9;
+
+  const fs::path root(dir);
+  fs::create_directories(root / "safetensors");
+  std::vector<std::vector<char>> sink(count, std::vector<char>(tensor_bytes));
+  std::vector<double> write_ratio, read_ratio, raw_w, st_w, raw_r, st_r;
+  for (int r = 0; r < repeats; ++r) {
+    // Both writes go to new files: freeing the previous run's blocks (and any discard the
+    // file system does for them) happens here, outside the timings.
+    fs::remove(root / "raw.bin");
+    fs::remove_all(root / "safetensors");
+    ::sync();
+    raw_w.push_back(raw_write(root / "raw.bin", buffers));
+    auto start = Clock::now();
+    checkpoint::save_hf_weights((root / "safetensors").string(), tensors, shard_limit);
+    st_w.push_back(seconds_since(start));
+
+    evict_from_cache(root / "raw.bin");
+    evict_directory(root / "safetensors");
+    raw_r.push_back(raw_read(root / "raw.bin", sink));
+    start = Clock::now();
+    {
+      auto weights = checkpoint::HfWeights::open((root / "safetensors").string());
+      for (std::size_t i = 0; i < count; ++i) {
+        const auto& name = tensors[i].spec.name;
+        const auto& file = weights.file_of(name);
+        const auto& entry = file.entry(name);
+        file.read_into(entry, sink[i].data());
+      }
+    }
+    st_r.push_back(seconds_since(start));
+    write_ratio.push_back(raw_w.back() / st_w.back());
+    read_ratio.push_back(raw_r.back() / st_r.back());
+  }
+  fs::remove_all(root);
+
+  std::cout << std::fixed << std::setprecision(3);
+  std::cout << "bench io: " << count << " tensors x " << tensor_mb << " MiB = " << total_gb << " GB, " << repeats
+            << " runs, median\n";
+  std::cout << "  raw write+fsync      " << total_gb / median(raw_w) << " GB/s\n";
+  std::cout << "  safetensors save     " << total_gb / median(st_w) << " GB/s\n";
+  std::cout << "  raw read (cold)      " << total_gb / median(raw_r) << " GB/s\n";
+  std::cout << "  safetensors load     " << total_gb / median(st_r) << " GB/s\n";
+  std::cout << "  write ratio (safetensors/raw throughput) " << median(write_ratio) << "\n";
+  std::cout << "  read ratio  (safetensors/raw throughput) " << median(read_ratio) << "\n";
+  return 0;
+}
+
+int run_bench(const Args& args) {
+  if (args.empty() || args[0] != "io") throw UsageError("bench: expected a benchmark name: io");
+  return run_bench_io(Args(args.begin() + 1, args.end()));
+}
+
+}  // namespace mpitrain::launcher

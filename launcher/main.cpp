@@ -1,0 +1,48 @@
+// The mpitrain command line: dispatches a subcommand and turns any failure into one error line.
+#include <exception>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "launcher/commands.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: mpitrain <command> [options]\n"
+    "commands:\n"
+    "  inspect PATH                       list the tensors of a safetensors file or HF directory and every format problem\n"
+    "  logits MODEL_DIR --inputs F --output F.npy\n"
+    "                                     forward pass of an HF model on inputs.json; float32 logits as .npy\n"
+    "  convert SRC_DIR DST_DIR            load an HF model directory and save it again (--dtype, --max_shard_size)\n"
+    "  init CONFIG.json OUT_DIR           a randomly initialised model saved as an HF directory\n"
+    "  bench io                           safetensors write/read throughput against raw disk I/O\n"
+    "run 'mpitrain <command> --help' for its options\n";
+
+// Only the first line of an exception's text: LibTorch appends backtraces to its messages.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mpitrain::launcher;
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::map<std::string, int (*)(const Args&)> commands = {
+      {"inspect", run_inspect}, {"logits", run_logits}, {"convert", run_convert}, {"init", run_init}, {"bench", run_bench}};
+  const std::string name = argv[1];
+  const Args args(argv + 2, argv + argc);
+  auto it = commands.find(name);
+  try {
+    if (it == commands.end()) throw UsageError("unknown command '" + name + "'");
+    return it->second(args);
+  } catch (const UsageError& e) {
+    std::cerr << "mpitrain: error: " << first_line(e.what()) << " (see mpitrain --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "mpitrain: error: " << first_line(e.what()) << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,25 @@
+// Boost.Program_options glue shared by the subcommands: parse, --help, and errors that name the option.
+#include "launcher/options.h"
+
+#include <iostream>
+
+namespace mpitrain::launcher {
+
+bool parse_options(const std::string& command, const std::string& synopsis, const Args& args,
+                   po::options_description& options, const po::positional_options_description& positional,
+                   po::variables_map& values) {
+  options.add_options()("help,h", "show this help");
+  try {
+    po::store(po::command_line_parser(args).options(options).positional(positional).run(), values);
+    if (values.count("help")) {
+      std::cout << "usage: mpitrain " << command << " " << synopsis << "\n" << options;
+      return false;
+    }
+    po::notify(values);
+  } catch (const po::error& e) {
+    throw UsageError(command + ": " + e.what());
+  }
+  return true;
+}
+
+}  // namespace mpitrain::launcher

@@ -1,0 +1,19 @@
+// Boost.Program_options glue shared by the subcommands: parse, --help, and errors that name the option.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <string>
+
+#include "launcher/commands.h"
+
+namespace mpitrain::launcher {
+
+namespace po = boost::program_options;
+
+// Parses `args` against `options` with `positional` names; returns false when --help was
+// printed. Throws UsageError naming the bad option.
+bool parse_options(const std::string& command, const std::string& synopsis, const Args& args,
+                   po::options_description& options, const po::positional_options_description& positional,
+                   po::variables_map& values);
+
+}  // namespace mpitrain::launcher

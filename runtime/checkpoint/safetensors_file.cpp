@@ -1,0 +1,127 @@
+// A memory-mapped, validated safetensors file: whole tensors or rectangular slices, read on demand.
+#include "runtime/checkpoint/safetensors_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "runtime/checkpoint/checkpoint_error.h"
+
+namespace mpitrain::checkpoint {
+
+SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw CheckpointError(path_, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw CheckpointError(path_, "not a regular file");
+  }
+  file_size_ = static_cast<std::uint64_t>(st.st_size);
+  // The header check reads the mapping; tensor data is read only when asked for.
+  if (file_size_ > 0) {
+    void* map = ::mmap(nullptr, file_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+      ::close(fd);
+      throw CheckpointError(path_, std::string("mmap failed: ") + std::strerror(errno));
+    }
+    mapping_ = static_cast<const std::uint8_t*>(map);
+  }
+  fd_ = fd;
+  try {
+    header_ = parse_safetensors(mapping_, file_size_, file_size_, path_);
+  } catch (...) {
+    if (mapping_) ::munmap(const_cast<std::uint8_t*>(mapping_), file_size_);
+    ::close(fd_);
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (mapping_) ::munmap(const_cast<std::uint8_t*>(mapping_), file_size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SafetensorsFile::read_into(const TensorEntry& entry, void* dst) const {
+  auto* out = static_cast<char*>(dst);
+  std::uint64_t done = 0;
+  while (done < entry.nbytes()) {
+    const auto n = ::pread(fd_, out + done, entry.nbytes() - done,
+                           static_cast<off_t>(header_.data_start + entry.begin + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw CheckpointError(path_, "reading tensor '" + entry.name + "' failed: " +
+                                       (n < 0 ? std::strerror(errno) : "unexpected end of file"));
+    done += static_cast<std::uint64_t>(n);
+  }
+}
+
+const TensorEntry& SafetensorsFile::entry(const std::string& name) const {
+  const TensorEntry* found = header_.find(name);
+  if (!found) throw CheckpointError(path_, "no tensor named '" + name + "'");
+  return *found;
+}
+
+const std::uint8_t* SafetensorsFile::data(const TensorEntry& entry) const {
+  return mapping_ + header_.data_start + entry.begin;
+}
+
+void SafetensorsFile::read_slice(const TensorEntry& entry, const std::vector<std::int64_t>& offsets,
+                                 const std::vector<std::int64_t>& sizes, void* dst) const {
+  if (offsets.size() != entry.shape.size() || sizes.size() != entry.shape.size())
+    throw CheckpointError(path_, "slice of tensor '" + entry.name + "' has the wrong number of dimensions");
+  for (std::size_t d = 0; d < entry.shape.size(); ++d)
+    if (offsets[d] < 0 || sizes[d] < 0 || offsets[d] + sizes[d] > entry.shape[d])
+      throw CheckpointError(path_, "slice of tensor '" + entry.name + "' is out of bounds in dimension " +
+                                       std::to_string(d));
+  copy_block(data(entry), entry.shape, dtype_size(entry.dtype), offsets, sizes, static_cast<std::uint8_t*>(dst));
+}
+
+void copy_block(const std::uint8_t* src, const std::vector<std::int64_t>& shape, std::size_t elem_size,
+                const std::vector<std::int64_t>& offsets, const std::vector<std::int64_t>& sizes, std::uint8_t* dst) {
+  const std::size_t ndim = shape.size();
+  for (auto s : sizes)
+    if (s == 0) return;
+  // Fold the trailing dimensions the block covers completely into one contiguous run.
+  std::size_t run_dims = 0;  // trailing dims copied whole
+  std::size_t run_bytes = elem_size;
+  while (run_dims < ndim && sizes[ndim - 1 - run_dims] == shape[ndim - 1 - run_dims] &&
+         offsets[ndim - 1 - run_dims] == 0) {
+    run_bytes *= static_cast<std::size_t>(shape[ndim - 1 - run_dims]);
+    ++run_dims;
+  }
+  if (run_dims == ndim) {
+    std::memcpy(dst, src, run_bytes);
+    return;
+  }
+  // The innermost partial dimension extends the run by its block size.
+  const std::size_t partial = ndim - 1 - run_dims;
+  const std::size_t inner_stride = run_bytes;  // bytes of one step along `partial`
+  run_bytes *= static_cast<std::size_t>(sizes[partial]);
+
+  std::vector<std::size_t> strides(ndim, elem_size);
+  for (std::size_t d = ndim - 1; d > 0; --d) strides[d - 1] = strides[d] * static_cast<std::size_t>(shape[d]);
+
+  std::vector<std::int64_t> index(partial, 0);  // position within the block's outer dims
+  while (true) {
+    std::size_t src_offset = static_cast<std::size_t>(offsets[partial]) * inner_stride;
+    for (std::size_t d = 0; d < partial; ++d)
+      src_offset += static_cast<std::size_t>(offsets[d] + index[d]) * strides[d];
+    std::memcpy(dst, src + src_offset, run_bytes);
+    dst += run_bytes;
+    std::size_t d = partial;
+    while (d > 0) {
+      --d;
+      if (++index[d] < sizes[d]) break;
+      index[d] = 0;
+      if (d == 0) return;
+    }
+    if (partial == 0) return;
+  }
+}
+
+}  // namespace mpitrain::checkpoint

@@ -1,0 +1,46 @@
+// Attention masks and scaled dot-product attention with transformers' eager semantics.
+#include "src/models/attention.h"
+
+#include <limits>
+
+namespace mpitrain::models {
+namespace {
+
+double lowest(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kBFloat16: return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    case at::kHalf: return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+    case at::kDouble: return std::numeric_limits<double>::lowest();
+    default: return static_cast<double>(std::numeric_limits<float>::lowest());
+  }
+}
+
+}  // namespace
+
+torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::int64_t batch, std::int64_t seq,
+                                      bool causal, at::ScalarType dtype) {
+  auto options = torch::TensorOptions().dtype(torch::kBool);
+  auto blocked = torch::zeros({batch, 1, seq, seq}, options);
+  if (causal) blocked = blocked | torch::ones({seq, seq}, options).triu(1).view({1, 1, seq, seq});
+  if (attention_mask.defined()) blocked = blocked | (attention_mask == 0).view({batch, 1, 1, seq});
+  // masked_fill (not an addition of two lowest values) keeps fully-masked rows finite, as
+  // transformers' eager path does: such rows attend uniformly instead of producing NaN.
+  return torch::zeros({batch, 1, seq, seq}, torch::TensorOptions().dtype(dtype)).masked_fill(blocked, lowest(dtype));
+}
+
+torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const torch::Tensor& additive_mask, const AttentionOptions& options) {
+  auto scores = torch::matmul(q, k.transpose(2, 3)) * options.scale;
+  if (additive_mask.defined()) scores = scores + additive_mask;
+  auto probs = options.softmax_in_float32 ? torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type())
+                                          : torch::softmax(scores, -1);
+  if (options.dropout > 0 && options.training) probs = torch::dropout(probs, options.dropout, true);
+  auto out = torch::matmul(probs, v);  // [b, h, s, d]
+  return out.transpose(1, 2).contiguous().view({q.size(0), q.size(2), q.size(1) * q.size(3)});
+}
+
+torch::Tensor split_heads(const torch::Tensor& x, std::int64_t heads) {
+  return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
+}
+
+}  // namespace mpitrain::models

@@ -1,0 +1,28 @@
+// Attention masks and scaled dot-product attention with transformers' eager semantics.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace mpitrain::models {
+
+// Additive mask [batch, 1, seq, seq] in `dtype`: 0 where a query may attend a key, the
+// dtype's lowest value where it may not (a padded key, or a future key when `causal`).
+// An undefined attention_mask means every position is a real token.
+torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::int64_t batch, std::int64_t seq,
+                                      bool causal, at::ScalarType dtype);
+
+struct AttentionOptions {
+  double scale = 1.0;              // multiplies q·k
+  bool softmax_in_float32 = true;  // Llama upcasts; GPT-2 and BERT do not
+  double dropout = 0.0;
+  bool training = false;
+};
+
+// q [b, h, s, d], k/v [b, h, s, d] (kv heads already repeated); returns [b, s, h*d].
+torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    const torch::Tensor& additive_mask, const AttentionOptions& options);
+
+// [b, s, h*d] -> [b, h, s, d]
+torch::Tensor split_heads(const torch::Tensor& x, std::int64_t heads);
+
+}  // namespace mpitrain::models

@@ -1,0 +1,106 @@
+// BertForSequenceClassification: token types, absolute positions, post-LN encoder, pooler, classifier.
+#pragma once
+
+#include <memory>
+
+#include "src/models/layers.h"
+#include "src/models/model.h"
+
+namespace mpitrain::models {
+
+struct BertConfig {
+  std::int64_t vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
+      max_position_embeddings, type_vocab_size, num_labels;
+  double layer_norm_eps, hidden_dropout_prob, attention_probs_dropout_prob, classifier_dropout, initializer_range;
+  std::string hidden_act;
+
+  static BertConfig from_json(const nlohmann::json& config, const std::string& source);
+};
+
+class BertEmbeddings : public torch::nn::Module {
+ public:
+  explicit BertEmbeddings(const BertConfig& c);
+  torch::Tensor forward(const ModelInputs& inputs);
+  std::shared_ptr<Embedding> word_embeddings, position_embeddings, token_type_embeddings;
+  std::shared_ptr<LayerNorm> LayerNorm_;
+
+ private:
+  double dropout_;
+};
+
+class BertSelfAttention : public torch::nn::Module {
+ public:
+  explicit BertSelfAttention(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
+  std::shared_ptr<Linear> query, key, value;
+
+ private:
+  std::int64_t heads_;
+  double dropout_;
+};
+
+// dense -> dropout -> LayerNorm(x + residual): BertSelfOutput and BertOutput alike.
+class BertResidualOutput : public torch::nn::Module {
+ public:
+  BertResidualOutput(std::int64_t in, std::int64_t out, const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
+  std::shared_ptr<Linear> dense;
+  std::shared_ptr<LayerNorm> LayerNorm_;
+
+ private:
+  double dropout_;
+};
+
+class BertAttention : public torch::nn::Module {
+ public:
+  explicit BertAttention(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
+  std::shared_ptr<BertSelfAttention> self;
+  std::shared_ptr<BertResidualOutput> output;
+};
+
+class BertIntermediate : public torch::nn::Module {
+ public:
+  explicit BertIntermediate(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  std::shared_ptr<Linear> dense;
+
+ private:
+  std::string act_;
+};
+
+class BertLayer : public torch::nn::Module {
+ public:
+  explicit BertLayer(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
+  std::shared_ptr<BertAttention> attention;
+  std::shared_ptr<BertIntermediate> intermediate;
+  std::shared_ptr<BertResidualOutput> output;
+};
+
+class BertModel : public torch::nn::Module {
+ public:
+  explicit BertModel(const BertConfig& c);
+  torch::Tensor forward(const ModelInputs& inputs);  // pooled output [batch, hidden]
+  std::shared_ptr<BertEmbeddings> embeddings;
+  torch::nn::ModuleList encoder_layers;  // registered as encoder.layer.N
+  std::shared_ptr<Linear> pooler_dense;  // registered as pooler.dense
+};
+
+class BertForSequenceClassification : public HfModel {
+ public:
+  BertForSequenceClassification(const nlohmann::json& config, const std::string& source);
+  torch::Tensor forward(const ModelInputs& inputs) override;
+  std::string architecture() const override { return "BertForSequenceClassification"; }
+  bool is_causal_lm() const override { return false; }
+  bool ties_word_embeddings() const override { return false; }
+  bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
+
+  std::shared_ptr<BertModel> bert;
+  std::shared_ptr<Linear> classifier;
+
+ private:
+  BertConfig config_;
+};
+
+}  // namespace mpitrain::models

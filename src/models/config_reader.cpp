@@ -1,0 +1,59 @@
+// Typed access to a config.json with errors that name the file, the key and what was expected.
+#include "src/models/config_reader.h"
+
+#include "runtime/checkpoint/checkpoint_error.h"
+
+namespace mpitrain::models {
+
+ConfigReader::ConfigReader(const nlohmann::json& config, std::string source)
+    : config_(config), source_(std::move(source)) {
+  if (!config_.is_object()) fail("config is not a JSON object");
+}
+
+void ConfigReader::fail(const std::string& problem) const { throw checkpoint::CheckpointError(source_, problem); }
+
+const nlohmann::json* ConfigReader::value(const std::string& key) const {
+  auto it = config_.find(key);
+  if (it == config_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool ConfigReader::has(const std::string& key) const { return value(key) != nullptr; }
+
+std::int64_t ConfigReader::require_int(const std::string& key) const {
+  const auto* v = value(key);
+  if (!v) fail("missing required key '" + key + "'");
+  if (!v->is_number_integer() || v->get<std::int64_t>() <= 0)
+    fail("key '" + key + "' must be a positive integer, got " + v->dump());
+  return v->get<std::int64_t>();
+}
+
+std::int64_t ConfigReader::int_or(const std::string& key, std::int64_t fallback) const {
+  const auto* v = value(key);
+  if (!v) return fallback;
+  if (!v->is_number_integer()) fail("key '" + key + "' must be an integer, got " + v->dump());
+  return v->get<std::int64_t>();
+}
+
+double ConfigReader::double_or(const std::string& key, double fallback) const {
+  const auto* v = value(key);
+  if (!v) return fallback;
+  if (!v->is_number()) fail("key '" + key + "' must be a number, got " + v->dump());
+  return v->get<double>();
+}
+
+bool ConfigReader::bool_or(const std::string& key, bool fallback) const {
+  const auto* v = value(key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) fail("key '" + key + "' must be true or false, got " + v->dump());
+  return v->get<bool>();
+}
+
+std::string ConfigReader::string_or(const std::string& key, const std::string& fallback) const {
+  const auto* v = value(key);
+  if (!v) return fallback;
+  if (!v->is_string()) fail("key '" + key + "' must be a string, got " + v->dump());
+  return v->get<std::string>();
+}
+
+}  // namespace mpitrain::models

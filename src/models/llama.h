@@ -1,0 +1,87 @@
+// LlamaForCausalLM: GQA, RoPE (default, linear, llama3 scaling), RMSNorm, SwiGLU; tied or untied lm_head.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "src/models/layers.h"
+#include "src/models/model.h"
+
+namespace mpitrain::models {
+
+struct LlamaConfig {
+  std::int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+      num_key_value_heads, head_dim, max_position_embeddings;
+  double rms_norm_eps, rope_theta, attention_dropout, initializer_range;
+  bool attention_bias, mlp_bias, tie_word_embeddings;
+  std::string hidden_act;
+  nlohmann::json rope_scaling;  // null or transformers' rope_scaling dict
+
+  static LlamaConfig from_json(const nlohmann::json& config, const std::string& source);
+};
+
+class LlamaAttention : public torch::nn::Module {
+ public:
+  explicit LlamaAttention(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask);
+  std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
+
+ private:
+  std::int64_t heads_, kv_heads_, head_dim_;
+  double dropout_;
+};
+
+class LlamaMLP : public torch::nn::Module {
+ public:
+  explicit LlamaMLP(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
+
+ private:
+  std::string act_;
+};
+
+class LlamaDecoderLayer : public torch::nn::Module {
+ public:
+  explicit LlamaDecoderLayer(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask);
+  std::shared_ptr<LlamaAttention> self_attn;
+  std::shared_ptr<LlamaMLP> mlp;
+  std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
+};
+
+class LlamaModel : public torch::nn::Module {
+ public:
+  explicit LlamaModel(const LlamaConfig& c);
+  torch::Tensor forward(const ModelInputs& inputs);  // final hidden states
+  std::shared_ptr<Embedding> embed_tokens;
+  torch::nn::ModuleList layers;
+  std::shared_ptr<RMSNorm> norm;
+
+ private:
+  LlamaConfig config_;
+  torch::Tensor inv_freq_;  // float32, recomputed from the config (never saved)
+};
+
+class LlamaForCausalLM : public HfModel {
+ public:
+  LlamaForCausalLM(const nlohmann::json& config, const std::string& source);
+  torch::Tensor forward(const ModelInputs& inputs) override;
+  std::string architecture() const override { return "LlamaForCausalLM"; }
+  bool is_causal_lm() const override { return true; }
+  bool ties_word_embeddings() const override { return config_.tie_word_embeddings; }
+  bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
+
+  std::shared_ptr<LlamaModel> model;
+  std::shared_ptr<Linear> lm_head;  // null when tied to model.embed_tokens
+
+ private:
+  LlamaConfig config_;
+};
+
+// Inverse RoPE frequencies for the config, with transformers' rope_scaling rules applied.
+torch::Tensor llama_inv_freq(const LlamaConfig& c);
+
+}  // namespace mpitrain::models

@@ -1,0 +1,168 @@
+// from_pretrained / save_pretrained: an HF model directory to a model and back, with strict checks.
+#include "src/models/pretrained.h"
+
+#include <filesystem>
+#include <set>
+
+#include "runtime/checkpoint/atomic_file.h"
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/torch_tensors.h"
+#include "src/models/registry.h"
+
+namespace mpitrain::models {
+
+namespace fs = std::filesystem;
+using checkpoint::CheckpointError;
+
+at::ScalarType parse_torch_dtype(const std::string& name) {
+  if (name == "float32" || name == "fp32") return torch::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
+  if (name == "float16" || name == "fp16") return torch::kFloat16;
+  throw std::invalid_argument("dtype '" + name + "' is not one of float32, bfloat16, float16");
+}
+
+std::string torch_dtype_name(at::ScalarType type) {
+  switch (type) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    default: throw std::invalid_argument(std::string("no HF dtype name for ") + c10::toString(type));
+  }
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  if (!fs::exists(path)) throw CheckpointError(path, "does not exist");
+  try {
+    return nlohmann::json::parse(checkpoint::read_text_file(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
+  }
+}
+
+void write_json_file(const std::string& path, const nlohmann::json& value) {
+  // transformers writes json.dumps(indent=2, sort_keys=True) + "\n"; nlohmann objects are sorted.
+  checkpoint::write_file_atomically(path, value.dump(2) + "\n");
+}
+
+std::string find_checkpoint_name(const HfModel& model, const checkpoint::HfWeights& weights,
+                                 const std::string& parameter_name) {
+  if (weights.contains(parameter_name)) return parameter_name;
+  const auto prefix = model.base_model_prefix();
+  if (!prefix.empty() && parameter_name.rfind(prefix, 0) == 0) {
+    const auto bare = parameter_name.substr(prefix.size());
+    if (weights.contains(bare)) return bare;
+  }
+  return "";
+}
+
+namespace {
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+bool is_float(checkpoint::DType dtype) {
+  return dtype == checkpoint::DType::F32 || dtype == checkpoint::DType::F16 || dtype == checkpoint::DType::BF16 ||
+         dtype == checkpoint::DType::F64;
+}
+
+}  // namespace
+
+std::vector<std::string> check_weights(const HfModel& model, const checkpoint::HfWeights& weights,
+                                       std::vector<std::string>* unused) {
+  std::vector<std::string> problems;
+  std::set<std::string> used;
+  std::vector<std::string> missing;
+  for (const auto& item : model.named_parameters()) {
+    const auto name = find_checkpoint_name(model, weights, item.key());
+    if (name.empty()) {
+      missing.push_back(item.key());
+      continue;
+    }
+    used.insert(name);
+    const auto& entry = weights.entry(name);
+    const std::string where = weights.file_of(name).path() + ": tensor '" + name + "'";
+    if (!is_float(entry.dtype))
+      problems.push_back(where + " has dtype " + std::string(checkpoint::dtype_name(entry.dtype)) +
+                         ", not a floating-point type");
+    if (at::IntArrayRef(entry.shape) != item.value().sizes())
+      problems.push_back(where + " has shape " + shape_text(entry.shape) + " but config.json implies " +
+                         shape_text(item.value().sizes()));
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (std::size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
+    if (missing.size() > 5) list += ", ...";
+    problems.push_back(weights.source() + ": " + std::to_string(missing.size()) +
+                       " tensor(s) the model needs are missing (" + list + ")");
+  }
+  if (unused) {
+    for (const auto& name : weights.names())
+      if (!used.count(name) && !model.is_ignorable_checkpoint_tensor(name)) unused->push_back(name);
+  }
+  return problems;
+}
+
+void load_weights(HfModel& model, const checkpoint::HfWeights& weights) {
+  const auto problems = check_weights(model, weights);
+  if (!problems.empty()) throw CheckpointError(problems.front());
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) {
+    const auto name = find_checkpoint_name(model, weights, item.key());
+    const auto& file = weights.file_of(name);
+    item.value().copy_(checkpoint::read_tensor(file, file.entry(name)));  // copy_ converts the dtype
+  }
+}
+
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype) {
+  const auto config_path = (fs::path(dir) / "config.json").string();
+  if (!fs::is_directory(dir)) throw CheckpointError(dir, "is not a model directory");
+  LoadedModel loaded;
+  loaded.model = create_model(read_json_file(config_path), config_path);
+  loaded.model->to(dtype);
+  const auto weights = checkpoint::HfWeights::open(dir);
+  check_weights(*loaded.model, weights, &loaded.ignored_tensors);
+  load_weights(*loaded.model, weights);
+  const auto generation_path = fs::path(dir) / "generation_config.json";
+  if (fs::exists(generation_path)) loaded.generation_config = read_json_file(generation_path.string());
+  return loaded;
+}
+
+void save_pretrained(const HfModel& model, const std::string& dir, const SaveOptions& options,
+                     const nlohmann::json& generation_config) {
+  fs::create_directories(dir);
+  std::vector<torch::Tensor> keep_alive;
+  std::vector<checkpoint::TensorBytes> tensors;
+  at::ScalarType saved_type = torch::kFloat32;
+  for (const auto& item : model.named_parameters()) {
+    auto t = item.value().detach();
+    if (options.dtype) t = t.to(*options.dtype);
+    t = t.to(torch::kCPU).contiguous();
+    saved_type = t.scalar_type();
+    keep_alive.push_back(t);
+    tensors.push_back(checkpoint::tensor_bytes(item.key(), keep_alive.back()));
+  }
+  checkpoint::save_hf_weights(dir, tensors, options.max_shard_size);
+
+  nlohmann::json config = model.config();
+  config["architectures"] = {model.architecture()};
+  config["tie_word_embeddings"] = model.ties_word_embeddings();
+  config["torch_dtype"] = torch_dtype_name(saved_type);
+  config["dtype"] = torch_dtype_name(saved_type);  // the key transformers 5.x reads
+  write_json_file((fs::path(dir) / "config.json").string(), config);
+
+  if (model.is_causal_lm()) {
+    nlohmann::json generation = generation_config;
+    if (generation.is_null()) {
+      generation = nlohmann::json::object();
+      generation["_from_model_config"] = true;
+      for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"})
+        if (config.contains(key) && !config[key].is_null()) generation[key] = config[key];
+    }
+    write_json_file((fs::path(dir) / "generation_config.json").string(), generation);
+  }
+}
+
+}  // namespace mpitrain::models

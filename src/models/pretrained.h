@@ -1,0 +1,57 @@
+// from_pretrained / save_pretrained: an HF model directory to a model and back, with strict checks.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/checkpoint/hf_weights.h"
+#include "src/models/model.h"
+
+namespace mpitrain::models {
+
+// "float32" | "bfloat16" | "float16" (and "fp32", "bf16", "fp16"); throws std::invalid_argument.
+at::ScalarType parse_torch_dtype(const std::string& name);
+std::string torch_dtype_name(at::ScalarType type);
+
+nlohmann::json read_json_file(const std::string& path);  // throws CheckpointError naming the file
+void write_json_file(const std::string& path, const nlohmann::json& value);  // atomic, HF formatting
+
+struct LoadedModel {
+  std::shared_ptr<HfModel> model;
+  nlohmann::json generation_config;        // null when the directory has none
+  std::vector<std::string> ignored_tensors;  // in the checkpoint but not used (HF warns about these too)
+};
+
+// Reads config.json and the weights (single or sharded; F32/BF16/F16 on disk) into a model
+// computing in `dtype`. Every model tensor must be present with the shape the config implies.
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype = torch::kFloat32);
+
+// Problems between a model (its config) and a set of weights: missing tensors, shapes that
+// don't fit, non-float dtypes. `unused` receives the names the model does not take.
+std::vector<std::string> check_weights(const HfModel& model, const checkpoint::HfWeights& weights,
+                                       std::vector<std::string>* unused = nullptr);
+
+// Copies the weights into the model; throws CheckpointError on the first check_weights problem.
+void load_weights(HfModel& model, const checkpoint::HfWeights& weights);
+
+struct SaveOptions {
+  std::uint64_t max_shard_size = 5'000'000'000;  // transformers' default "5GB"
+  std::optional<at::ScalarType> dtype;           // default: the model's parameter dtype
+};
+
+// Writes config.json, generation_config.json (causal LMs) and the weights, as save_pretrained does.
+void save_pretrained(const HfModel& model, const std::string& dir, const SaveOptions& options,
+                     const nlohmann::json& generation_config = nullptr);
+
+// The checkpoint name under which a model parameter is found in `weights` (GPT-2 checkpoints
+// of the bare model omit "transformer."); empty when absent.
+std::string find_checkpoint_name(const HfModel& model, const checkpoint::HfWeights& weights,
+                                 const std::string& parameter_name);
+
+}  // namespace mpitrain::models

@@ -1,0 +1,131 @@
+// The mpitrain binary as a user runs it: logits parity, inspect, convert, and one-line errors with exit codes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "runtime/checkpoint/npy.h"
+#include "tests/unit/test_files.h"
+
+namespace mpitrain {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::fixture;
+using testing::ScratchDir;
+
+struct Result {
+  int status;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+Result run(const std::string& arguments) {
+  ScratchDir scratch;
+  const std::string command = std::string(MPITRAIN_BINARY) + " " + arguments + " >" + (scratch / "out") + " 2>" +
+                              (scratch / "err");
+  const int raw = std::system(command.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : 128, testing::read_bytes(scratch / "out"),
+          testing::read_bytes(scratch / "err")};
+}
+
+void expect_one_line_error(const Result& r, const std::string& needle) {
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err.rfind("mpitrain: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+double masked_max_difference(const checkpoint::NpyArray& ours, const checkpoint::NpyArray& reference,
+                             std::int64_t valid_in_second_row) {
+  double worst = 0;
+  const auto per_position = ours.shape.size() == 3 ? ours.shape[2] : ours.shape[1];
+  for (std::size_t i = 0; i < ours.data.size(); ++i) {
+    if (ours.shape.size() == 3) {
+      const auto position = static_cast<std::int64_t>(i) / per_position;
+      const auto row = position / ours.shape[1], column = position % ours.shape[1];
+      if (row == 1 && column >= valid_in_second_row) continue;
+    }
+    worst = std::max(worst, static_cast<double>(std::fabs(ours.data[i] - reference.data[i])));
+  }
+  return worst;
+}
+
+TEST(Cli, LogitsMatchTheReferenceForEveryFamily) {
+  for (const std::string model : {"llama", "gpt2", "bert_seqcls"}) {
+    ScratchDir scratch;
+    const auto r = run("logits " + fixture(model + "/sharded") + " --inputs " + fixture(model + "/inputs.json") +
+                       " --output " + (scratch / "logits.npy"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto ours = checkpoint::read_npy_float32(scratch / "logits.npy");
+    const auto reference = checkpoint::read_npy_float32(fixture(model + "/logits.npy"));
+    ASSERT_EQ(ours.shape, reference.shape);
+    EXPECT_LT(masked_max_difference(ours, reference, 13), 1e-4) << model;  // row 2 has 13 real tokens
+  }
+}
+
+TEST(Cli, InspectListsTensorsAndTotals) {
+  const auto r = run("inspect " + fixture("llama/sharded"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("model.layers.1.mlp.down_proj.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("total: 21 tensors, 106816 elements, 427264 bytes in 5 file(s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no problems found"), std::string::npos);
+}
+
+TEST(Cli, InspectReportsProblemsAndFails) {
+  ScratchDir scratch;
+  fs::copy(fixture("llama/sharded"), scratch / "m");
+  fs::copy(fixture("llama/sharded"), scratch / "v");
+  fs::resize_file(scratch / "m/model-00002-of-00005.safetensors", 1000);
+  auto r = run("inspect " + (scratch / "m"));
+  expect_one_line_error(r, "model-00002-of-00005.safetensors");
+  EXPECT_NE(r.out.find("run past the end"), std::string::npos) << r.out;
+  // A config that does not fit the tensors: every misfit is listed.
+  auto config = testing::read_bytes(scratch / "v/config.json");
+  config.replace(config.find("\"vocab_size\": 256"), 17, "\"vocab_size\": 300");
+  testing::write_bytes(scratch / "v/config.json", config);
+  r = run("inspect " + (scratch / "v"));
+  expect_one_line_error(r, "config.json implies");
+  EXPECT_NE(r.out.find("'model.embed_tokens.weight' has shape [256,64] but config.json implies [300,64]"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("'lm_head.weight' has shape [256,64] but config.json implies [300,64]"), std::string::npos);
+}
+
+TEST(Cli, BadInputsGiveOneLineErrorsAndNonZeroStatus) {
+  ScratchDir scratch;
+  testing::write_bytes(scratch / "trunc.safetensors", "\x10\0\0\0\0\0\0\0{\"a\"");
+  expect_one_line_error(run("inspect " + (scratch / "trunc.safetensors")), "trunc.safetensors");
+  fs::copy(fixture("gpt2/single"), scratch / "g");
+  testing::write_bytes(scratch / "g/config.json", "{\"model_type\": \"gpt2\"}");
+  expect_one_line_error(run("logits " + (scratch / "g") + " --inputs " + fixture("gpt2/inputs.json") + " --output " +
+                            (scratch / "x.npy")),
+                        "config.json: missing required key 'vocab_size'");
+  EXPECT_FALSE(fs::exists(scratch / "x.npy"));
+  expect_one_line_error(run("logits " + fixture("gpt2/single")), "--inputs");
+  expect_one_line_error(run("frobnicate"), "unknown command 'frobnicate'");
+  expect_one_line_error(run("convert " + fixture("llama/single") + " " + (scratch / "o") + " --max_shard_size=lots"),
+                        "max_shard_size 'lots'");
+}
+
+TEST(Cli, ConvertChangesDtypeAndSharding) {
+  ScratchDir scratch;
+  auto r = run("convert " + fixture("llama/bf16") + " " + (scratch / "f32") + " --dtype float32 --max_shard_size 100KB");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(scratch / "f32/model.safetensors.index.json"));
+  r = run("inspect " + (scratch / "f32"));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("F32"), std::string::npos);
+  EXPECT_EQ(r.out.find("BF16"), std::string::npos);
+  // And back: float32 -> bfloat16 reproduces the transformers-written bf16 file exactly.
+  r = run("convert " + (scratch / "f32") + " " + (scratch / "bf16") + " --dtype bfloat16");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(testing::read_bytes(scratch / "bf16/model.safetensors") ==
+              testing::read_bytes(fixture("llama/bf16/model.safetensors")));
+}
+
+}  // namespace
+}  // namespace mpitrain
