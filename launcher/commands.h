@@ -13,6 +13,9 @@ int run_inspect(const Args& args);
 int run_logits(const Args& args);
 int run_convert(const Args& args);
 int run_init(const Args& args);
+int run_train(const Args& args);
+int run_prepare_data(const Args& args);
+int run_generate(const Args& args);
 int run_bench(const Args& args);
 
 // Thrown for a bad command line; main prints it with the usage hint.

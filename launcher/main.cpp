@@ -11,6 +11,9 @@ namespace {
 const char* kUsage =
     "usage: mpitrain <command> [options]\n"
     "commands:\n"
+    "  train CONFIG.json [--key=value]    train (under mpirun/srun for several ranks); ends in an HF directory\n"
+    "  prepare-data SOURCE OUT.h5         text files or JSON lines to the HDF5 training format\n"
+    "  generate MODEL_DIR --prompt TEXT   sample text from a causal LM trained with the byte tokenizer\n"
     "  inspect PATH                       list the tensors of a safetensors file or HF directory and every format problem\n"
     "  logits MODEL_DIR --inputs F --output F.npy\n"
     "                                     forward pass of an HF model on inputs.json; float32 logits as .npy\n"
@@ -31,7 +34,8 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::map<std::string, int (*)(const Args&)> commands = {
-      {"inspect", run_inspect}, {"logits", run_logits}, {"convert", run_convert}, {"init", run_init}, {"bench", run_bench}};
+      {"inspect", run_inspect}, {"logits", run_logits}, {"convert", run_convert}, {"init", run_init},
+      {"bench", run_bench}, {"train", run_train}, {"prepare-data", run_prepare_data}, {"generate", run_generate}};
   const std::string name = argv[1];
   const Args args(argv + 2, argv + argc);
   auto it = commands.find(name);

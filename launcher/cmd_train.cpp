@@ -1,0 +1,53 @@
+// `mpitrain train CONFIG.json [--key=value ...]`: the distributed training job, launched by mpirun or srun.
+#include <iostream>
+
+#include "launcher/commands.h"
+#include "runtime/comm/agreement.h"
+#include "runtime/comm/collective_timeout.h"
+#include "runtime/comm/launch.h"
+#include "runtime/comm/mpi_communicator.h"
+#include "src/train/run_config.h"
+#include "src/train/trainer.h"
+
+namespace mpitrain::launcher {
+
+int run_train(const Args& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    if (args.empty()) throw UsageError("train: expected CONFIG.json");
+    std::cout << "usage: mpitrain train CONFIG.json [--key=value ...]\nkeys (plain or section.key):\n";
+    for (const auto& k : train::config_keys())
+      std::cout << "  " << k.dotted() << " (default " << k.default_value.dump() << ")"
+                << (k.help.empty() ? "" : ": " + k.help) << "\n";
+    return 0;
+  }
+  comm::MpiSession mpi(nullptr, nullptr);
+  int rank = 0;
+  try {
+    const auto launch = comm::detect_launch();
+    rank = launch.rank;
+    auto world = comm::MpiCommunicator::world();
+    nlohmann::json config;
+    comm::run_agreed(*world, [&] { config = train::load_run_config(args[0], Args(args.begin() + 1, args.end())); });
+    comm::set_collective_timeout_seconds(config["parallel"]["collective_timeout_s"].get<double>());
+    comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());
+    const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
+    if (tp != 1) throw comm::AgreedError("parallel.tensor_parallel_size " + std::to_string(tp) +
+                                         " is not supported yet (tensor parallelism is the next issue); use 1");
+    std::shared_ptr<comm::Mesh> mesh;
+    comm::run_agreed(*world, [&] { mesh = std::make_shared<comm::Mesh>(world, tp); });
+    train::Trainer trainer(config, mesh);
+    trainer.train();
+    trainer.save_model(config["training"]["output_dir"].get<std::string>());
+    return 0;
+  } catch (const comm::AgreedError& e) {
+    // Every rank has the same message; one line is enough.
+    if (rank == 0) std::cerr << "mpitrain: error: " << e.what() << std::endl;
+    return 1;
+  } catch (const std::runtime_error& e) {
+    // Launch problems (srun without PMI) happen before ranks can agree: every process is rank 0 of its own world.
+    const std::string text = e.what();
+    comm::abort_job(text.substr(0, text.find('\n')));
+  }
+}
+
+}  // namespace mpitrain::launcher

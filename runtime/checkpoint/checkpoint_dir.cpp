@@ -1,0 +1,92 @@
+// Training checkpoints on disk: checkpoint-<step> directories committed atomically, found, rotated and cleaned.
+#include "runtime/checkpoint/checkpoint_dir.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include "runtime/checkpoint/atomic_file.h"
+#include "runtime/checkpoint/checkpoint_error.h"
+
+namespace mpitrain::checkpoint {
+
+namespace fs = std::filesystem;
+
+std::string checkpoint_name(std::int64_t step) { return "checkpoint-" + std::to_string(step); }
+
+std::string staging_dir(const std::string& root, std::int64_t step) {
+  return (fs::path(root) / (".tmp-" + checkpoint_name(step))).string();
+}
+
+void prepare_staging_dir(const std::string& root, std::int64_t step) {
+  const auto dir = staging_dir(root, step);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+}
+
+std::string commit_staging_dir(const std::string& root, std::int64_t step, const std::string& marker_json) {
+  const auto staging = staging_dir(root, step);
+  const auto final_path = (fs::path(root) / checkpoint_name(step)).string();
+  fsync_directory(staging);
+  // A complete checkpoint of the same step is replaced only after the new one is whole.
+  if (fs::exists(final_path)) fs::remove_all(final_path);
+  fs::rename(staging, final_path);
+  fsync_directory(root);
+  write_file_atomically((fs::path(final_path) / kCompleteMarker).string(), marker_json);
+  return final_path;
+}
+
+bool is_complete_checkpoint(const std::string& dir) { return fs::is_regular_file(fs::path(dir) / kCompleteMarker); }
+
+namespace {
+
+const std::regex kCheckpointName(R"(checkpoint-(\d+))");
+
+}  // namespace
+
+std::vector<CheckpointEntry> complete_checkpoints(const std::string& root) {
+  std::vector<CheckpointEntry> out;
+  if (!fs::is_directory(root)) return out;
+  for (const auto& item : fs::directory_iterator(root)) {
+    std::smatch match;
+    const auto name = item.path().filename().string();
+    if (item.is_directory() && std::regex_match(name, match, kCheckpointName) &&
+        is_complete_checkpoint(item.path().string()))
+      out.push_back({std::stoll(match[1]), item.path().string()});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  return out;
+}
+
+std::vector<std::string> incomplete_checkpoints(const std::string& root) {
+  std::vector<std::string> out;
+  if (!fs::is_directory(root)) return out;
+  for (const auto& item : fs::directory_iterator(root)) {
+    const auto name = item.path().filename().string();
+    if (!item.is_directory()) continue;
+    if (name.rfind(".tmp-checkpoint-", 0) == 0 ||
+        (std::regex_match(name, kCheckpointName) && !is_complete_checkpoint(item.path().string())))
+      out.push_back(item.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> checkpoints_to_rotate(const std::vector<CheckpointEntry>& complete, std::int64_t limit,
+                                               const std::string& protect) {
+  std::vector<std::string> candidates;
+  for (const auto& c : complete)
+    if (fs::path(c.path).filename() != fs::path(protect).filename() || protect.empty()) candidates.push_back(c.path);
+  std::vector<std::string> out;
+  if (limit <= 0) return out;
+  const bool protecting = candidates.size() != complete.size();
+  // The protected best counts as one of the kept ones when the limit allows, as in transformers.
+  const std::int64_t keep = protecting ? std::max<std::int64_t>(limit - 1, 1) : limit;
+  while (static_cast<std::int64_t>(candidates.size()) > keep) {
+    out.push_back(candidates.front());
+    candidates.erase(candidates.begin());
+  }
+  return out;
+}
+
+}  // namespace mpitrain::checkpoint

@@ -1,0 +1,53 @@
+// The Communicator interface over tensors: collectives and point-to-point, one backend per transport.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mpitrain::comm {
+
+enum class ReduceOp { kSum, kAvg, kMax, kMin };
+
+// A nonblocking operation in flight. wait() completes it (applying any post-processing such
+// as the division of an average) or ends the job when it exceeds the collective timeout.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual bool test() = 0;  // advances progress; true once complete (post-processing done)
+  virtual void wait() = 0;
+};
+
+// Contract (as in c10d): every collective is called in the same order, with matching
+// shapes and dtypes, by all ranks of the communicator. Tensors are CPU tensors for the MPI
+// backend; an NCCL backend takes device tensors behind the same interface.
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const std::string& name() const = 0;  // "world", "dp", "tp": used in error messages
+
+  // In place; the tensor must be contiguous.
+  virtual std::unique_ptr<Work> allreduce_async(torch::Tensor& tensor, ReduceOp op) = 0;
+  void allreduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) { allreduce_async(tensor, op)->wait(); }
+
+  virtual void broadcast(torch::Tensor& tensor, int root) = 0;
+  // Concatenation along dim 0 of every rank's tensor (equal shapes).
+  virtual torch::Tensor allgather(const torch::Tensor& tensor) = 0;
+  // Concatenation along dim 0 where ranks may hold different dim-0 sizes.
+  virtual torch::Tensor allgatherv(const torch::Tensor& tensor) = 0;
+  // Reduces `tensor` (dim 0 divisible by size) and returns this rank's dim-0 block of the result.
+  virtual torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  virtual void send(const torch::Tensor& tensor, int dst, int tag) = 0;
+  virtual void recv(torch::Tensor& tensor, int src, int tag) = 0;  // into a tensor of the right shape
+  virtual void barrier() = 0;
+
+  // A sub-communicator of the ranks passing the same `color`, ordered by `key`; collective.
+  virtual std::shared_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
+};
+
+}  // namespace mpitrain::comm

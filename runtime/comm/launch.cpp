@@ -1,0 +1,87 @@
+// Process placement from MPI (rank, world, local rank/size), cross-checked with the launcher's environment.
+#include "runtime/comm/launch.h"
+
+#include <mpi.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+namespace mpitrain::comm {
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value ? std::atoi(value) : fallback;
+}
+
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) return;
+  int provided = 0;
+  MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+LaunchInfo detect_launch() {
+  LaunchInfo info;
+  MPI_Comm_rank(MPI_COMM_WORLD, &info.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &info.world_size);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info.rank, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &info.local_rank);
+  MPI_Comm_size(local, &info.local_size);
+  MPI_Comm_free(&local);
+
+  const int slurm_tasks = env_int("SLURM_NTASKS", env_int("SLURM_NPROCS", 0));
+  const bool under_slurm_step = std::getenv("SLURM_STEP_ID") != nullptr && std::getenv("SLURM_PROCID") != nullptr;
+  const bool under_mpirun = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr;
+  info.launcher = under_mpirun ? "mpirun" : (under_slurm_step ? "srun" : "none");
+
+  if (!under_mpirun && under_slurm_step && slurm_tasks > 1 && info.world_size == 1)
+    throw std::runtime_error(
+        "started by srun with " + std::to_string(slurm_tasks) +
+        " tasks but MPI sees a world of 1: srun did not pass PMI to MPI. Launch with `srun --mpi=pmix ...` "
+        "(check `srun --mpi=list`), or with `mpirun` inside the allocation");
+  if (under_mpirun) {
+    const int env_size = env_int("OMPI_COMM_WORLD_SIZE", info.world_size);
+    const int env_rank = env_int("OMPI_COMM_WORLD_RANK", info.rank);
+    if (env_size != info.world_size || env_rank != info.rank)
+      throw std::runtime_error("Open MPI's environment says rank " + std::to_string(env_rank) + " of " +
+                               std::to_string(env_size) + " but MPI says " + std::to_string(info.rank) + " of " +
+                               std::to_string(info.world_size) + ": mixed MPI installations?");
+  }
+  if (under_slurm_step && !under_mpirun && slurm_tasks > 1 && slurm_tasks != info.world_size)
+    throw std::runtime_error("SLURM_NTASKS is " + std::to_string(slurm_tasks) + " but MPI's world has " +
+                             std::to_string(info.world_size) + " ranks");
+  return info;
+}
+
+int configure_torch_threads(const LaunchInfo& launch, int requested) {
+  int threads = requested;
+  if (threads <= 0) {
+    // Slurm's --cpus-per-task, when set, is this rank's share already.
+    const int per_task = env_int("SLURM_CPUS_PER_TASK", 0);
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = per_task > 0 ? per_task : std::max(1, cores / std::max(1, launch.local_size));
+  }
+  at::set_num_threads(threads);
+  // The interop pool can only be sized before its first use; later calls are ignored by design.
+  try {
+    at::set_num_interop_threads(1);
+  } catch (const std::exception&) {
+  }
+  return threads;
+}
+
+}  // namespace mpitrain::comm

@@ -1,0 +1,60 @@
+// Training data in HDF5: a token stream cut into seq_len windows (causal LM) or rows with labels (classification).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mpitrain::data {
+
+// File layout, written by `mpitrain prepare-data`:
+//   /<split>/tokens          int32 [n]            causal LM token stream (documents joined by </s>)
+//   /<split>/input_ids       int32 [rows, len]    classification
+//   /<split>/attention_mask  int8  [rows, len]
+//   /<split>/labels          int64 [rows]
+//   attribute vocab_size on the root group
+struct Batch {
+  torch::Tensor input_ids;       // [b, len] int64
+  torch::Tensor attention_mask;  // [b, len] int64 (undefined for packed LM windows: all real)
+  torch::Tensor labels;          // [b, len] for causal LM (= input_ids), [b] for classification
+  std::int64_t tokens = 0;       // real tokens in the batch
+};
+
+class Hdf5Dataset {
+ public:
+  // Throws std::runtime_error naming the file and the dataset for anything missing or malformed.
+  Hdf5Dataset(const std::string& path, const std::string& split, std::int64_t seq_len);
+  ~Hdf5Dataset();
+  Hdf5Dataset(const Hdf5Dataset&) = delete;
+  Hdf5Dataset& operator=(const Hdf5Dataset&) = delete;
+
+  bool is_classification() const { return classification_; }
+  std::int64_t size() const { return samples_; }  // windows or rows
+  std::int64_t vocab_size() const { return vocab_size_; }
+  const std::string& path() const { return path_; }
+
+  // Reads only the samples named (one hyperslab each), in the order given.
+  Batch read(const std::vector<std::int64_t>& indices) const;
+
+ private:
+  std::string path_, split_;
+  std::int64_t seq_len_ = 0, samples_ = 0, vocab_size_ = 0;
+  bool classification_ = false;
+  long long file_ = -1;  // hid_t, kept opaque so HDF5's headers stay out of this one
+};
+
+// Writes a causal-LM file: one token stream per split.
+void write_token_file(const std::string& path, const std::vector<std::int32_t>& train,
+                      const std::vector<std::int32_t>& eval, std::int64_t vocab_size);
+
+// Writes a classification file: rows padded to `length` with `pad_id`.
+struct LabelledRows {
+  std::vector<std::vector<std::int32_t>> ids;
+  std::vector<std::int64_t> labels;
+};
+void write_classification_file(const std::string& path, const LabelledRows& train, const LabelledRows& eval,
+                               std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size);
+
+}  // namespace mpitrain::data

@@ -1,0 +1,108 @@
+// `prepare-data`: text files (causal LM) or JSON lines {"text", "label"} (classification) to HDF5, with an eval split.
+#include "src/data/prepare_data.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "src/data/byte_tokenizer.h"
+#include "src/data/hdf5_dataset.h"
+
+namespace mpitrain::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<fs::path> source_files(const std::string& source, const std::string& extension) {
+  if (!fs::exists(source)) throw std::runtime_error(source + ": data source does not exist");
+  std::vector<fs::path> files;
+  if (fs::is_directory(source)) {
+    for (const auto& item : fs::recursive_directory_iterator(source))
+      if (item.is_regular_file() && item.path().extension() == extension) files.push_back(item.path());
+  } else {
+    files.push_back(source);
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw std::runtime_error(source + ": no " + extension + " files");
+  return files;
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace
+
+PrepareReport prepare_text_corpus(const std::string& source, const std::string& output, int eval_every) {
+  ByteTokenizer tokenizer;
+  std::vector<std::int32_t> train, eval;
+  PrepareReport report;
+  for (const auto& file : source_files(source, ".txt")) {
+    const auto text = slurp(file);
+    if (text.empty()) continue;
+    auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
+    const auto ids = tokenizer.encode(text);
+    split.insert(split.end(), ids.begin(), ids.end());
+    split.push_back(ByteTokenizer::kEos);
+    ++report.documents;
+  }
+  if (train.empty()) throw std::runtime_error(source + ": no text to train on");
+  if (eval.empty()) {  // too few documents for a split: hold out the tail of the stream
+    const auto cut = train.size() - train.size() / 10;
+    eval.assign(train.begin() + static_cast<std::ptrdiff_t>(cut), train.end());
+    train.resize(cut);
+  }
+  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+  write_token_file(output, train, eval, ByteTokenizer::kVocabSize);
+  report.train_tokens = static_cast<std::int64_t>(train.size());
+  report.eval_tokens = static_cast<std::int64_t>(eval.size());
+  return report;
+}
+
+PrepareReport prepare_classification(const std::string& source, const std::string& output, std::int64_t max_length,
+                                     int eval_every) {
+  ByteTokenizer tokenizer;
+  LabelledRows train, eval;
+  PrepareReport report;
+  for (const auto& file : source_files(source, ".jsonl")) {
+    std::ifstream in(file);
+    std::string line;
+    std::int64_t line_number = 0;
+    while (std::getline(in, line)) {
+      ++line_number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json row;
+      try {
+        row = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::parse_error&) {
+        throw std::runtime_error(file.string() + ":" + std::to_string(line_number) + ": invalid JSON");
+      }
+      if (!row.contains("text") || !row["text"].is_string() || !row.contains("label") ||
+          !row["label"].is_number_integer())
+        throw std::runtime_error(file.string() + ":" + std::to_string(line_number) +
+                                 ": needs a string \"text\" and an integer \"label\"");
+      auto ids = tokenizer.encode(row["text"].get<std::string>());
+      ids.insert(ids.begin(), ByteTokenizer::kBos);  // the [CLS]-like first token the pooler reads
+      if (static_cast<std::int64_t>(ids.size()) > max_length) ids.resize(static_cast<std::size_t>(max_length));
+      auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
+      split.ids.push_back(std::move(ids));
+      split.labels.push_back(row["label"].get<std::int64_t>());
+      ++report.documents;
+    }
+  }
+  if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
+  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+  write_classification_file(output, train, eval, max_length, ByteTokenizer::kPad, ByteTokenizer::kVocabSize);
+  report.train_rows = static_cast<std::int64_t>(train.ids.size());
+  report.eval_rows = static_cast<std::int64_t>(eval.ids.size());
+  return report;
+}
+
+}  // namespace mpitrain::data

@@ -1,0 +1,70 @@
+// AdamW with torch.optim.AdamW's arithmetic, whose state is plain named tensors (saved as safetensors).
+#include "src/train/adamw.h"
+
+#include <cmath>
+#include <map>
+
+namespace mpitrain::train {
+
+AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> parameters, AdamWOptions options) : options_(options) {
+  for (auto& [name, p] : parameters)
+    slots_.push_back({name, p, torch::zeros_like(p, torch::MemoryFormat::Contiguous),
+                      torch::zeros_like(p, torch::MemoryFormat::Contiguous), p.dim() >= 2});
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++steps_;
+  const double bias1 = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
+  const double bias2_sqrt = std::sqrt(1 - std::pow(options_.beta2, static_cast<double>(steps_)));
+  for (auto& s : slots_) {
+    if (!s.parameter.grad().defined()) continue;
+    const auto& grad = s.parameter.grad();
+    if (s.decay && options_.weight_decay != 0) s.parameter.mul_(1 - lr * options_.weight_decay);
+    s.exp_avg.mul_(options_.beta1).add_(grad, 1 - options_.beta1);
+    s.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1 - options_.beta2);
+    auto denom = (s.exp_avg_sq.sqrt() / bias2_sqrt).add_(options_.eps);
+    s.parameter.addcdiv_(s.exp_avg, denom, -lr / bias1);
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& s : slots_) {
+    out.emplace_back("exp_avg." + s.name, s.exp_avg);
+    out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
+  }
+  return out;
+}
+
+void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, std::int64_t steps) {
+  std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
+  torch::NoGradGuard no_grad;
+  for (auto& s : slots_) {
+    const std::pair<std::string, torch::Tensor*> moments[] = {{"exp_avg.", &s.exp_avg}, {"exp_avg_sq.", &s.exp_avg_sq}};
+    for (const auto& [prefix, target] : moments) {
+      auto it = by_name.find(prefix + s.name);
+      if (it == by_name.end()) throw std::runtime_error("optimizer state has no tensor '" + prefix + s.name + "'");
+      if (it->second.sizes() != target->sizes())
+        throw std::runtime_error("optimizer state tensor '" + prefix + s.name + "' has the wrong shape");
+      target->copy_(it->second);
+    }
+  }
+  steps_ = steps;
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  double total = 0;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) total += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+  const double norm = std::sqrt(total);
+  // torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), never above 1.
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (max_norm > 0 && coefficient < 1)
+    for (const auto& p : parameters)
+      if (p.grad().defined()) p.grad().mul_(coefficient);
+  return norm;
+}
+
+}  // namespace mpitrain::train

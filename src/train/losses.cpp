@@ -1,0 +1,22 @@
+// The training losses transformers computes inside its models: shifted causal-LM cross-entropy and classification.
+#include "src/train/losses.h"
+
+namespace mpitrain::train {
+
+LossValue causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& attention_mask) {
+  const auto vocab = logits.size(-1);
+  auto shifted_logits = logits.narrow(1, 0, logits.size(1) - 1).to(torch::kFloat32).reshape({-1, vocab});
+  auto targets = labels.narrow(1, 1, labels.size(1) - 1).clone();
+  if (attention_mask.defined()) targets.masked_fill_(attention_mask.narrow(1, 1, labels.size(1) - 1) == 0, -100);
+  targets = targets.reshape({-1});
+  const auto count = (targets != -100).sum().item<std::int64_t>();
+  auto loss = torch::nn::functional::cross_entropy(
+      shifted_logits, targets, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+  return {loss, count};
+}
+
+LossValue classification_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return {torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), labels), labels.size(0)};
+}
+
+}  // namespace mpitrain::train

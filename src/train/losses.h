@@ -1,0 +1,18 @@
+// The training losses transformers computes inside its models: shifted causal-LM cross-entropy and classification.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace mpitrain::train {
+
+struct LossValue {
+  torch::Tensor loss;   // mean over counted targets
+  std::int64_t count;   // targets counted (tokens or rows)
+};
+
+// logits [b, s, v], labels [b, s]: position t predicts label t+1; masked positions (mask 0) are ignored.
+LossValue causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& attention_mask);
+// logits [b, n], labels [b]
+LossValue classification_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace mpitrain::train

@@ -1,0 +1,286 @@
+// The run configuration: model, data, training (HF TrainingArguments names) and parallel sections, with overrides.
+#include "src/train/run_config.h"
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace mpitrain::train {
+
+using nlohmann::json;
+using Type = KeySpec::Type;
+
+const std::vector<KeySpec>& config_keys() {
+  static const std::vector<KeySpec> keys = {
+      // model
+      {"model", "model_name_or_path", Type::kString, "", "start from this HF directory (its config.json defines the model)"},
+      {"model", "config", Type::kObject, nullptr, "an HF config.json object for a model trained from scratch"},
+      {"model", "init_seed", Type::kInt, 42, "seed of the from-scratch initialisation"},
+      // data
+      {"data", "train_file", Type::kString, "", "HDF5 file made by prepare-data (made from `source` when missing)"},
+      {"data", "source", Type::kString, "", "text files (causal LM) or JSON lines (classification) to prepare"},
+      {"data", "task", Type::kString, "causal_lm", "causal_lm | classification"},
+      {"data", "seq_len", Type::kInt, 128, "tokens per causal-LM training window"},
+      {"data", "max_length", Type::kInt, 128, "tokens per classification row"},
+      {"data", "eval_every", Type::kInt, 10, "every n-th document goes to the eval split when preparing"},
+      {"data", "shuffle", Type::kBool, true, "shuffle the training samples every epoch"},
+      // training: Hugging Face TrainingArguments names and defaults
+      {"training", "output_dir", Type::kString, "", "where checkpoints and the final model go"},
+      {"training", "num_train_epochs", Type::kFloat, 3.0, ""},
+      {"training", "max_steps", Type::kInt, -1, "overrides num_train_epochs when >= 0; 0 re-saves the start model"},
+      {"training", "per_device_train_batch_size", Type::kInt, 8, ""},
+      {"training", "per_device_eval_batch_size", Type::kInt, 8, ""},
+      {"training", "gradient_accumulation_steps", Type::kInt, 1, ""},
+      {"training", "learning_rate", Type::kFloat, 5e-5, ""},
+      {"training", "weight_decay", Type::kFloat, 0.0, ""},
+      {"training", "adam_beta1", Type::kFloat, 0.9, ""},
+      {"training", "adam_beta2", Type::kFloat, 0.999, ""},
+      {"training", "adam_epsilon", Type::kFloat, 1e-8, ""},
+      {"training", "max_grad_norm", Type::kFloat, 1.0, "0 disables clipping"},
+      {"training", "lr_scheduler_type", Type::kString, "linear", "linear | cosine | constant | constant_with_warmup"},
+      {"training", "warmup_steps", Type::kInt, 0, ""},
+      {"training", "warmup_ratio", Type::kFloat, 0.0, ""},
+      {"training", "logging_steps", Type::kInt, 500, ""},
+      {"training", "eval_strategy", Type::kString, "no", "no | steps | epoch"},
+      {"training", "eval_steps", Type::kInt, 0, "defaults to logging_steps"},
+      {"training", "save_strategy", Type::kString, "steps", "no | steps | epoch | best"},
+      {"training", "save_steps", Type::kInt, 500, ""},
+      {"training", "save_total_limit", Type::kInt, 0, "0 keeps every checkpoint; the best is never deleted"},
+      {"training", "load_best_model_at_end", Type::kBool, false, ""},
+      {"training", "metric_for_best_model", Type::kString, "loss", "an eval metric name (eval_ prefix optional)"},
+      {"training", "greater_is_better", Type::kBool, false, ""},
+      {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
+      {"training", "seed", Type::kInt, 42, ""},
+      {"training", "bf16", Type::kBool, false, "bfloat16 autocast with float32 master weights"},
+      {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, or true for the latest"},
+      {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
+      {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
+      {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
+      // parallel
+      {"parallel", "tensor_parallel_size", Type::kInt, 1, ""},
+      {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce bucket size"},
+      {"parallel", "collective_timeout_s", Type::kFloat, 1800.0, "a collective slower than this ends the job"},
+      {"parallel", "torch_threads", Type::kInt, 0, "0: cores per local rank"},
+  };
+  return keys;
+}
+
+namespace {
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+const KeySpec* find_key(const std::string& section, const std::string& name) {
+  for (const auto& k : config_keys())
+    if (k.name == name && (section.empty() || k.section == section)) return &k;
+  return nullptr;
+}
+
+[[noreturn]] void unknown(const std::string& key, const std::string& where) {
+  throw ConfigError(where + "unknown key '" + key + "' (did you mean '" + closest_key(key) + "'?)");
+}
+
+std::string type_name(Type t) {
+  switch (t) {
+    case Type::kInt: return "an integer";
+    case Type::kFloat: return "a number";
+    case Type::kBool: return "true or false";
+    case Type::kString: return "a string";
+    case Type::kObject: return "a JSON object";
+    case Type::kPathOrBool: return "a path or true/false";
+  }
+  return "";
+}
+
+// Checks a JSON value against the key's type; numbers given as ints are fine for floats.
+json typed(const KeySpec& key, const json& value, const std::string& where) {
+  const bool ok = (key.type == Type::kInt && value.is_number_integer()) ||
+                  (key.type == Type::kFloat && value.is_number()) || (key.type == Type::kBool && value.is_boolean()) ||
+                  (key.type == Type::kString && value.is_string()) ||
+                  (key.type == Type::kObject && (value.is_object() || value.is_null())) ||
+                  (key.type == Type::kPathOrBool && (value.is_string() || value.is_boolean()));
+  if (!ok) throw ConfigError(where + "key '" + key.dotted() + "' must be " + type_name(key.type) + ", got " + value.dump());
+  return key.type == Type::kFloat ? json(value.get<double>()) : value;
+}
+
+// A command-line string converted to the key's type.
+json from_text(const KeySpec& key, const std::string& text) {
+  const std::string where = "command line: ";
+  auto fail = [&]() -> json {
+    throw ConfigError(where + "key '" + key.dotted() + "' must be " + type_name(key.type) + ", got '" + text + "'");
+  };
+  try {
+    switch (key.type) {
+      case Type::kInt: {
+        std::size_t used = 0;
+        const long long v = std::stoll(text, &used);
+        return used == text.size() ? json(v) : fail();
+      }
+      case Type::kFloat: {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        return used == text.size() ? json(v) : fail();
+      }
+      case Type::kBool:
+        if (text == "true" || text == "1") return true;
+        if (text == "false" || text == "0") return false;
+        return fail();
+      case Type::kString: return text;
+      case Type::kObject: return json::parse(text);
+      case Type::kPathOrBool:
+        if (text == "true") return true;
+        if (text == "false" || text.empty()) return false;
+        return text;
+    }
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception&) {
+    return fail();
+  }
+  return fail();
+}
+
+void validate(const json& c, const std::string& where) {
+  auto fail = [&](const std::string& key, const std::string& problem) {
+    throw ConfigError(where + "key '" + key + "' " + problem);
+  };
+  auto positive = [&](const std::string& section, const std::string& name) {
+    if (c[section][name].get<double>() <= 0) fail(section + "." + name, "must be positive, got " + c[section][name].dump());
+  };
+  auto non_negative = [&](const std::string& section, const std::string& name) {
+    if (c[section][name].get<double>() < 0)
+      fail(section + "." + name, "must not be negative, got " + c[section][name].dump());
+  };
+  auto one_of = [&](const std::string& section, const std::string& name, const std::set<std::string>& allowed) {
+    const auto value = c[section][name].get<std::string>();
+    if (!allowed.count(value)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      fail(section + "." + name, "must be one of " + list + ", got '" + value + "'");
+    }
+  };
+  for (const char* k : {"per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                        "logging_steps", "save_steps"})
+    positive("training", k);
+  for (const char* k : {"learning_rate", "weight_decay", "adam_epsilon", "max_grad_norm", "warmup_steps",
+                        "warmup_ratio", "save_total_limit", "eval_steps", "num_train_epochs"})
+    non_negative("training", k);
+  if (c["training"]["max_steps"].get<long long>() < -1) fail("training.max_steps", "must be -1 (use epochs) or >= 0");
+  positive("data", "seq_len");
+  positive("data", "max_length");
+  positive("parallel", "tensor_parallel_size");
+  positive("parallel", "bucket_size_mb");
+  non_negative("parallel", "collective_timeout_s");
+  non_negative("parallel", "torch_threads");
+  one_of("data", "task", {"causal_lm", "classification"});
+  one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
+  one_of("training", "eval_strategy", {"no", "steps", "epoch"});
+  one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
+  if (c["training"]["output_dir"].get<std::string>().empty()) fail("training.output_dir", "is required");
+  const bool has_model = !c["model"]["model_name_or_path"].get<std::string>().empty() || c["model"]["config"].is_object();
+  if (!has_model) fail("model.config", "or model.model_name_or_path is required");
+  if (c["training"]["save_strategy"] == "best" && c["training"]["eval_strategy"] == "no")
+    fail("training.save_strategy", "'best' needs an eval_strategy other than 'no'");
+  if (c["training"]["load_best_model_at_end"].get<bool>()) {
+    if (c["training"]["eval_strategy"] == "no")
+      fail("training.load_best_model_at_end", "needs an eval_strategy other than 'no'");
+    if (c["training"]["save_strategy"] != "best" && c["training"]["save_strategy"] != c["training"]["eval_strategy"])
+      fail("training.load_best_model_at_end", "needs save_strategy equal to eval_strategy (or 'best'), as in transformers");
+  }
+}
+
+}  // namespace
+
+std::string closest_key(const std::string& name) {
+  const auto plain = name.substr(name.find('.') == std::string::npos ? 0 : name.find('.') + 1);
+  std::string best;
+  std::size_t best_distance = SIZE_MAX;
+  for (const auto& k : config_keys()) {
+    const auto d = std::min(edit_distance(plain, k.name), edit_distance(name, k.dotted()));
+    if (d < best_distance) {
+      best_distance = d;
+      best = k.name;
+    }
+  }
+  return best;
+}
+
+json load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  json file;
+  {
+    std::ifstream in(path);
+    if (!in) throw ConfigError(path + ": cannot read config file");
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+      file = json::parse(text.str());
+    } catch (const json::parse_error& e) {
+      throw ConfigError(path + ": invalid JSON (" + e.what() + ")");
+    }
+  }
+  if (!file.is_object()) throw ConfigError(path + ": the config must be a JSON object");
+  const std::string where = path + ": ";
+
+  json config = json::object();
+  for (const auto& k : config_keys()) config[k.section][k.name] = k.default_value;
+  for (auto section = file.begin(); section != file.end(); ++section) {
+    if (!config.contains(section.key())) {
+      // A training key written at top level is a common slip: name it.
+      throw ConfigError(where + "unknown section '" + section.key() + "' (sections: model, data, training, parallel" +
+                        (find_key("", section.key()) ? "; '" + section.key() + "' belongs in '" +
+                                                           find_key("", section.key())->section + "'"
+                                                     : "") +
+                        ")");
+    }
+    if (!section->is_object()) throw ConfigError(where + "section '" + section.key() + "' must be a JSON object");
+    for (auto item = section->begin(); item != section->end(); ++item) {
+      const auto* key = find_key(section.key(), item.key());
+      if (!key) unknown(section.key() + "." + item.key(), where);
+      config[key->section][key->name] = typed(*key, item.value(), where);
+    }
+  }
+
+  // Overrides through Boost.Program_options: each key under its plain and its dotted name.
+  namespace po = boost::program_options;
+  po::options_description options;
+  for (const auto& k : config_keys()) {
+    options.add_options()(k.name.c_str(), po::value<std::string>(), k.help.c_str());
+    options.add_options()(k.dotted().c_str(), po::value<std::string>(), k.help.c_str());
+  }
+  po::variables_map values;
+  try {
+    auto parsed = po::command_line_parser(overrides).options(options).allow_unregistered().run();
+    for (const auto& unrecognized : po::collect_unrecognized(parsed.options, po::include_positional)) {
+      auto name = unrecognized;
+      name.erase(0, name.find_first_not_of('-'));
+      name = name.substr(0, name.find('='));
+      if (name.empty() || unrecognized.rfind("-", 0) != 0) throw ConfigError("command line: unexpected argument '" + unrecognized + "'");
+      unknown(name, "command line: ");
+    }
+    po::store(parsed, values);
+  } catch (const po::error& e) {
+    throw ConfigError(std::string("command line: ") + e.what());
+  }
+  for (const auto& k : config_keys()) {
+    for (const auto& name : {k.name, k.dotted()})
+      if (values.count(name)) config[k.section][k.name] = from_text(k, values[name].as<std::string>());
+  }
+  validate(config, where);
+  return config;
+}
+
+}  // namespace mpitrain::train

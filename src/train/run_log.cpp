@@ -1,0 +1,144 @@
+// What a run reports: rank 0's console progress, metrics.jsonl, each rank's log file, and the loss plot.
+#include "src/train/run_log.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "runtime/checkpoint/atomic_file.h"
+
+namespace mpitrain::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string timestamp() {
+  const auto now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+  return buf;
+}
+
+std::string duration_text(double seconds) {
+  const auto s = static_cast<long>(std::max(0.0, seconds));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+RunLog::RunLog(const std::string& output_dir, int rank, bool progress_bar)
+    : rank_(rank), bar_(progress_bar && rank == 0 && ::isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {
+  fs::create_directories(fs::path(output_dir) / "logs");
+  rank_log_.open(fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log"), std::ios::app);
+  if (rank == 0) metrics_.open(fs::path(output_dir) / "metrics.jsonl", std::ios::app);
+}
+
+RunLog::~RunLog() { finish_progress(); }
+
+void RunLog::info(const std::string& line) {
+  rank_log_ << timestamp() << " [info] " << line << std::endl;
+  if (rank_ == 0) {
+    finish_progress();
+    std::cout << line << std::endl;
+  }
+}
+
+void RunLog::warn(const std::string& line) {
+  rank_log_ << timestamp() << " [warning] " << line << std::endl;
+  if (rank_ == 0) {
+    finish_progress();
+    std::cerr << "mpitrain: warning: " << line << std::endl;
+  }
+}
+
+void RunLog::metrics(const nlohmann::json& entry) {
+  rank_log_ << timestamp() << " [metrics] " << entry.dump() << std::endl;
+  if (rank_ != 0) return;
+  metrics_ << entry.dump() << std::endl;
+  if (!bar_) std::cout << entry.dump() << std::endl;
+}
+
+void RunLog::progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second) {
+  if (!bar_) return;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = step > 0 ? elapsed / static_cast<double>(step) * static_cast<double>(total - step) : 0;
+  const int width = 30;
+  const int filled = total > 0 ? static_cast<int>(width * step / total) : width;
+  std::ostringstream line;
+  line << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
+       << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << step << "/" << total << " loss "
+       << std::fixed << std::setprecision(4) << loss << " lr " << std::scientific << std::setprecision(2) << lr
+       << " " << std::fixed << std::setprecision(0) << tokens_per_second << " tok/s eta " << duration_text(eta)
+       << "   ";
+  std::cerr << line.str() << std::flush;
+  bar_drawn_ = true;
+}
+
+void RunLog::finish_progress() {
+  if (bar_drawn_) std::cerr << "\n";
+  bar_drawn_ = false;
+}
+
+void write_loss_plot(const std::string& path, const nlohmann::json& log_history) {
+  std::vector<std::pair<double, double>> train, eval;
+  for (const auto& e : log_history) {
+    if (!e.contains("step")) continue;
+    const double step = e["step"].get<double>();
+    if (e.contains("loss")) train.emplace_back(step, e["loss"].get<double>());
+    if (e.contains("eval_loss")) eval.emplace_back(step, e["eval_loss"].get<double>());
+  }
+  const double width = 640, height = 400, left = 60, right = 20, top = 30, bottom = 50;
+  double max_step = 1, min_loss = 1e30, max_loss = -1e30;
+  for (const auto* series : {&train, &eval})
+    for (const auto& [s, l] : *series) {
+      max_step = std::max(max_step, s);
+      min_loss = std::min(min_loss, l);
+      max_loss = std::max(max_loss, l);
+    }
+  if (min_loss > max_loss) min_loss = 0, max_loss = 1;
+  if (max_loss - min_loss < 1e-9) max_loss = min_loss + 1;
+  auto x = [&](double s) { return left + s / max_step * (width - left - right); };
+  auto y = [&](double l) { return top + (max_loss - l) / (max_loss - min_loss) * (height - top - bottom); };
+  std::ostringstream svg;
+  svg << std::fixed << std::setprecision(2);
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+      << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      << "<text x=\"" << width / 2 << "\" y=\"18\" text-anchor=\"middle\">training and eval loss</text>\n"
+      << "<line x1=\"" << left << "\" y1=\"" << height - bottom << "\" x2=\"" << width - right << "\" y2=\""
+      << height - bottom << "\" stroke=\"black\"/>\n<line x1=\"" << left << "\" y1=\"" << top << "\" x2=\"" << left
+      << "\" y2=\"" << height - bottom << "\" stroke=\"black\"/>\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double l = min_loss + (max_loss - min_loss) * i / 4.0;
+    svg << "<text x=\"" << left - 6 << "\" y=\"" << y(l) + 4 << "\" text-anchor=\"end\">" << l << "</text>\n";
+    const double s = max_step * i / 4.0;
+    svg << "<text x=\"" << x(s) << "\" y=\"" << height - bottom + 16 << "\" text-anchor=\"middle\">"
+        << static_cast<long>(s) << "</text>\n";
+  }
+  svg << "<text x=\"" << width / 2 << "\" y=\"" << height - 10 << "\" text-anchor=\"middle\">step</text>\n";
+  auto polyline = [&](const std::vector<std::pair<double, double>>& series, const char* color) {
+    if (series.empty()) return;
+    svg << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"2\" points=\"";
+    for (const auto& [s, l] : series) svg << x(s) << "," << y(l) << " ";
+    svg << "\"/>\n";
+    for (const auto& [s, l] : series)
+      if (series.size() < 60) svg << "<circle cx=\"" << x(s) << "\" cy=\"" << y(l) << "\" r=\"2.5\" fill=\"" << color << "\"/>\n";
+  };
+  polyline(train, "#1f77b4");
+  polyline(eval, "#d62728");
+  svg << "<text x=\"" << width - right - 110 << "\" y=\"" << top + 14 << "\" fill=\"#1f77b4\">train loss</text>\n"
+      << "<text x=\"" << width - right - 110 << "\" y=\"" << top + 30 << "\" fill=\"#d62728\">eval loss</text>\n</svg>\n";
+  checkpoint::write_file_atomically(path, svg.str());
+}
+
+}  // namespace mpitrain::train

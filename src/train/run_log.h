@@ -1,0 +1,36 @@
+// What a run reports: rank 0's console progress, metrics.jsonl, each rank's log file, and the loss plot.
+#pragma once
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace mpitrain::train {
+
+class RunLog {
+ public:
+  // Every rank opens <output_dir>/logs/rank-N.log; rank 0 also appends to metrics.jsonl.
+  RunLog(const std::string& output_dir, int rank, bool progress_bar);
+  ~RunLog();
+
+  void info(const std::string& line);  // rank log; echoed to the console on rank 0
+  void warn(const std::string& line);  // rank log; console on rank 0 as a warning
+  void metrics(const nlohmann::json& entry);  // one JSON line (rank 0), and the rank log
+  // Redraws the progress line (rank 0, terminals only) or prints it at log points elsewhere.
+  void progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second);
+  void finish_progress();
+
+ private:
+  int rank_;
+  bool bar_;
+  std::ofstream rank_log_, metrics_;
+  std::chrono::steady_clock::time_point start_;
+  bool bar_drawn_ = false;
+};
+
+// An SVG of the train and eval loss curves from transformers-style log_history entries.
+void write_loss_plot(const std::string& path, const nlohmann::json& log_history);
+
+}  // namespace mpitrain::train

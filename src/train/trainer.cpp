@@ -1,0 +1,479 @@
+// The Trainer: Hugging Face Trainer semantics (steps, eval, checkpoints, rotation, best model, resume) over DP ranks.
+#include "src/train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/safetensors_writer.h"
+#include "runtime/checkpoint/torch_tensors.h"
+#include "runtime/comm/agreement.h"
+#include "runtime/parallel/gradient_reducer.h"
+#include "src/data/byte_tokenizer.h"
+#include "src/data/prepare_data.h"
+#include "src/models/pretrained.h"
+#include "src/models/registry.h"
+#include "src/train/losses.h"
+#include "runtime/checkpoint/hf_index.h"
+#include "src/train/lr_schedule.h"
+
+namespace mpitrain::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                 "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt"};
+
+// Rounds like transformers' logs (4 decimals for losses) so the JSON stays readable.
+double round_to(double value, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(value * scale) / scale;
+}
+
+void check_output_dir(const std::string& dir) {
+  if (fs::exists(dir) && !fs::is_directory(dir)) throw std::runtime_error("output_dir '" + dir + "' is a file");
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) throw std::runtime_error("output_dir '" + dir + "' cannot be created: " + error.message());
+  if (::access(dir.c_str(), W_OK) != 0) throw std::runtime_error("output_dir '" + dir + "' is not writable");
+}
+
+}  // namespace
+
+Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::move(config)), mesh_(std::move(mesh)) {
+  auto& world = mesh_->world();
+  const auto& t = config_["training"];
+  output_dir_ = t["output_dir"].get<std::string>();
+  comm::run_agreed(world, [&] { check_output_dir(output_dir_); });
+  log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
+  prepare_data();
+  build_model();
+
+  const std::int64_t batch = t["per_device_train_batch_size"].get<std::int64_t>();
+  const std::int64_t accumulation = t["gradient_accumulation_steps"].get<std::int64_t>();
+  sampler_ = std::make_unique<data::DistributedSampler>(train_data_->size(), mesh_->dp_rank(), mesh_->dp_size(), batch,
+                                                        t["seed"].get<std::uint64_t>(), config_["data"]["shuffle"]);
+  if (sampler_->batches_per_epoch() < accumulation)
+    throw comm::AgreedError(train_data_->path() + ": " + std::to_string(train_data_->size()) +
+                            " training samples are fewer than one optimizer step needs (" + std::to_string(mesh_->dp_size()) +
+                            " ranks x batch " + std::to_string(batch) + " x " + std::to_string(accumulation) +
+                            " accumulation steps)");
+  steps_per_epoch_ = std::max<std::int64_t>(1, sampler_->batches_per_epoch() / accumulation);
+  const auto max_steps = t["max_steps"].get<std::int64_t>();
+  total_steps_ = max_steps >= 0 ? max_steps
+                                : static_cast<std::int64_t>(std::ceil(t["num_train_epochs"].get<double>() *
+                                                                      static_cast<double>(steps_per_epoch_)));
+  warmup_steps_ = resolve_warmup_steps(t["warmup_steps"].get<std::int64_t>(), t["warmup_ratio"].get<double>(), total_steps_);
+
+  state_.max_steps = total_steps_;
+  state_.num_train_epochs = max_steps >= 0 ? std::ceil(static_cast<double>(total_steps_) / steps_per_epoch_)
+                                           : t["num_train_epochs"].get<double>();
+  state_.logging_steps = t["logging_steps"].get<std::int64_t>();
+  state_.eval_steps = t["eval_steps"].get<std::int64_t>() > 0 ? t["eval_steps"].get<std::int64_t>() : state_.logging_steps;
+  state_.save_steps = t["save_steps"].get<std::int64_t>();
+  state_.train_batch_size = batch;
+
+  parallel::ReducerOptions reducer_options;
+  reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
+  reducer_ = std::make_unique<parallel::GradientReducer>(mesh_->dp_ptr(), parameters_, reducer_options);
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), item.value());
+  AdamWOptions adam;
+  adam.beta1 = t["adam_beta1"].get<double>();
+  adam.beta2 = t["adam_beta2"].get<double>();
+  adam.eps = t["adam_epsilon"].get<double>();
+  adam.weight_decay = t["weight_decay"].get<double>();
+  optimizer_ = std::make_unique<AdamW>(named, adam);
+
+  // Dropout streams differ per rank; resume replaces them with the saved ones.
+  torch::manual_seed(t["seed"].get<std::uint64_t>() + static_cast<std::uint64_t>(world.rank()));
+  std::string resume_path;
+  comm::run_agreed(world, [&] { resume_path = resolve_resume_path(); });
+  if (!resume_path.empty()) comm::run_agreed(world, [&] { resume(resume_path); });
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::prepare_data() {
+  auto& world = mesh_->world();
+  auto& d = config_["data"];
+  std::string train_file = d["train_file"].get<std::string>();
+  const std::string source = d["source"].get<std::string>();
+  if (train_file.empty()) {
+    if (source.empty()) throw comm::AgreedError("data.train_file or data.source is required");
+    train_file = (fs::path(output_dir_) / "data" / "prepared.h5").string();
+  }
+  // Rank 0 prepares missing data; every rank learns whether it worked.
+  comm::run_agreed(world, [&] {
+    if (world.rank() != 0 || fs::exists(train_file)) return;
+    if (source.empty()) throw std::runtime_error(train_file + ": data file does not exist (and no data.source to prepare it from)");
+    log_->info("preparing " + train_file + " from " + source);
+    const auto report = d["task"] == "classification"
+                            ? data::prepare_classification(source, train_file, d["max_length"].get<std::int64_t>(),
+                                                           d["eval_every"].get<int>())
+                            : data::prepare_text_corpus(source, train_file, d["eval_every"].get<int>());
+    log_->info("prepared " + std::to_string(report.documents) + " documents: " +
+               std::to_string(report.train_tokens + report.train_rows) + " train and " +
+               std::to_string(report.eval_tokens + report.eval_rows) + " eval tokens/rows");
+  });
+  const auto seq_len = d["seq_len"].get<std::int64_t>();
+  comm::run_agreed(world, [&] {
+    train_data_ = std::make_unique<data::Hdf5Dataset>(train_file, "train", seq_len);
+    if (config_["training"]["eval_strategy"] != "no" || config_["training"]["save_strategy"] == "best")
+      eval_data_ = std::make_unique<data::Hdf5Dataset>(train_file, "eval", seq_len);
+    const bool wants_classification = d["task"] == "classification";
+    if (train_data_->is_classification() != wants_classification)
+      throw std::runtime_error(train_file + ": holds " +
+                               (train_data_->is_classification() ? "classification rows" : "a token stream") +
+                               " but data.task is '" + d["task"].get<std::string>() + "'");
+  });
+}
+
+void Trainer::build_model() {
+  auto& world = mesh_->world();
+  const auto& m = config_["model"];
+  const auto name = m["model_name_or_path"].get<std::string>();
+  comm::run_agreed(world, [&] {
+    if (!name.empty()) {
+      auto loaded = models::from_pretrained(name, torch::kFloat32);
+      model_ = loaded.model;
+      generation_config_ = loaded.generation_config;
+      for (const char* file : kTokenizerFiles)
+        if (fs::exists(fs::path(name) / file)) tokenizer_dir_ = name;
+      for (const auto& unused : loaded.ignored_tensors) log_->warn(name + ": tensor '" + unused + "' is not used");
+    } else {
+      torch::manual_seed(m["init_seed"].get<std::uint64_t>());
+      model_ = models::create_model(m["config"], "model.config");
+    }
+    const auto vocab = model_->config().value("vocab_size", std::int64_t{0});
+    if (train_data_->vocab_size() > vocab)
+      throw std::runtime_error(train_data_->path() + ": data vocab_size " + std::to_string(train_data_->vocab_size()) +
+                               " exceeds the model's vocab_size " + std::to_string(vocab));
+  });
+  for (const auto& p : model_->parameters()) parameters_.push_back(p);
+  // Every replica starts from rank 0's weights, whatever each rank's initialisation did.
+  parallel::broadcast_parameters(mesh_->dp(), parameters_);
+  std::int64_t count = 0;
+  for (const auto& p : parameters_) count += p.numel();
+  log_->info("model " + model_->architecture() + ": " + std::to_string(count) + " parameters; " +
+             std::to_string(mesh_->dp_size()) + " data-parallel ranks");
+}
+
+std::string Trainer::resolve_resume_path() const {
+  const auto& r = config_["training"]["resume_from_checkpoint"];
+  if (r.is_boolean()) {
+    if (!r.get<bool>()) return "";
+    const auto complete = checkpoint::complete_checkpoints(output_dir_);
+    if (complete.empty())
+      throw comm::AgreedError("resume_from_checkpoint=true but " + output_dir_ + " holds no complete checkpoint");
+    return complete.back().path;
+  }
+  const auto path = r.get<std::string>();
+  if (path.empty()) return "";
+  if (!fs::is_directory(path)) throw comm::AgreedError("resume_from_checkpoint '" + path + "' does not exist");
+  if (!checkpoint::is_complete_checkpoint(path))
+    throw comm::AgreedError("resume_from_checkpoint '" + path + "' is incomplete (no " +
+                            std::string(checkpoint::kCompleteMarker) + "; the job that wrote it did not finish)");
+  return path;
+}
+
+void Trainer::resume(const std::string& dir) {
+  const auto weights = checkpoint::HfWeights::open(dir);
+  models::load_weights(*model_, weights);
+  state_ = TrainerState::from_json(models::read_json_file((fs::path(dir) / "trainer_state.json").string()));
+  const auto optimizer_file = fs::path(dir) / "optimizer.safetensors";
+  if (fs::exists(optimizer_file)) {
+    checkpoint::SafetensorsFile file(optimizer_file.string());
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& e : file.header().tensors) tensors.emplace_back(e.name, checkpoint::read_tensor(file, e));
+    const auto meta = file.header().metadata;
+    optimizer_->load_state(tensors, meta.count("step") ? std::stoll(meta.at("step")) : state_.global_step);
+  } else {
+    log_->warn(dir + " has no optimizer state (save_only_model): the optimizer restarts");
+  }
+  // RNG: each rank restores its own stream; a rank with no saved stream (the world grew) is
+  // seeded from (seed, rank, step), the documented rule.
+  torch::manual_seed(config_["training"]["seed"].get<std::uint64_t>() +
+                     static_cast<std::uint64_t>(mesh_->world().rank()) +
+                     static_cast<std::uint64_t>(state_.global_step) * 1000003ull);
+  const auto rng_file = fs::path(dir) / ("rng_state_" + std::to_string(mesh_->world().rank()) + ".safetensors");
+  if (fs::exists(rng_file)) {
+    checkpoint::SafetensorsFile file(rng_file.string());
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(checkpoint::read_tensor(file, file.entry("torch_cpu")));
+  }
+  log_->info("resumed from " + dir + " at step " + std::to_string(state_.global_step));
+}
+
+torch::Tensor Trainer::forward_loss(const data::Batch& batch, std::int64_t* count) {
+  models::ModelInputs inputs{batch.input_ids, batch.attention_mask, {}};
+  const bool bf16 = config_["training"]["bf16"].get<bool>();
+  at::autocast::set_cpu_enabled(bf16);
+  if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  auto logits = model_->forward(inputs);
+  at::autocast::set_cpu_enabled(false);
+  const auto loss = train_data_->is_classification() ? classification_loss(logits, batch.labels)
+                                                     : causal_lm_loss(logits, batch.labels, batch.attention_mask);
+  if (count) *count = loss.count;
+  return loss.loss;
+}
+
+double Trainer::train_step() {
+  const auto accumulation = config_["training"]["gradient_accumulation_steps"].get<std::int64_t>();
+  const auto epoch = state_.global_step / steps_per_epoch_;
+  const auto first_batch = (state_.global_step % steps_per_epoch_) * accumulation;
+  double loss_sum = 0;
+  model_->train();
+  for (std::int64_t micro = 0; micro < accumulation; ++micro) {
+    const auto batch = train_data_->read(sampler_->batch(epoch, first_batch + micro));
+    state_.tokens_seen += batch.tokens * mesh_->dp_size();
+    reducer_->prepare_for_backward(micro == accumulation - 1);
+    auto loss = forward_loss(batch, nullptr) / static_cast<double>(accumulation);
+    loss.backward();
+    loss_sum += loss.item<double>();
+  }
+  reducer_->finalize();
+  last_grad_norm_ = clip_grad_norm(parameters_, config_["training"]["max_grad_norm"].get<double>());
+  const auto& t = config_["training"];
+  const double lr = t["learning_rate"].get<double>() *
+                    lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
+  optimizer_->step(lr);
+  reducer_->zero_grad();
+  ++state_.global_step;
+  last_lr_ = t["learning_rate"].get<double>() *
+             lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
+  return loss_sum;
+}
+
+json Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  const auto batch = config_["training"]["per_device_eval_batch_size"].get<std::int64_t>();
+  data::DistributedSampler sampler(eval_data_->size(), mesh_->dp_rank(), mesh_->dp_size(), batch, 0, false);
+  double loss_sum = 0, correct = 0;
+  std::int64_t count_sum = 0;
+  for (std::int64_t b = 0; b < sampler.batches_per_epoch(); ++b) {
+    const auto data = eval_data_->read(sampler.batch(0, b));
+    std::int64_t count = 0;
+    models::ModelInputs inputs{data.input_ids, data.attention_mask, {}};
+    auto logits = model_->forward(inputs);
+    const auto loss = eval_data_->is_classification() ? classification_loss(logits, data.labels)
+                                                      : causal_lm_loss(logits, data.labels, data.attention_mask);
+    count = loss.count;
+    loss_sum += loss.loss.item<double>() * static_cast<double>(count);
+    count_sum += count;
+    if (eval_data_->is_classification()) correct += (logits.argmax(-1) == data.labels).sum().item<double>();
+  }
+  auto totals = torch::tensor({loss_sum, static_cast<double>(count_sum), correct}, torch::kFloat64);
+  mesh_->dp().allreduce(totals, comm::ReduceOp::kSum);
+  json result;
+  const double n = std::max(1.0, totals[1].item<double>());
+  result["eval_loss"] = round_to(totals[0].item<double>() / n, 4);
+  if (eval_data_->is_classification()) result["eval_accuracy"] = round_to(totals[2].item<double>() / n, 4);
+  if (totals[1].item<double>() == 0) log_->warn("the eval split is smaller than one eval batch per rank");
+  return result;
+}
+
+void Trainer::log_metrics(json entry) {
+  entry["epoch"] = round_to(static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_), 4);
+  entry["step"] = state_.global_step;
+  state_.log_history.push_back(entry);
+  log_->metrics(entry);
+}
+
+double Trainer::metric_value(const json& eval) const {
+  auto name = config_["training"]["metric_for_best_model"].get<std::string>();
+  if (name.rfind("eval_", 0) != 0) name = "eval_" + name;
+  if (!eval.contains(name)) throw std::runtime_error("metric_for_best_model '" + name + "' is not an eval metric");
+  return eval[name].get<double>();
+}
+
+bool Trainer::improves(double value) const {
+  if (!state_.best_metric) return true;
+  return config_["training"]["greater_is_better"].get<bool>() ? value > *state_.best_metric
+                                                              : value < *state_.best_metric;
+}
+
+void Trainer::maybe_evaluate_and_save(bool epoch_end) {
+  const auto& t = config_["training"];
+  const auto step = state_.global_step;
+  const bool eval_now = (t["eval_strategy"] == "steps" && step % state_.eval_steps == 0) ||
+                        (t["eval_strategy"] == "epoch" && epoch_end);
+  bool new_best = false;
+  if (eval_now) {
+    auto metrics = evaluate();
+    log_metrics(metrics);
+    const double value = metric_value(metrics);
+    new_best = improves(value);
+    if (new_best) {
+      state_.best_metric = value;
+      // Recorded as the checkpoint this step will be saved to (if it is saved).
+      state_.best_model_checkpoint = (fs::path(output_dir_) / checkpoint::checkpoint_name(step)).string();
+    }
+  }
+  const bool save_now = (t["save_strategy"] == "steps" && step % state_.save_steps == 0) ||
+                        (t["save_strategy"] == "epoch" && epoch_end) || (t["save_strategy"] == "best" && new_best);
+  if (save_now) save_checkpoint(new_best);
+}
+
+void Trainer::save_model_files(const std::string& dir) {
+  const auto& t = config_["training"];
+  models::SaveOptions options;
+  options.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
+  if (!t["save_dtype"].get<std::string>().empty()) options.dtype = models::parse_torch_dtype(t["save_dtype"]);
+  models::save_pretrained(*model_, dir, options, generation_config_);
+  if (!tokenizer_dir_.empty()) {
+    for (const char* file : kTokenizerFiles)
+      if (fs::exists(fs::path(tokenizer_dir_) / file))
+        fs::copy_file(fs::path(tokenizer_dir_) / file, fs::path(dir) / file, fs::copy_options::overwrite_existing);
+  } else {
+    data::ByteTokenizer::save(dir, model_->config().value("max_position_embeddings",
+                                                          model_->config().value("n_positions", std::int64_t{1024})));
+  }
+  json args = t;
+  args["mpitrain"] = {{"model", config_["model"]}, {"data", config_["data"]}, {"parallel", config_["parallel"]}};
+  models::write_json_file((fs::path(dir) / "training_args.json").string(), args);
+}
+
+void Trainer::save_model(const std::string& dir) {
+  auto& world = mesh_->world();
+  // Only rank 0 writes (the replicas are identical); the agreement is also the others' wait.
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0) save_model_files(dir);
+  });
+  log_->info("saved the model to " + dir);
+}
+
+void Trainer::save_checkpoint(bool) {
+  auto& world = mesh_->world();
+  const auto step = state_.global_step;
+  const auto staging = checkpoint::staging_dir(output_dir_, step);
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0) {
+      for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
+      checkpoint::prepare_staging_dir(output_dir_, step);
+    }
+  });
+  const bool only_model = config_["training"]["save_only_model"].get<bool>();
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0) {
+      save_model_files(staging);
+      if (!only_model) {
+        std::vector<checkpoint::TensorBytes> tensors;
+        std::vector<torch::Tensor> keep;
+        for (const auto& [name, tensor] : optimizer_->state_tensors()) {
+          keep.push_back(tensor.contiguous());
+          tensors.push_back(checkpoint::tensor_bytes(name, keep.back()));
+        }
+        checkpoint::write_safetensors((fs::path(staging) / "optimizer.safetensors").string(), tensors,
+                                      {{"format", "pt"}, {"step", std::to_string(optimizer_->steps())}});
+        const auto& t = config_["training"];
+        models::write_json_file((fs::path(staging) / "scheduler.json").string(),
+                                json{{"lr_scheduler_type", t["lr_scheduler_type"]},
+                                     {"base_lr", t["learning_rate"]},
+                                     {"last_epoch", step},
+                                     {"warmup_steps", warmup_steps_},
+                                     {"total_steps", total_steps_},
+                                     {"last_lr", last_lr_}});
+      }
+      models::write_json_file((fs::path(staging) / "trainer_state.json").string(), state_.to_json());
+    }
+    if (!only_model) {
+      auto generator = at::detail::getDefaultCPUGenerator();
+      torch::Tensor rng;
+      {
+        std::lock_guard<std::mutex> lock(generator.mutex());
+        rng = generator.get_state();
+      }
+      checkpoint::write_safetensors(
+          (fs::path(staging) / ("rng_state_" + std::to_string(world.rank()) + ".safetensors")).string(),
+          {checkpoint::tensor_bytes("torch_cpu", rng)});
+    }
+  });
+  comm::run_agreed(world, [&] {
+    if (world.rank() != 0) return;
+    json marker = {{"step", step}, {"world_size", world.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()}};
+    const auto path = checkpoint::commit_staging_dir(output_dir_, step, marker.dump(2) + "\n");
+    log_->info("saved " + path);
+    rotate_checkpoints();
+  });
+}
+
+void Trainer::rotate_checkpoints() {
+  const auto limit = config_["training"]["save_total_limit"].get<std::int64_t>();
+  for (const auto& path :
+       checkpoint::checkpoints_to_rotate(checkpoint::complete_checkpoints(output_dir_), limit, state_.best_model_checkpoint)) {
+    log_->info("deleting older checkpoint " + path + " (save_total_limit " + std::to_string(limit) + ")");
+    // The marker goes first, so a crash mid-delete leaves an incomplete checkpoint, not a corrupt complete one.
+    fs::remove(fs::path(path) / checkpoint::kCompleteMarker);
+    fs::remove_all(path);
+  }
+}
+
+void Trainer::train() {
+  const auto& t = config_["training"];
+  const auto tokens_per_step = t["per_device_train_batch_size"].get<std::int64_t>() *
+                               t["gradient_accumulation_steps"].get<std::int64_t>() * mesh_->dp_size() *
+                               (train_data_->is_classification() ? 1 : config_["data"]["seq_len"].get<std::int64_t>());
+  log_->info("training " + std::to_string(total_steps_) + " steps (" + std::to_string(steps_per_epoch_) +
+             " per epoch) from step " + std::to_string(state_.global_step));
+  const auto start = std::chrono::steady_clock::now();
+  auto window_start = start;
+  const auto first_step = state_.global_step;
+  last_lr_ = t["learning_rate"].get<double>() *
+             lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
+  while (state_.global_step < total_steps_) {
+    const double loss = train_step();
+    state_.loss_since_log += loss;
+    ++state_.steps_since_log;
+    state_.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
+    const auto now = std::chrono::steady_clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start).count();
+    const double tokens_per_second =
+        static_cast<double>((state_.global_step - first_step) * tokens_per_step) / std::max(elapsed, 1e-9);
+    log_->progress(state_.global_step, total_steps_, loss, last_lr_, tokens_per_second);
+    if (state_.global_step % state_.logging_steps == 0) {
+      // One small allreduce per log, not per step: the mean loss over the window and the dp group.
+      auto mean = torch::tensor({state_.loss_since_log / static_cast<double>(state_.steps_since_log)}, torch::kFloat64);
+      mesh_->dp().allreduce(mean, comm::ReduceOp::kAvg);
+      const double window = std::chrono::duration<double>(now - window_start).count();
+      log_metrics({{"loss", round_to(mean.item<double>(), 4)},
+                   {"grad_norm", last_grad_norm_},
+                   {"learning_rate", last_lr_},
+                   {"tokens_per_second", round_to(static_cast<double>(state_.steps_since_log * tokens_per_step) /
+                                                      std::max(window, 1e-9), 1)}});
+      state_.loss_since_log = 0;
+      state_.steps_since_log = 0;
+      window_start = now;
+    }
+    maybe_evaluate_and_save(state_.global_step % steps_per_epoch_ == 0);
+  }
+  log_->finish_progress();
+  const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
+      checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
+    comm::run_agreed(mesh_->world(), [&] {
+      models::load_weights(*model_, checkpoint::HfWeights::open(state_.best_model_checkpoint));
+    });
+    log_->info("loaded the best model from " + state_.best_model_checkpoint + " (" +
+               config_["training"]["metric_for_best_model"].get<std::string>() + " " +
+               std::to_string(state_.best_metric.value_or(0)) + ")");
+  }
+  const auto steps_run = state_.global_step - first_step;
+  log_metrics({{"train_runtime", round_to(runtime, 4)},
+               {"train_steps_per_second", round_to(static_cast<double>(steps_run) / std::max(runtime, 1e-9), 3)},
+               {"train_tokens_per_second",
+                round_to(static_cast<double>(steps_run * tokens_per_step) / std::max(runtime, 1e-9), 1)}});
+  if (mesh_->world().rank() == 0) write_loss_plot((fs::path(output_dir_) / "loss.svg").string(), state_.log_history);
+}
+
+}  // namespace mpitrain::train

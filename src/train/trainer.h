@@ -1,0 +1,70 @@
+// The Trainer: Hugging Face Trainer semantics (steps, eval, checkpoints, rotation, best model, resume) over DP ranks.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "runtime/comm/mesh.h"
+#include "src/data/distributed_sampler.h"
+#include "src/data/hdf5_dataset.h"
+#include "src/models/model.h"
+#include "src/train/adamw.h"
+#include "src/train/run_log.h"
+#include "src/train/trainer_state.h"
+
+namespace mpitrain::parallel {
+class GradientReducer;
+}
+
+namespace mpitrain::train {
+
+class Trainer {
+ public:
+  // `config` is load_run_config's result; collective over the mesh's world. Throws for bad
+  // input (data, model directory, output_dir) with the same message on every rank.
+  Trainer(nlohmann::json config, std::shared_ptr<comm::Mesh> mesh);
+  ~Trainer();
+
+  void train();
+  // transformers' save_model: rank 0 writes config, weights, generation config, tokenizer
+  // files and training_args.json into `dir`; the other ranks wait. Callable at any time.
+  void save_model(const std::string& dir);
+
+  const TrainerState& state() const { return state_; }
+  models::HfModel& model() { return *model_; }
+
+ private:
+  void prepare_data();
+  void build_model();
+  void resume(const std::string& checkpoint);
+  double train_step();  // one optimizer step (all micro-batches); returns the mean loss over the dp group
+  nlohmann::json evaluate();
+  void log_metrics(nlohmann::json entry);
+  void save_checkpoint(bool is_best_candidate);
+  void save_model_files(const std::string& dir);  // rank 0's part of save_model
+  void rotate_checkpoints();
+  void maybe_evaluate_and_save(bool epoch_end);
+  std::string resolve_resume_path() const;
+  double metric_value(const nlohmann::json& eval) const;
+  bool improves(double value) const;
+  torch::Tensor forward_loss(const data::Batch& batch, std::int64_t* count);
+
+  nlohmann::json config_;
+  std::shared_ptr<comm::Mesh> mesh_;
+  std::string output_dir_;
+  std::unique_ptr<RunLog> log_;
+  std::shared_ptr<models::HfModel> model_;
+  nlohmann::json generation_config_;
+  std::string tokenizer_dir_;  // where tokenizer files come from (empty: the built-in one)
+  std::unique_ptr<data::Hdf5Dataset> train_data_, eval_data_;
+  std::unique_ptr<data::DistributedSampler> sampler_;
+  std::unique_ptr<parallel::GradientReducer> reducer_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::vector<torch::Tensor> parameters_;
+  TrainerState state_;
+  std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
+  double last_lr_ = 0, last_grad_norm_ = 0;
+};
+
+}  // namespace mpitrain::train
