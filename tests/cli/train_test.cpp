@@ -1,0 +1,273 @@
+// `mpitrain train` as users run it under mpirun: DP equivalence, exact resume, rotation, save strategies, bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/safetensors_file.h"
+#include "tests/unit/test_files.h"
+
+namespace mpitrain {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::ScratchDir;
+
+struct Result {
+  int status;
+  std::string out, err;
+};
+
+// Runs `mpitrain ARGS` under mpirun with `np` ranks (np = 0: without mpirun).
+Result run(int np, const std::string& arguments) {
+  ScratchDir scratch;
+  std::string command = std::string(MPITRAIN_BINARY) + " " + arguments;
+  if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
+  command += " >" + (scratch / "out") + " 2>" + (scratch / "err");
+  const int raw = std::system(command.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : 128, testing::read_bytes(scratch / "out"),
+          testing::read_bytes(scratch / "err")};
+}
+
+// A corpus, prepared once for the whole suite: ~40 KB of the shipped addresses.
+class Train : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scratch_ = new ScratchDir();
+    fs::create_directories(*scratch_ / "corpus");
+    int kept = 0;
+    for (const auto& item : fs::directory_iterator(std::string(MPITRAIN_SOURCE_DIR) + "/configs/data/sotu")) {
+      if (item.path().extension() != ".txt" || kept >= 4) continue;
+      const auto text = testing::read_bytes(item.path().string());
+      testing::write_bytes(*scratch_ / ("corpus/" + item.path().filename().string()), text.substr(0, 12000));
+      ++kept;
+    }
+    const auto r = run(0, "prepare-data " + (*scratch_ / "corpus") + " " + data() + " --eval_every 4");
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  static void TearDownTestSuite() { delete scratch_; }
+  static std::string data() { return *scratch_ / "data.h5"; }
+
+  // A tiny Llama trained on `data()`; `training` entries override the defaults below.
+  std::string write_config(const std::string& name, const json& training, const json& extra = json::object()) {
+    json config = {
+        {"model",
+         {{"config",
+           {{"model_type", "llama"}, {"vocab_size", 259}, {"hidden_size", 32}, {"intermediate_size", 64},
+            {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"num_key_value_heads", 1},
+            {"max_position_embeddings", 64}, {"tie_word_embeddings", true}}}}},
+        {"data", {{"train_file", data()}, {"seq_len", 32}}},
+        {"training",
+         {{"output_dir", local_ / name}, {"max_steps", 6}, {"per_device_train_batch_size", 2}, {"learning_rate", 1e-3},
+          {"logging_steps", 1}, {"save_strategy", "no"}, {"lr_scheduler_type", "linear"}, {"warmup_steps", 2},
+          {"progress_bar", false}}},
+        {"parallel", {{"torch_threads", 1}}}};
+    for (auto it = training.begin(); it != training.end(); ++it) config["training"][it.key()] = it.value();
+    for (auto it = extra.begin(); it != extra.end(); ++it)
+      for (auto kv = it->begin(); kv != it->end(); ++kv) config[it.key()][kv.key()] = kv.value();
+    const auto path = local_ / (name + ".json");
+    testing::write_bytes(path, config.dump(2));
+    return path;
+  }
+  std::string out(const std::string& name) { return local_ / name; }
+
+  static std::vector<json> metrics(const std::string& dir) {
+    std::vector<json> rows;
+    std::ifstream in(dir + "/metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) rows.push_back(json::parse(line));
+    return rows;
+  }
+  static std::vector<double> losses(const std::string& dir) {
+    std::vector<double> out;
+    for (const auto& row : metrics(dir))
+      if (row.contains("loss")) out.push_back(row["loss"].get<double>());
+    return out;
+  }
+  static double max_weight_difference(const std::string& a, const std::string& b) {
+    checkpoint::SafetensorsFile fa(a + "/model.safetensors"), fb(b + "/model.safetensors");
+    double worst = 0;
+    for (const auto& e : fa.header().tensors) {
+      const auto& f = fb.entry(e.name);
+      const auto* x = reinterpret_cast<const float*>(fa.data(e));
+      const auto* y = reinterpret_cast<const float*>(fb.data(f));
+      for (std::int64_t i = 0; i < e.numel(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(x[i] - y[i])));
+    }
+    return worst;
+  }
+  // Exactly one line of ours (mpirun adds its own banner about the non-zero exit status).
+  static void expect_one_line_error(const Result& r, const std::string& needle) {
+    EXPECT_NE(r.status, 0) << r.out;
+    std::istringstream lines(r.err);
+    std::string line, ours;
+    int count = 0;
+    while (std::getline(lines, line))
+      if (line.rfind("mpitrain:", 0) == 0) {
+        ++count;
+        ours = line;
+      }
+    EXPECT_EQ(count, 1) << r.err;
+    EXPECT_EQ(ours.rfind("mpitrain: error: ", 0), 0u) << r.err;
+    EXPECT_NE(ours.find(needle), std::string::npos) << r.err;
+  }
+
+  static ScratchDir* scratch_;
+  ScratchDir local_;
+};
+ScratchDir* Train::scratch_ = nullptr;
+
+TEST_F(Train, DataParallelRanksTrainTheSameModelAsOneRankWithTheWholeBatch) {
+  // Global batch 4: 1 rank x 4, 2 ranks x 2, 4 ranks x 1.
+  const auto r1 = run(1, "train " + write_config("np1", {{"per_device_train_batch_size", 4}}));
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  const auto reference = losses(out("np1"));
+  ASSERT_EQ(reference.size(), 6u);
+  EXPECT_LT(reference.back(), reference.front());
+  for (const auto& [np, batch] : {std::pair<int, int>{2, 2}, {4, 1}}) {
+    const auto name = "np" + std::to_string(np);
+    const auto r = run(np, "train " + write_config(name, {{"per_device_train_batch_size", batch}}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto ours = losses(out(name));
+    ASSERT_EQ(ours.size(), reference.size());
+    for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], reference[i], 2e-4) << name << " step " << i + 1;
+    // fp32 sums in another order: parameters agree to ~1e-6 after 6 Adam steps.
+    EXPECT_LT(max_weight_difference(out(name), out("np1")), 5e-5) << name;
+  }
+}
+
+TEST_F(Train, ResumeContinuesBitForBit) {
+  const json saving = {{"max_steps", 8}, {"save_strategy", "steps"}, {"save_steps", 4}};
+  auto r = run(2, "train " + write_config("straight", saving));
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_TRUE(checkpoint::is_complete_checkpoint(out("straight") + "/checkpoint-4"));
+  json resumed = saving;
+  resumed["resume_from_checkpoint"] = out("straight") + "/checkpoint-4";
+  r = run(2, "train " + write_config("resumed", resumed));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(testing::read_bytes(out("straight") + "/model.safetensors") ==
+              testing::read_bytes(out("resumed") + "/model.safetensors"));
+  const auto a = losses(out("straight")), b = losses(out("resumed"));
+  ASSERT_EQ(b.size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(a[4 + i], b[i]);
+  // resume_from_checkpoint=true picks the latest complete checkpoint of output_dir.
+  r = run(2, "train " + write_config("straight", saving) + " --resume_from_checkpoint=true --max_steps=10");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("resumed from " + out("straight") + "/checkpoint-8"), std::string::npos) << r.out;
+}
+
+TEST_F(Train, RotationKeepsTheNewestAndNeverDeletesTheBest) {
+  // greater_is_better with a falling loss makes the first checkpoint the best: rotation must keep it.
+  const json rotating = {{"max_steps", 8}, {"eval_strategy", "steps"}, {"eval_steps", 2}, {"save_strategy", "steps"},
+                         {"save_steps", 2}, {"save_total_limit", 2}, {"greater_is_better", true},
+                         {"load_best_model_at_end", true}};
+  const auto r = run(2, "train " + write_config("rotate", rotating));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::int64_t> steps;
+  for (const auto& c : checkpoint::complete_checkpoints(out("rotate"))) steps.push_back(c.step);
+  EXPECT_EQ(steps, (std::vector<std::int64_t>{2, 8}));
+  const auto state = json::parse(testing::read_bytes(out("rotate") + "/checkpoint-8/trainer_state.json"));
+  EXPECT_EQ(state["best_model_checkpoint"], out("rotate") + "/checkpoint-2");
+  // load_best_model_at_end: the final model is checkpoint-2's.
+  EXPECT_TRUE(testing::read_bytes(out("rotate") + "/model.safetensors") ==
+              testing::read_bytes(out("rotate") + "/checkpoint-2/model.safetensors"));
+}
+
+TEST_F(Train, SaveStrategiesStepsEpochAndBest) {
+  auto r = run(2, "train " + write_config("epoch", {{"max_steps", -1}, {"num_train_epochs", 2}, {"save_strategy", "epoch"}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto saved = checkpoint::complete_checkpoints(out("epoch"));
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved[1].step, 2 * saved[0].step);
+  const auto state = json::parse(testing::read_bytes(saved[1].path + "/trainer_state.json"));
+  EXPECT_DOUBLE_EQ(state["epoch"].get<double>(), 2.0);
+
+  r = run(2, "train " + write_config("best", {{"max_steps", 8}, {"eval_strategy", "steps"}, {"eval_steps", 1},
+                                              {"save_strategy", "best"}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  // A checkpoint exists exactly at the evals that improved on every earlier one.
+  double best = 1e30;
+  std::vector<std::int64_t> improved;
+  for (const auto& row : metrics(out("best")))
+    if (row.contains("eval_loss") && row["eval_loss"].get<double>() < best) {
+      best = row["eval_loss"].get<double>();
+      improved.push_back(row["step"].get<std::int64_t>());
+    }
+  std::vector<std::int64_t> steps;
+  for (const auto& c : checkpoint::complete_checkpoints(out("best"))) steps.push_back(c.step);
+  EXPECT_EQ(steps, improved);
+  EXPECT_GT(steps.size(), 1u);
+}
+
+TEST_F(Train, FinalModelLoadsBackAndGivesDeterministicLogits) {
+  auto r = run(2, "train " + write_config("final", {}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* file : {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                           "tokenizer_config.json", "special_tokens_map.json", "training_args.json", "loss.svg"})
+    EXPECT_TRUE(fs::exists(out("final") + "/" + file)) << file;
+  testing::write_bytes(local_ / "inputs.json", R"({"input_ids": [[72, 101, 108, 108, 111], [87, 111, 114, 108, 100]]})");
+  for (const char* name : {"a.npy", "b.npy"}) {
+    r = run(0, "logits " + out("final") + " --inputs " + (local_ / "inputs.json") + " --output " + (local_ / name));
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  EXPECT_TRUE(testing::read_bytes(local_ / "a.npy") == testing::read_bytes(local_ / "b.npy"));
+  r = run(0, "inspect " + out("final"));
+  EXPECT_EQ(r.status, 0) << r.out;
+  // max_steps=0 re-saves the starting model unchanged.
+  r = run(2, "train " + write_config("again", {{"max_steps", 0}}, {{"model", {{"model_name_or_path", out("final")}}}}) +
+                 " --model.config=null");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(testing::read_bytes(out("final") + "/model.safetensors") ==
+              testing::read_bytes(out("again") + "/model.safetensors"));
+}
+
+TEST_F(Train, BadConfigurationsFailOnEveryRankWithOneLine) {
+  const auto config = write_config("bad", {});
+  expect_one_line_error(run(2, "train " + config + " --max_stepz=3"), "unknown key 'max_stepz' (did you mean 'max_steps'?)");
+  expect_one_line_error(run(2, "train " + config + " --per_device_train_batch_size=-2"),
+                        "'training.per_device_train_batch_size' must be positive");
+  expect_one_line_error(run(2, "train " + config + " --learning_rate=fast"), "'training.learning_rate' must be a number");
+  testing::write_bytes(local_ / "typo.json", R"({"training": {"output_dir": "x", "per_device_train_batch_size": "eight"}})");
+  expect_one_line_error(run(2, "train " + (local_ / "typo.json")), "must be an integer, got \"eight\"");
+  testing::write_bytes(local_ / "section.json", R"({"trainig": {}})");
+  expect_one_line_error(run(2, "train " + (local_ / "section.json")), "unknown section 'trainig'");
+}
+
+TEST_F(Train, BadDataFailsOnEveryRankWithOneLine) {
+  const auto config = write_config("bad", {});
+  expect_one_line_error(run(2, "train " + config + " --train_file=" + (local_ / "missing.h5")), "missing.h5: data file does not exist");
+  testing::write_bytes(local_ / "corrupt.h5", "this is not HDF5 at all");
+  expect_one_line_error(run(2, "train " + config + " --train_file=" + (local_ / "corrupt.h5")), "corrupt.h5: not an HDF5 file");
+  fs::create_directories(local_ / "short");
+  testing::write_bytes(local_ / "short/a.txt", std::string(100, 'a'));  // 2 windows of 32 for 2 ranks x batch 2
+  auto r = run(0, "prepare-data " + (local_ / "short") + " " + (local_ / "short.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_one_line_error(run(2, "train " + config + " --train_file=" + (local_ / "short.h5")),
+                        "training samples are fewer than one optimizer step needs");
+}
+
+TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
+  testing::write_bytes(local_ / "a_file", "precious");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --output_dir=" + (local_ / "a_file")),
+                        "output_dir '" + (local_ / "a_file") + "' is a file");
+  EXPECT_EQ(testing::read_bytes(local_ / "a_file"), "precious");
+  fs::create_directories(out("bad") + "/checkpoint-3");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=" + out("bad") + "/checkpoint-3"),
+                        "is incomplete");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=" + out("bad") + "/checkpoint-9"),
+                        "does not exist");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=true"),
+                        "holds no complete checkpoint");
+  EXPECT_TRUE(fs::exists(out("bad") + "/checkpoint-3"));  // an incomplete checkpoint is not deleted by a failed start
+  fs::create_directories(local_ / "not_a_model");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --model_name_or_path=" + (local_ / "not_a_model")),
+                        "config.json");
+}
+
+}  // namespace
+}  // namespace mpitrain
