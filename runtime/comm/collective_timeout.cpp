@@ -49,7 +49,7 @@ std::string census(MPI_Comm monitor, const CollectiveId& id) {
     peers.push_back(peer);
   }
   // Ranks waiting in the same collective time out at about the same moment and answer.
-  const auto grace_end = Clock::now() + std::chrono::seconds(10);
+  const auto grace_end = Clock::now() + std::chrono::seconds(5);
   std::vector<bool> answered(requests.size(), false);
   while (Clock::now() < grace_end) {
     bool all = true;

@@ -148,6 +148,25 @@ torch::Tensor BertModel::forward(const ModelInputs& inputs) {
 
 BertForSequenceClassification::BertForSequenceClassification(const nlohmann::json& config, const std::string& source)
     : HfModel(config), config_(BertConfig::from_json(config, source)) {
+  const auto& c = config_;
+  complete_config({{"architectures", {"BertForSequenceClassification"}}, {"model_type", "bert"},
+                   {"attention_probs_dropout_prob", c.attention_probs_dropout_prob}, {"classifier_dropout", nullptr},
+                   {"hidden_act", c.hidden_act}, {"hidden_dropout_prob", c.hidden_dropout_prob},
+                   {"hidden_size", c.hidden_size}, {"initializer_range", c.initializer_range},
+                   {"intermediate_size", c.intermediate_size}, {"layer_norm_eps", c.layer_norm_eps},
+                   {"max_position_embeddings", c.max_position_embeddings}, {"num_attention_heads", c.num_attention_heads},
+                   {"num_hidden_layers", c.num_hidden_layers}, {"pad_token_id", 0},
+                   {"position_embedding_type", "absolute"}, {"type_vocab_size", c.type_vocab_size},
+                   {"use_cache", true}, {"vocab_size", c.vocab_size}});
+  if (c.num_labels != 2 && !config.contains("id2label")) {
+    // transformers records a non-default label count through id2label / label2id.
+    nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+    for (std::int64_t i = 0; i < c.num_labels; ++i) {
+      id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
+      label2id["LABEL_" + std::to_string(i)] = i;
+    }
+    complete_config({{"id2label", id2label}, {"label2id", label2id}});
+  }
   bert = register_module("bert", std::make_shared<BertModel>(config_));
   classifier = register_module(
       "classifier", std::make_shared<Linear>(config_.hidden_size, config_.num_labels, true, config_.initializer_range));

@@ -105,6 +105,17 @@ torch::Tensor Gpt2Model::forward(const ModelInputs& inputs) {
 
 Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source)
     : HfModel(config), config_(Gpt2Config::from_json(config, source)) {
+  const auto& c = config_;
+  complete_config({{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"},
+                   {"activation_function", c.activation_function}, {"attn_pdrop", c.attn_pdrop},
+                   {"bos_token_id", 50256}, {"embd_pdrop", c.embd_pdrop}, {"eos_token_id", 50256},
+                   {"initializer_range", c.initializer_range}, {"layer_norm_epsilon", c.layer_norm_epsilon},
+                   {"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_inner", nullptr}, {"n_layer", c.n_layer},
+                   {"n_positions", c.n_positions}, {"reorder_and_upcast_attn", c.reorder_and_upcast_attn},
+                   {"resid_pdrop", c.resid_pdrop}, {"scale_attn_by_inverse_layer_idx", c.scale_attn_by_inverse_layer_idx},
+                   {"scale_attn_weights", c.scale_attn_weights}, {"summary_activation", nullptr},
+                   {"summary_first_dropout", 0.1}, {"summary_proj_to_labels", true}, {"summary_type", "cls_index"},
+                   {"summary_use_proj", true}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
   transformer = register_module("transformer", std::make_shared<Gpt2Model>(config_));
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(config_.n_embd, config_.vocab_size, false,

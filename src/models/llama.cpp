@@ -160,6 +160,16 @@ torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
 
 LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::string& source)
     : HfModel(config), config_(LlamaConfig::from_json(config, source)) {
+  const auto& c = config_;
+  complete_config({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"attention_bias", c.attention_bias},
+                   {"attention_dropout", c.attention_dropout}, {"bos_token_id", 1}, {"eos_token_id", 2},
+                   {"head_dim", c.head_dim}, {"hidden_act", c.hidden_act}, {"hidden_size", c.hidden_size},
+                   {"initializer_range", c.initializer_range}, {"intermediate_size", c.intermediate_size},
+                   {"max_position_embeddings", c.max_position_embeddings}, {"mlp_bias", c.mlp_bias},
+                   {"num_attention_heads", c.num_attention_heads}, {"num_hidden_layers", c.num_hidden_layers},
+                   {"num_key_value_heads", c.num_key_value_heads}, {"pretraining_tp", 1},
+                   {"rms_norm_eps", c.rms_norm_eps}, {"rope_scaling", c.rope_scaling}, {"rope_theta", c.rope_theta},
+                   {"tie_word_embeddings", c.tie_word_embeddings}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
   model = register_module("model", std::make_shared<LlamaModel>(config_));
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(config_.hidden_size, config_.vocab_size, false,

@@ -41,6 +41,15 @@ class HfModel : public torch::nn::Module {
   const nlohmann::json& config() const { return config_; }
   nlohmann::json& mutable_config() { return config_; }
 
+ protected:
+  // Writes every key transformers writes for the architecture, with the value this model
+  // computes with, where the loaded config left it out: saved configs then carry the same
+  // keys as transformers' own (an inline config in a run file may name only the sizes).
+  void complete_config(const nlohmann::json& effective) {
+    for (auto it = effective.begin(); it != effective.end(); ++it)
+      if (!config_.contains(it.key())) config_[it.key()] = it.value();
+  }
+
  private:
   nlohmann::json config_;
 };

@@ -193,11 +193,12 @@ TEST_F(Train, SaveStrategiesStepsEpochAndBest) {
   // A checkpoint exists exactly at the evals that improved on every earlier one.
   double best = 1e30;
   std::vector<std::int64_t> improved;
-  for (const auto& row : metrics(out("best")))
+  for (const auto& row : metrics(out("best"))) {
     if (row.contains("eval_loss") && row["eval_loss"].get<double>() < best) {
       best = row["eval_loss"].get<double>();
       improved.push_back(row["step"].get<std::int64_t>());
     }
+  }
   std::vector<std::int64_t> steps;
   for (const auto& c : checkpoint::complete_checkpoints(out("best"))) steps.push_back(c.step);
   EXPECT_EQ(steps, improved);
@@ -210,6 +211,18 @@ TEST_F(Train, FinalModelLoadsBackAndGivesDeterministicLogits) {
   for (const char* file : {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                            "tokenizer_config.json", "special_tokens_map.json", "training_args.json", "loss.svg"})
     EXPECT_TRUE(fs::exists(out("final") + "/" + file)) << file;
+  // The structure of transformers' own checkpoint of the same architecture (2 layers, tied).
+  const auto fixture = testing::fixture("llama_tied/single");
+  const auto theirs = json::parse(testing::read_bytes(fixture + "/config.json"));
+  const auto ours = json::parse(testing::read_bytes(out("final") + "/config.json"));
+  for (auto it = theirs.begin(); it != theirs.end(); ++it) {
+    if (it.key() != "transformers_version") EXPECT_TRUE(ours.contains(it.key())) << it.key();
+  }
+  std::vector<std::string> their_names, our_names;
+  const checkpoint::SafetensorsFile their_file(fixture + "/model.safetensors"), our_file(out("final") + "/model.safetensors");
+  for (const auto& e : their_file.header().tensors) their_names.push_back(e.name);
+  for (const auto& e : our_file.header().tensors) our_names.push_back(e.name);
+  EXPECT_EQ(our_names, their_names);
   testing::write_bytes(local_ / "inputs.json", R"({"input_ids": [[72, 101, 108, 108, 111], [87, 111, 114, 108, 100]]})");
   for (const char* name : {"a.npy", "b.npy"}) {
     r = run(0, "logits " + out("final") + " --inputs " + (local_ / "inputs.json") + " --output " + (local_ / name));
