@@ -216,7 +216,9 @@ TEST_F(Train, FinalModelLoadsBackAndGivesDeterministicLogits) {
   const auto theirs = json::parse(testing::read_bytes(fixture + "/config.json"));
   const auto ours = json::parse(testing::read_bytes(out("final") + "/config.json"));
   for (auto it = theirs.begin(); it != theirs.end(); ++it) {
-    if (it.key() != "transformers_version") EXPECT_TRUE(ours.contains(it.key())) << it.key();
+    if (it.key() != "transformers_version") {
+      EXPECT_TRUE(ours.contains(it.key())) << it.key();
+    }
   }
   std::vector<std::string> their_names, our_names;
   const checkpoint::SafetensorsFile their_file(fixture + "/model.safetensors"), our_file(out("final") + "/model.safetensors");
