@@ -169,8 +169,9 @@ int run_bench_io(const Args& args) {
 }
 
 int run_bench(const Args& args) {
-  if (args.empty() || args[0] != "io") throw UsageError("bench: expected a benchmark name: io");
-  return run_bench_io(Args(args.begin() + 1, args.end()));
+  if (!args.empty() && args[0] == "io") return run_bench_io(Args(args.begin() + 1, args.end()));
+  if (!args.empty() && args[0] == "allreduce") return run_bench_allreduce(Args(args.begin() + 1, args.end()));
+  throw UsageError("bench: expected a benchmark name: io | allreduce");
 }
 
 }  // namespace mpitrain::launcher

@@ -1,4 +1,6 @@
 // `mpitrain train CONFIG.json [--key=value ...]`: the distributed training job, launched by mpirun or srun.
+#include <mpi.h>
+
 #include <iostream>
 
 #include "launcher/commands.h"
@@ -43,9 +45,17 @@ int run_train(const Args& args) {
     // Every rank has the same message; one line is enough.
     if (rank == 0) std::cerr << "mpitrain: error: " << e.what() << std::endl;
     return 1;
-  } catch (const std::runtime_error& e) {
-    // Launch problems (srun without PMI) happen before ranks can agree: every process is rank 0 of its own world.
+  } catch (const std::exception& e) {
     const std::string text = e.what();
+    int world_size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    // A world of one (which includes srun without PMI, where every task is its own rank 0)
+    // has nobody to stop: one line and a non-zero exit. Otherwise a failure on one rank
+    // must end the whole job.
+    if (world_size == 1) {
+      std::cerr << "mpitrain: error: " << text.substr(0, text.find('\n')) << std::endl;
+      return 1;
+    }
     comm::abort_job(text.substr(0, text.find('\n')));
   }
 }

@@ -17,6 +17,8 @@ int run_train(const Args& args);
 int run_prepare_data(const Args& args);
 int run_generate(const Args& args);
 int run_bench(const Args& args);
+int run_bench_io(const Args& args);
+int run_bench_allreduce(const Args& args);
 
 // Thrown for a bad command line; main prints it with the usage hint.
 struct UsageError : std::runtime_error {

@@ -20,6 +20,7 @@ const char* kUsage =
     "  convert SRC_DIR DST_DIR            load an HF model directory and save it again (--dtype, --max_shard_size)\n"
     "  init CONFIG.json OUT_DIR           a randomly initialised model saved as an HF directory\n"
     "  bench io                           safetensors write/read throughput against raw disk I/O\n"
+    "  bench allreduce                    (under mpirun) allreduce size sweep: ours and the reducer vs raw MPI\n"
     "run 'mpitrain <command> --help' for its options\n";
 
 // Only the first line of an exception's text: LibTorch appends backtraces to its messages.

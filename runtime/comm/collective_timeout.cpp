@@ -1,4 +1,4 @@
-// Waiting on MPI requests with a deadline; on expiry a census names the ranks that did not arrive, then the job ends.
+// The collective timeout: on expiry a census names the ranks that did not arrive, then the job ends.
 #include "runtime/comm/collective_timeout.h"
 
 #include <chrono>
@@ -97,26 +97,11 @@ void abort_job(const std::string& message) {
   std::_Exit(1);
 }
 
-void wait_or_abort(MPI_Request& request, MPI_Comm monitor, const CollectiveId& id) {
-  int done = 0;
-  MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-  if (done) return;
-  const double limit = g_timeout_seconds;
-  const auto start = Clock::now();
-  // Open MPI has no progress thread here: progress happens inside MPI_Test, so we poll,
-  // yielding the core between polls when ranks outnumber cores.
-  for (std::uint64_t spins = 0;; ++spins) {
-    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    if (spins > 1000) std::this_thread::yield();
-    if ((spins & 1023) == 0 && limit > 0 &&
-        std::chrono::duration<double>(Clock::now() - start).count() > limit) {
-      const std::string who = census(monitor, id);
-      abort_job(id.operation + " #" + std::to_string(id.sequence) + " (" + std::to_string(id.bytes) +
-                " bytes) on communicator '" + id.communicator + "' did not complete within " +
-                std::to_string(static_cast<int>(limit)) + " s; " + who);
-    }
-  }
+void abort_for_timeout(MPI_Comm monitor, const CollectiveId& id) {
+  const std::string who = census(monitor, id);
+  abort_job(id.operation + " #" + std::to_string(id.sequence) + " (" + std::to_string(id.bytes) +
+            " bytes) on communicator '" + id.communicator + "' did not complete within " +
+            std::to_string(static_cast<int>(g_timeout_seconds)) + " s; " + who);
 }
 
 }  // namespace mpitrain::comm

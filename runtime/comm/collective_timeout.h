@@ -1,4 +1,4 @@
-// Waiting on MPI requests with a deadline; on expiry a census names the ranks that did not arrive, then the job ends.
+// The collective timeout: on expiry a census names the ranks that did not arrive, then the job ends.
 #pragma once
 
 #include <mpi.h>
@@ -21,12 +21,12 @@ struct CollectiveId {
 void set_collective_timeout_seconds(double seconds);
 double collective_timeout_seconds();
 
-// Polls `request` to completion. If the deadline passes, exchanges (sequence, operation) with
+// Called when a collective has exceeded the timeout: exchanges (sequence, operation) with
 // every other rank of `monitor` (a duplicate of the collective's communicator, so the census
 // cannot match the collective's own messages), waits a short grace period, prints one line
 // naming the collective and the ranks that did not arrive (or arrived at another
 // collective) and calls MPI_Abort.
-void wait_or_abort(MPI_Request& request, MPI_Comm monitor, const CollectiveId& id);
+[[noreturn]] void abort_for_timeout(MPI_Comm monitor, const CollectiveId& id);
 
 // Prints "mpitrain: error: rank R: <message>" on stderr and ends every rank of the job.
 [[noreturn]] void abort_job(const std::string& message);

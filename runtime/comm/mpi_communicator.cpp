@@ -1,7 +1,8 @@
-// The MPI backend of Communicator, for CPU tensors; every wait is bounded by the collective timeout.
+// The MPI backend of Communicator, for CPU tensors: blocking MPI calls on one worker thread per communicator.
 #include "runtime/comm/mpi_communicator.h"
 
-#include "runtime/comm/collective_timeout.h"
+#include <chrono>
+#include <exception>
 
 namespace mpitrain::comm {
 
@@ -47,42 +48,46 @@ void require_contiguous_cpu(const torch::Tensor& t, const char* operation) {
 // 16-bit floats have no MPI reduction: they are reduced in float32 and copied back.
 bool needs_upcast(const torch::Tensor& t) { return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf; }
 
-class MpiWork : public Work {
- public:
-  MpiWork(MPI_Comm monitor, CollectiveId id, torch::Tensor target, torch::Tensor buffer, bool average, int size)
-      : monitor_(monitor), id_(std::move(id)), target_(std::move(target)), buffer_(std::move(buffer)),
-        average_(average), size_(size) {}
-  ~MpiWork() override {
-    if (!finished_) wait();  // a request must never be left dangling
-  }
-  MPI_Request* request() { return &request_; }
+// Completion shared between the worker (which runs the operation) and the caller (which waits).
+struct Completion {
+  std::mutex mutex;
+  std::condition_variable done_signal;
+  bool done = false;
+  std::exception_ptr error;
+};
 
+class ThreadWork : public Work {
+ public:
+  ThreadWork(std::shared_ptr<Completion> completion, MPI_Comm monitor, CollectiveId id)
+      : completion_(std::move(completion)), monitor_(monitor), id_(std::move(id)) {}
+  ~ThreadWork() override {
+    // The tensors the worker touches belong to the caller: never let them go while it runs.
+    std::unique_lock<std::mutex> lock(completion_->mutex);
+    completion_->done_signal.wait(lock, [&] { return completion_->done; });
+  }
   bool test() override {
-    if (finished_) return true;
-    int done = 0;
-    MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
-    if (done) finish();
-    return finished_;
+    std::lock_guard<std::mutex> lock(completion_->mutex);
+    return completion_->done;
   }
   void wait() override {
-    if (finished_) return;
-    wait_or_abort(request_, monitor_, id_);
-    finish();
+    std::unique_lock<std::mutex> lock(completion_->mutex);
+    const double limit = collective_timeout_seconds();
+    if (limit > 0) {
+      if (!completion_->done_signal.wait_for(lock, std::chrono::duration<double>(limit),
+                                             [&] { return completion_->done; })) {
+        lock.unlock();
+        abort_for_timeout(monitor_, id_);
+      }
+    } else {
+      completion_->done_signal.wait(lock, [&] { return completion_->done; });
+    }
+    if (completion_->error) std::rethrow_exception(completion_->error);
   }
 
  private:
-  void finish() {
-    finished_ = true;
-    if (average_) buffer_.div_(size_);
-    if (!buffer_.is_same(target_)) target_.copy_(buffer_);
-  }
+  std::shared_ptr<Completion> completion_;
   MPI_Comm monitor_;
   CollectiveId id_;
-  torch::Tensor target_, buffer_;
-  bool average_;
-  int size_;
-  MPI_Request request_ = MPI_REQUEST_NULL;
-  bool finished_ = false;
 };
 
 }  // namespace
@@ -91,9 +96,16 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name) : comm_(comm),
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   MPI_Comm_dup(comm_, &monitor_);
+  worker_ = std::thread([this] { run_worker(); });
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
@@ -105,29 +117,65 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::world() {
   return std::make_shared<MpiCommunicator>(MPI_COMM_WORLD, "world");
 }
 
+void MpiCommunicator::run_worker() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    task();
+  }
+}
+
+std::unique_ptr<Work> MpiCommunicator::submit(CollectiveId id, std::function<void()> body) {
+  auto completion = std::make_shared<Completion>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back([completion, body = std::move(body)] {
+      std::exception_ptr error;
+      try {
+        body();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> done_lock(completion->mutex);
+        completion->done = true;
+        completion->error = error;
+      }
+      completion->done_signal.notify_all();
+    });
+  }
+  wake_.notify_one();
+  return std::make_unique<ThreadWork>(completion, monitor_, std::move(id));
+}
+
 CollectiveId MpiCommunicator::next_id(const char* operation, const torch::Tensor& tensor, bool collective) {
   return CollectiveId{name_, operation, collective ? sequence_++ : sequence_, tensor.defined() ? tensor.nbytes() : 0};
 }
 
-void MpiCommunicator::wait(MPI_Request& request, const CollectiveId& id) { wait_or_abort(request, monitor_, id); }
-
 std::unique_ptr<Work> MpiCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
   require_contiguous_cpu(tensor, "allreduce");
-  auto buffer = needs_upcast(tensor) ? tensor.to(at::kFloat) : tensor;
-  const bool average = op == ReduceOp::kAvg;
-  if (average && !buffer.is_floating_point()) throw std::invalid_argument("allreduce: average needs a float tensor");
-  auto work = std::make_unique<MpiWork>(monitor_, next_id("allreduce", tensor), tensor, buffer, average, size_);
-  MPI_Iallreduce(MPI_IN_PLACE, buffer.data_ptr(), count_of(buffer), mpi_datatype(buffer.scalar_type()), mpi_op(op),
-                 comm_, work->request());
-  return work;
+  if (op == ReduceOp::kAvg && !tensor.is_floating_point()) throw std::invalid_argument("allreduce: average needs a float tensor");
+  auto id = next_id("allreduce", tensor);
+  return submit(id, [this, target = tensor, op] {
+    auto buffer = needs_upcast(target) ? target.to(at::kFloat) : target;
+    MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(), count_of(buffer), mpi_datatype(buffer.scalar_type()), mpi_op(op),
+                  comm_);
+    if (op == ReduceOp::kAvg) buffer.div_(size_);
+    if (!buffer.is_same(target)) target.copy_(buffer);
+  });
 }
 
 void MpiCommunicator::broadcast(torch::Tensor& tensor, int root) {
   require_contiguous_cpu(tensor, "broadcast");
-  auto id = next_id("broadcast", tensor);
-  MPI_Request request;
-  MPI_Ibcast(tensor.data_ptr(), count_of(tensor), mpi_datatype(tensor.scalar_type()), root, comm_, &request);
-  wait(request, id);
+  submit(next_id("broadcast", tensor), [this, tensor, root] {
+    MPI_Bcast(tensor.data_ptr(), count_of(tensor), mpi_datatype(tensor.scalar_type()), root, comm_);
+  })->wait();
 }
 
 torch::Tensor MpiCommunicator::allgather(const torch::Tensor& tensor) {
@@ -136,19 +184,17 @@ torch::Tensor MpiCommunicator::allgather(const torch::Tensor& tensor) {
   if (shape.empty()) shape.push_back(1);
   shape[0] *= size_;
   auto out = torch::empty(shape, tensor.options());
-  auto id = next_id("allgather", tensor);
-  MPI_Request request;
-  const auto type = mpi_datatype(tensor.scalar_type());
-  MPI_Iallgather(tensor.data_ptr(), count_of(tensor), type, out.data_ptr(), count_of(tensor), type, comm_, &request);
-  wait(request, id);
+  submit(next_id("allgather", tensor), [this, tensor, out] {
+    const auto type = mpi_datatype(tensor.scalar_type());
+    MPI_Allgather(tensor.data_ptr(), count_of(tensor), type, out.data_ptr(), count_of(tensor), type, comm_);
+  })->wait();
   return out;
 }
 
 torch::Tensor MpiCommunicator::allgatherv(const torch::Tensor& tensor) {
   require_contiguous_cpu(tensor, "allgatherv");
   // First every rank's dim-0 size (same trailing shape everywhere, by contract).
-  auto rows = torch::tensor({tensor.dim() ? tensor.size(0) : 1}, torch::kInt64);
-  auto all_rows = allgather(rows);
+  auto all_rows = allgather(torch::tensor({tensor.dim() ? tensor.size(0) : 1}, torch::kInt64));
   const std::int64_t row_elems = tensor.dim() ? tensor.numel() / std::max<std::int64_t>(1, tensor.size(0)) : 1;
   std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
   std::int64_t total_rows = 0;
@@ -162,12 +208,11 @@ torch::Tensor MpiCommunicator::allgatherv(const torch::Tensor& tensor) {
   if (shape.empty()) shape.push_back(1);
   shape[0] = total_rows;
   auto out = torch::empty(shape, tensor.options());
-  auto id = next_id("allgatherv", tensor);
-  MPI_Request request;
-  const auto type = mpi_datatype(tensor.scalar_type());
-  MPI_Iallgatherv(tensor.data_ptr(), count_of(tensor), type, out.data_ptr(), counts.data(), displs.data(), type, comm_,
-                  &request);
-  wait(request, id);
+  submit(next_id("allgatherv", tensor), [this, tensor, out, counts, displs] {
+    const auto type = mpi_datatype(tensor.scalar_type());
+    MPI_Allgatherv(tensor.data_ptr(), count_of(tensor), type, out.data_ptr(), counts.data(), displs.data(), type,
+                   comm_);
+  })->wait();
   return out;
 }
 
@@ -180,41 +225,37 @@ torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& tensor, Reduc
   auto shape = input.sizes().vec();
   shape[0] /= size_;
   auto out = torch::empty(shape, input.options());
-  auto id = next_id("reduce_scatter", tensor);
-  MPI_Request request;
-  MPI_Ireduce_scatter_block(input.data_ptr(), out.data_ptr(), count_of(out), mpi_datatype(input.scalar_type()),
-                            mpi_op(op), comm_, &request);
-  wait(request, id);
+  submit(next_id("reduce_scatter", tensor), [this, input, out, op] {
+    MPI_Reduce_scatter_block(input.data_ptr(), out.data_ptr(), count_of(out), mpi_datatype(input.scalar_type()),
+                             mpi_op(op), comm_);
+  })->wait();
   if (op == ReduceOp::kAvg) out.div_(size_);
   return out.to(tensor.scalar_type());
 }
 
 void MpiCommunicator::send(const torch::Tensor& tensor, int dst, int tag) {
   require_contiguous_cpu(tensor, "send");
-  auto id = next_id("send", tensor, false);
-  MPI_Request request;
-  MPI_Isend(tensor.data_ptr(), count_of(tensor), mpi_datatype(tensor.scalar_type()), dst, tag, comm_, &request);
-  wait(request, id);
+  submit(next_id("send", tensor, false), [this, tensor, dst, tag] {
+    MPI_Send(tensor.data_ptr(), count_of(tensor), mpi_datatype(tensor.scalar_type()), dst, tag, comm_);
+  })->wait();
 }
 
 void MpiCommunicator::recv(torch::Tensor& tensor, int src, int tag) {
   require_contiguous_cpu(tensor, "recv");
-  auto id = next_id("recv", tensor, false);
-  MPI_Request request;
-  MPI_Irecv(tensor.data_ptr(), count_of(tensor), mpi_datatype(tensor.scalar_type()), src, tag, comm_, &request);
-  wait(request, id);
+  submit(next_id("recv", tensor, false), [this, tensor, src, tag] {
+    MPI_Recv(tensor.data_ptr(), count_of(tensor), mpi_datatype(tensor.scalar_type()), src, tag, comm_,
+             MPI_STATUS_IGNORE);
+  })->wait();
 }
 
 void MpiCommunicator::barrier() {
-  auto id = next_id("barrier", torch::Tensor());
-  MPI_Request request;
-  MPI_Ibarrier(comm_, &request);
-  wait(request, id);
+  submit(next_id("barrier", torch::Tensor()), [this] { MPI_Barrier(comm_); })->wait();
 }
 
 std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key, const std::string& name) {
-  MPI_Comm sub;
-  MPI_Comm_split(comm_, color, key, &sub);
+  MPI_Comm sub = MPI_COMM_NULL;
+  submit(next_id("split", torch::Tensor()), [this, color, key, &sub] { MPI_Comm_split(comm_, color, key, &sub); })
+      ->wait();
   return std::make_shared<MpiCommunicator>(sub, name);
 }
 

@@ -9,7 +9,8 @@ namespace mpitrain::parallel {
 
 GradientReducer::GradientReducer(std::shared_ptr<comm::Communicator> dp, std::vector<torch::Tensor> parameters,
                                  ReducerOptions options)
-    : dp_(std::move(dp)), parameters_(std::move(parameters)) {
+    : dp_(std::move(dp)), parameters_(std::move(parameters)),
+      op_(options.loss_is_prescaled ? comm::ReduceOp::kSum : comm::ReduceOp::kAvg) {
   bucket_of_.resize(parameters_.size());
   // Group in reverse order, splitting by size and dtype.
   std::vector<std::vector<std::size_t>> groups;
@@ -82,11 +83,8 @@ void GradientReducer::on_gradient_ready(std::size_t parameter) {
 void GradientReducer::launch_ready_buckets() {
   while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
     auto& bucket = buckets_[next_to_launch_++];
-    bucket.work = dp_->allreduce_async(bucket.buffer, comm::ReduceOp::kAvg);
+    bucket.work = dp_->allreduce_async(bucket.buffer, op_);
   }
-  // Without a progress thread, in-flight reductions advance only inside MPI calls: poke them.
-  for (std::size_t i = 0; i < next_to_launch_; ++i)
-    if (buckets_[i].work) buckets_[i].work->test();
 }
 
 void GradientReducer::finalize() {

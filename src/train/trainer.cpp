@@ -83,6 +83,7 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
 
   parallel::ReducerOptions reducer_options;
   reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
+  reducer_options.loss_is_prescaled = true;  // train_step scales the loss by reducer_->loss_scale()
   reducer_ = std::make_unique<parallel::GradientReducer>(mesh_->dp_ptr(), parameters_, reducer_options);
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), item.value());
@@ -238,10 +239,14 @@ double Trainer::train_step() {
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
     reducer_->prepare_for_backward(micro == accumulation - 1);
     auto loss = forward_loss(batch, nullptr) / static_cast<double>(accumulation);
-    loss.backward();
+    // The reducer sums gradients over the dp group; this scale makes the sum their average.
+    (loss * reducer_->loss_scale()).backward();
     loss_sum += loss.item<double>();
   }
+  // What the backward pass did not hide: the wait for the last buckets.
+  const auto wait_start = std::chrono::steady_clock::now();
   reducer_->finalize();
+  exposed_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
   last_grad_norm_ = clip_grad_norm(parameters_, config_["training"]["max_grad_norm"].get<double>());
   const auto& t = config_["training"];
   const double lr = t["learning_rate"].get<double>() *
@@ -258,11 +263,16 @@ json Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   model_->eval();
   const auto batch = config_["training"]["per_device_eval_batch_size"].get<std::int64_t>();
-  data::DistributedSampler sampler(eval_data_->size(), mesh_->dp_rank(), mesh_->dp_size(), batch, 0, false);
+  // Every eval sample counts once: rank r takes samples r, r + dp, ...; ranks may run a
+  // different number of batches, since the only collective is the final sum.
+  std::vector<std::int64_t> mine;
+  for (std::int64_t i = mesh_->dp_rank(); i < eval_data_->size(); i += mesh_->dp_size()) mine.push_back(i);
   double loss_sum = 0, correct = 0;
   std::int64_t count_sum = 0;
-  for (std::int64_t b = 0; b < sampler.batches_per_epoch(); ++b) {
-    const auto data = eval_data_->read(sampler.batch(0, b));
+  for (std::size_t start = 0; start < mine.size(); start += static_cast<std::size_t>(batch)) {
+    const auto end = std::min(mine.size(), start + static_cast<std::size_t>(batch));
+    const auto data = eval_data_->read(std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(start),
+                                                                 mine.begin() + static_cast<std::ptrdiff_t>(end)));
     std::int64_t count = 0;
     models::ModelInputs inputs{data.input_ids, data.attention_mask, {}};
     auto logits = model_->forward(inputs);
@@ -279,7 +289,7 @@ json Trainer::evaluate() {
   const double n = std::max(1.0, totals[1].item<double>());
   result["eval_loss"] = round_to(totals[0].item<double>() / n, 4);
   if (eval_data_->is_classification()) result["eval_accuracy"] = round_to(totals[2].item<double>() / n, 4);
-  if (totals[1].item<double>() == 0) log_->warn("the eval split is smaller than one eval batch per rank");
+  if (totals[1].item<double>() == 0) log_->warn("the eval split is empty");
   return result;
 }
 
@@ -421,14 +431,13 @@ void Trainer::rotate_checkpoints() {
 
 void Trainer::train() {
   const auto& t = config_["training"];
-  const auto tokens_per_step = t["per_device_train_batch_size"].get<std::int64_t>() *
-                               t["gradient_accumulation_steps"].get<std::int64_t>() * mesh_->dp_size() *
-                               (train_data_->is_classification() ? 1 : config_["data"]["seq_len"].get<std::int64_t>());
   log_->info("training " + std::to_string(total_steps_) + " steps (" + std::to_string(steps_per_epoch_) +
              " per epoch) from step " + std::to_string(state_.global_step));
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
   const auto first_step = state_.global_step;
+  const auto first_tokens = state_.tokens_seen;
+  auto window_tokens = state_.tokens_seen;
   last_lr_ = t["learning_rate"].get<double>() *
              lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
   while (state_.global_step < total_steps_) {
@@ -438,8 +447,7 @@ void Trainer::train() {
     state_.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
-    const double tokens_per_second =
-        static_cast<double>((state_.global_step - first_step) * tokens_per_step) / std::max(elapsed, 1e-9);
+    const double tokens_per_second = static_cast<double>(state_.tokens_seen - first_tokens) / std::max(elapsed, 1e-9);
     log_->progress(state_.global_step, total_steps_, loss, last_lr_, tokens_per_second);
     if (state_.global_step % state_.logging_steps == 0) {
       // One small allreduce per log, not per step: the mean loss over the window and the dp group.
@@ -449,8 +457,9 @@ void Trainer::train() {
       log_metrics({{"loss", round_to(mean.item<double>(), 4)},
                    {"grad_norm", last_grad_norm_},
                    {"learning_rate", last_lr_},
-                   {"tokens_per_second", round_to(static_cast<double>(state_.steps_since_log * tokens_per_step) /
-                                                      std::max(window, 1e-9), 1)}});
+                   {"tokens_per_second",
+                    round_to(static_cast<double>(state_.tokens_seen - window_tokens) / std::max(window, 1e-9), 1)}});
+      window_tokens = state_.tokens_seen;
       state_.loss_since_log = 0;
       state_.steps_since_log = 0;
       window_start = now;
@@ -470,9 +479,10 @@ void Trainer::train() {
   }
   const auto steps_run = state_.global_step - first_step;
   log_metrics({{"train_runtime", round_to(runtime, 4)},
+               {"exposed_comm_fraction", round_to(exposed_comm_seconds_ / std::max(runtime, 1e-9), 4)},
                {"train_steps_per_second", round_to(static_cast<double>(steps_run) / std::max(runtime, 1e-9), 3)},
                {"train_tokens_per_second",
-                round_to(static_cast<double>(steps_run * tokens_per_step) / std::max(runtime, 1e-9), 1)}});
+                round_to(static_cast<double>(state_.tokens_seen - first_tokens) / std::max(runtime, 1e-9), 1)}});
   if (mesh_->world().rank() == 0) write_loss_plot((fs::path(output_dir_) / "loss.svg").string(), state_.log_history);
 }
 

@@ -65,6 +65,7 @@ class Trainer {
   TrainerState state_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
   double last_lr_ = 0, last_grad_norm_ = 0;
+  double exposed_comm_seconds_ = 0;  // time in the reducer's final wait, summed over steps
 };
 
 }  // namespace mpitrain::train

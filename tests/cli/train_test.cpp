@@ -25,9 +25,10 @@ struct Result {
 };
 
 // Runs `mpitrain ARGS` under mpirun with `np` ranks (np = 0: without mpirun).
-Result run(int np, const std::string& arguments) {
+Result run(int np, const std::string& arguments, const std::string& environment = "") {
   ScratchDir scratch;
   std::string command = std::string(MPITRAIN_BINARY) + " " + arguments;
+  if (!environment.empty()) command = "env " + environment + " " + command;
   if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
   command += " >" + (scratch / "out") + " 2>" + (scratch / "err");
   const int raw = std::system(command.c_str());
@@ -264,6 +265,13 @@ TEST_F(Train, BadDataFailsOnEveryRankWithOneLine) {
   ASSERT_EQ(r.status, 0) << r.err;
   expect_one_line_error(run(2, "train " + config + " --train_file=" + (local_ / "short.h5")),
                         "training samples are fewer than one optimizer step needs");
+}
+
+TEST_F(Train, SrunWithoutPmiIsExplained) {
+  // Every task of `srun` without PMI sees a world of one while Slurm says there are more.
+  const auto r = run(0, "train " + write_config("srun", {}), "SLURM_JOB_ID=7 SLURM_STEP_ID=0 SLURM_PROCID=0 SLURM_NTASKS=2");
+  expect_one_line_error(r, "started by srun with 2 tasks but MPI sees a world of 1");
+  EXPECT_NE(r.err.find("srun --mpi=pmix"), std::string::npos);
 }
 
 TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
