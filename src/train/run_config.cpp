@@ -26,6 +26,8 @@ const std::vector<KeySpec>& config_keys() {
       {"data", "max_length", Type::kInt, 128, "tokens per classification row"},
       {"data", "eval_every", Type::kInt, 10, "every n-th document goes to the eval split when preparing"},
       {"data", "shuffle", Type::kBool, true, "shuffle the training samples every epoch"},
+      {"data", "tokenizer_name_or_path", Type::kString, "",
+       "an HF tokenizer directory whose files are saved with the model (data must be pre-tokenized)"},
       // training: Hugging Face TrainingArguments names and defaults
       {"training", "output_dir", Type::kString, "", "where checkpoints and the final model go"},
       {"training", "num_train_epochs", Type::kFloat, 3.0, ""},

@@ -108,6 +108,16 @@ void Trainer::prepare_data() {
   auto& d = config_["data"];
   std::string train_file = d["train_file"].get<std::string>();
   const std::string source = d["source"].get<std::string>();
+  const std::string tokenizer = d["tokenizer_name_or_path"].get<std::string>();
+  comm::run_agreed(world, [&] {
+    if (tokenizer.empty()) return;
+    if (!fs::exists(fs::path(tokenizer) / "tokenizer_config.json") && !fs::exists(fs::path(tokenizer) / "tokenizer.json"))
+      throw std::runtime_error("data.tokenizer_name_or_path '" + tokenizer + "' holds no tokenizer.json or tokenizer_config.json");
+    if (!train_file.empty() && fs::exists(train_file)) return;
+    throw std::runtime_error("data.tokenizer_name_or_path needs pre-tokenized data in data.train_file (prepare-data "
+                             "tokenizes with the built-in byte tokenizer only)");
+  });
+  tokenizer_dir_ = tokenizer;
   if (train_file.empty()) {
     if (source.empty()) throw comm::AgreedError("data.train_file or data.source is required");
     train_file = (fs::path(output_dir_) / "data" / "prepared.h5").string();
@@ -147,8 +157,9 @@ void Trainer::build_model() {
       auto loaded = models::from_pretrained(name, torch::kFloat32);
       model_ = loaded.model;
       generation_config_ = loaded.generation_config;
+      // The model's own tokenizer travels with it, unless the data names another.
       for (const char* file : kTokenizerFiles)
-        if (fs::exists(fs::path(name) / file)) tokenizer_dir_ = name;
+        if (tokenizer_dir_.empty() && fs::exists(fs::path(name) / file)) tokenizer_dir_ = name;
       for (const auto& unused : loaded.ignored_tensors) log_->warn(name + ": tensor '" + unused + "' is not used");
     } else {
       torch::manual_seed(m["init_seed"].get<std::uint64_t>());
@@ -342,9 +353,12 @@ void Trainer::save_model_files(const std::string& dir) {
   if (!t["save_dtype"].get<std::string>().empty()) options.dtype = models::parse_torch_dtype(t["save_dtype"]);
   models::save_pretrained(*model_, dir, options, generation_config_);
   if (!tokenizer_dir_.empty()) {
-    for (const char* file : kTokenizerFiles)
-      if (fs::exists(fs::path(tokenizer_dir_) / file))
-        fs::copy_file(fs::path(tokenizer_dir_) / file, fs::path(dir) / file, fs::copy_options::overwrite_existing);
+    for (const char* file : kTokenizerFiles) {
+      const auto from = fs::path(tokenizer_dir_) / file, to = fs::path(dir) / file;
+      // Saving into the directory the tokenizer came from leaves its files as they are.
+      if (fs::exists(from) && !(fs::exists(to) && fs::equivalent(from, to)))
+        fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+    }
   } else {
     data::ByteTokenizer::save(dir, model_->config().value("max_position_embeddings",
                                                           model_->config().value("n_positions", std::int64_t{1024})));

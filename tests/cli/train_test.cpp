@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
@@ -130,9 +131,11 @@ TEST_F(Train, DataParallelRanksTrainTheSameModelAsOneRankWithTheWholeBatch) {
   const auto reference = losses(out("np1"));
   ASSERT_EQ(reference.size(), 6u);
   EXPECT_LT(reference.back(), reference.front());
-  for (const auto& [np, batch] : {std::pair<int, int>{2, 2}, {4, 1}}) {
-    const auto name = "np" + std::to_string(np);
-    const auto r = run(np, "train " + write_config(name, {{"per_device_train_batch_size", batch}}));
+  // (ranks, per-rank batch, accumulation steps): the same global batch of 4 each time.
+  for (const auto& [np, batch, accumulation] : {std::tuple<int, int, int>{2, 2, 1}, {4, 1, 1}, {2, 1, 2}}) {
+    const auto name = "np" + std::to_string(np) + "_ga" + std::to_string(accumulation);
+    const auto r = run(np, "train " + write_config(name, {{"per_device_train_batch_size", batch},
+                                                          {"gradient_accumulation_steps", accumulation}}));
     ASSERT_EQ(r.status, 0) << r.err;
     const auto ours = losses(out(name));
     ASSERT_EQ(ours.size(), reference.size());
@@ -265,6 +268,29 @@ TEST_F(Train, BadDataFailsOnEveryRankWithOneLine) {
   ASSERT_EQ(r.status, 0) << r.err;
   expect_one_line_error(run(2, "train " + config + " --train_file=" + (local_ / "short.h5")),
                         "training samples are fewer than one optimizer step needs");
+}
+
+TEST_F(Train, Bfloat16AutocastTrainsWithFloat32MasterWeights) {
+  const auto r = run(2, "train " + write_config("bf16", {{"bf16", true}, {"max_steps", 4}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto l = losses(out("bf16"));
+  ASSERT_EQ(l.size(), 4u);
+  for (double x : l) EXPECT_TRUE(std::isfinite(x));
+  const auto reference = run(2, "train " + write_config("fp32", {{"max_steps", 4}}));
+  ASSERT_EQ(reference.status, 0) << reference.err;
+  EXPECT_NEAR(l[0], losses(out("fp32"))[0], 0.05);  // bf16 keeps ~3 digits
+  const checkpoint::SafetensorsFile saved(out("bf16") + "/model.safetensors");
+  EXPECT_EQ(saved.header().tensors.front().dtype, checkpoint::DType::F32);
+}
+
+TEST_F(Train, OwnTokenizerIsSavedWithTheModel) {
+  fs::create_directories(local_ / "my_tokenizer");
+  testing::write_bytes(local_ / "my_tokenizer/tokenizer_config.json", R"({"tokenizer_class": "MyTokenizer"})");
+  const auto r = run(2, "train " + write_config("tok", {{"max_steps", 1}},
+                                                {{"data", {{"tokenizer_name_or_path", local_ / "my_tokenizer"}}}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(testing::read_bytes(out("tok") + "/tokenizer_config.json"), R"({"tokenizer_class": "MyTokenizer"})");
+  EXPECT_FALSE(fs::exists(out("tok") + "/tokenizer.json"));
 }
 
 TEST_F(Train, SrunWithoutPmiIsExplained) {
