@@ -10,10 +10,8 @@ PACKAGES=(
   libhdf5-dev
   nlohmann-json3-dev
   libboost-program-options-dev
-  googletest libgtest-dev
-  libspdlog-dev libfmt-dev libxxhash-dev
+  googletest libgtest-dev python3
   clang-14 libclang-rt-14-dev
-  python3-numpy
 )
 
 missing=()
@@ -30,6 +28,8 @@ fi
 [ "${MPITRAIN_SETUP_ONLY_PACKAGES:-0}" = 1 ] && exit 0
 
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+# Paths relative to the checkout, so a fresh clone elsewhere (CI) still hits the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(pwd)}"
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} \
   -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache ${CMAKE_EXTRA_ARGS:-}

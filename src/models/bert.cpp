@@ -32,12 +32,7 @@ BertConfig BertConfig::from_json(const nlohmann::json& config, const std::string
   c.attention_probs_dropout_prob = r.double_or("attention_probs_dropout_prob", 0.1);
   c.classifier_dropout = r.double_or("classifier_dropout", c.hidden_dropout_prob);
   c.initializer_range = r.double_or("initializer_range", 0.02);
-  c.hidden_act = r.string_or("hidden_act", "gelu");
-  try {
-    check_activation_name(c.hidden_act);
-  } catch (const std::exception& e) {
-    r.fail(std::string("hidden_act: ") + e.what());
-  }
+  c.hidden_act = r.activation_or("hidden_act", "gelu");
   const auto position_type = r.string_or("position_embedding_type", "absolute");
   if (position_type != "absolute")
     r.fail("position_embedding_type '" + position_type + "' is not supported (absolute)");

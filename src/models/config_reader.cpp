@@ -2,6 +2,7 @@
 #include "src/models/config_reader.h"
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "src/models/layers.h"
 
 namespace mpitrain::models {
 
@@ -54,6 +55,16 @@ std::string ConfigReader::string_or(const std::string& key, const std::string& f
   if (!v) return fallback;
   if (!v->is_string()) fail("key '" + key + "' must be a string, got " + v->dump());
   return v->get<std::string>();
+}
+
+std::string ConfigReader::activation_or(const std::string& key, const std::string& fallback) const {
+  const auto name = string_or(key, fallback);
+  try {
+    check_activation_name(name);
+  } catch (const std::exception& e) {
+    fail(key + ": " + e.what());
+  }
+  return name;
 }
 
 }  // namespace mpitrain::models

@@ -17,6 +17,8 @@ class ConfigReader {
   bool bool_or(const std::string& key, bool fallback) const;
   std::string string_or(const std::string& key, const std::string& fallback) const;
   bool has(const std::string& key) const;
+  // A transformers activation name (ACT2FN) this project implements; fails naming the key otherwise.
+  std::string activation_or(const std::string& key, const std::string& fallback) const;
 
   [[noreturn]] void fail(const std::string& problem) const;  // throws CheckpointError(source, problem)
   const std::string& source() const { return source_; }

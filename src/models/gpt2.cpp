@@ -28,12 +28,7 @@ Gpt2Config Gpt2Config::from_json(const nlohmann::json& config, const std::string
   c.scale_attn_by_inverse_layer_idx = r.bool_or("scale_attn_by_inverse_layer_idx", false);
   c.reorder_and_upcast_attn = r.bool_or("reorder_and_upcast_attn", false);
   c.tie_word_embeddings = r.bool_or("tie_word_embeddings", true);
-  c.activation_function = r.string_or("activation_function", "gelu_new");
-  try {
-    check_activation_name(c.activation_function);
-  } catch (const std::exception& e) {
-    r.fail(std::string("activation_function: ") + e.what());
-  }
+  c.activation_function = r.activation_or("activation_function", "gelu_new");
   return c;
 }
 

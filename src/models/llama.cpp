@@ -33,12 +33,7 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& config, const std::stri
   c.attention_bias = r.bool_or("attention_bias", false);
   c.mlp_bias = r.bool_or("mlp_bias", false);
   c.tie_word_embeddings = r.bool_or("tie_word_embeddings", false);
-  c.hidden_act = r.string_or("hidden_act", "silu");
-  try {
-    check_activation_name(c.hidden_act);
-  } catch (const std::exception& e) {
-    r.fail(std::string("hidden_act: ") + e.what());
-  }
+  c.hidden_act = r.activation_or("hidden_act", "silu");
   auto scaling = config.find("rope_scaling");
   c.rope_scaling = scaling == config.end() ? nlohmann::json() : *scaling;
   if (!c.rope_scaling.is_null()) {
