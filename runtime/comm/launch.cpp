@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 #include <torch/torch.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -73,7 +74,14 @@ int configure_torch_threads(const LaunchInfo& launch, int requested) {
     // Slurm's --cpus-per-task, when set, is this rank's share already.
     const int per_task = env_int("SLURM_CPUS_PER_TASK", 0);
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    threads = per_task > 0 ? per_task : std::max(1, cores / std::max(1, launch.local_size));
+    // mpirun binds each rank to cores by default (one core per rank at np <= 2): more
+    // threads than the cores a rank may run on only fight over them (measured: 2 threads
+    // on one bound core ran at 0.5x of one thread).
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    const int bound = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : cores;
+    threads = per_task > 0 ? per_task
+                           : (bound < cores ? std::max(1, bound) : std::max(1, cores / std::max(1, launch.local_size)));
   }
   at::set_num_threads(threads);
   // The interop pool can only be sized before its first use; later calls are ignored by design.

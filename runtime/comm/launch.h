@@ -25,8 +25,9 @@ class MpiSession {
 // `srun` without PMIx, where every task is a world of one.
 LaunchInfo detect_launch();
 
-// Torch intra-op threads = cores of this node / local ranks (at least 1), one interop thread;
-// `requested` > 0 overrides. Returns the thread count set.
+// Torch intra-op threads: the cores this rank is bound to when the launcher bound it, else
+// cores of this node / local ranks (at least 1); SLURM_CPUS_PER_TASK or `requested` > 0
+// override. One interop thread. Returns the thread count set.
 int configure_torch_threads(const LaunchInfo& launch, int requested);
 
 }  // namespace mpitrain::comm

@@ -64,7 +64,7 @@ const std::vector<KeySpec>& config_keys() {
       {"parallel", "tensor_parallel_size", Type::kInt, 1, ""},
       {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce bucket size"},
       {"parallel", "collective_timeout_s", Type::kFloat, 1800.0, "a collective slower than this ends the job"},
-      {"parallel", "torch_threads", Type::kInt, 0, "0: cores per local rank"},
+      {"parallel", "torch_threads", Type::kInt, 0, "0: the cores the rank is bound to, else cores per local rank"},
   };
   return keys;
 }

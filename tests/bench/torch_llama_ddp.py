@@ -84,7 +84,9 @@ def main():
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", 0))
     world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", 1))
     local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", 1))
-    torch.set_num_threads(max(1, os.cpu_count() // local))
+    # The same rule as mpitrain: the cores this rank is bound to, else cores / local ranks.
+    bound = len(os.sched_getaffinity(0))
+    torch.set_num_threads(bound if bound < os.cpu_count() else max(1, os.cpu_count() // local))
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29517")
     dist.init_process_group("gloo", rank=rank, world_size=world)
