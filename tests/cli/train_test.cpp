@@ -165,6 +165,23 @@ TEST_F(Train, ResumeContinuesBitForBit) {
   EXPECT_NE(r.out.find("resumed from " + out("straight") + "/checkpoint-8"), std::string::npos) << r.out;
 }
 
+TEST_F(Train, CheckpointsLeftHalfWrittenAreIgnoredAndCleanedUp) {
+  const json saving = {{"max_steps", 4}, {"save_strategy", "steps"}, {"save_steps", 2}};
+  auto r = run(2, "train " + write_config("killed", saving));
+  ASSERT_EQ(r.status, 0) << r.err;
+  // What a job killed mid-save leaves: a staging dir, and a renamed dir whose marker never came.
+  fs::create_directories(out("killed") + "/.tmp-checkpoint-6");
+  testing::write_bytes(out("killed") + "/.tmp-checkpoint-6/model.safetensors", "half");
+  fs::create_directories(out("killed") + "/checkpoint-5");
+  testing::write_bytes(out("killed") + "/checkpoint-5/trainer_state.json", "{");
+  r = run(2, "train " + write_config("killed", saving) + " --resume_from_checkpoint=true --max_steps=6");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("resumed from " + out("killed") + "/checkpoint-4"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out("killed") + "/.tmp-checkpoint-6/model.safetensors"));
+  EXPECT_FALSE(fs::exists(out("killed") + "/checkpoint-5"));
+  EXPECT_TRUE(checkpoint::is_complete_checkpoint(out("killed") + "/checkpoint-6"));
+}
+
 TEST_F(Train, RotationKeepsTheNewestAndNeverDeletesTheBest) {
   // greater_is_better with a falling loss makes the first checkpoint the best: rotation must keep it.
   const json rotating = {{"max_steps", 8}, {"eval_strategy", "steps"}, {"eval_steps", 2}, {"save_strategy", "steps"},
