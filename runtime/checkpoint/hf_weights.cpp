@@ -10,6 +10,7 @@
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/hf_index.h"
+#include "runtime/checkpoint/save_plan.h"
 
 namespace mpitrain::checkpoint {
 
@@ -119,42 +120,33 @@ std::vector<std::string> stale_weight_files(const std::string& dir, const std::v
 SavedWeights save_hf_weights(const std::string& dir, const std::vector<TensorBytes>& tensors,
                              std::uint64_t max_shard_size) {
   fs::create_directories(dir);
-  std::vector<std::uint64_t> sizes;
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back(t.spec);
+  const SavePlan plan = plan_hf_save(specs, max_shard_size);
+  std::vector<std::vector<TensorBytes>> members(plan.files.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) members[plan.tensors[i].file].push_back(tensors[i]);
   SavedWeights saved;
-  for (const auto& t : tensors) {
-    sizes.push_back(spec_nbytes(t.spec));
-    saved.total_size += sizes.back();
+  saved.sharded = plan.sharded;
+  saved.total_size = plan.total_bytes;
+  for (std::size_t f = 0; f < plan.files.size(); ++f) {
+    write_safetensors((fs::path(dir) / plan.files[f].name).string(), members[f]);
+    saved.files.push_back(plan.files[f].name);
   }
-  const auto shards = plan_shards(sizes, max_shard_size);
-  saved.sharded = shards.size() > 1;
+  finish_hf_save(dir, plan);
+  return saved;
+}
 
-  ShardIndex index;
-  index.total_size = saved.total_size;
-  index.has_total_size = true;
-  for (std::size_t s = 0; s < shards.size(); ++s) {
-    const std::string name = saved.sharded ? shard_file_name(s, shards.size()) : kSingleWeightsFile;
-    std::vector<TensorBytes> members;
-    for (auto i : shards[s]) {
-      members.push_back(tensors[i]);
-      index.weight_map[tensors[i].spec.name] = name;
-    }
-    write_safetensors((fs::path(dir) / name).string(), members);
-    saved.files.push_back(name);
-  }
-  if (shards.empty()) {  // a model with no tensors still gets a valid (empty) weights file
-    write_safetensors((fs::path(dir) / kSingleWeightsFile).string(), {});
-    saved.files.push_back(kSingleWeightsFile);
-  }
-  std::vector<std::string> keep = saved.files;
-  if (saved.sharded) {
-    write_file_atomically((fs::path(dir) / kWeightsIndexFile).string(), shard_index_to_json(index));
+void finish_hf_save(const std::string& dir, const SavePlan& plan) {
+  std::vector<std::string> keep;
+  for (const auto& f : plan.files) keep.push_back(f.name);
+  if (plan.sharded) {
+    write_file_atomically((fs::path(dir) / kWeightsIndexFile).string(), shard_index_to_json(plan.index));
     keep.push_back(kWeightsIndexFile);
   }
   // Stale files go last: until then a reader sees the previous complete save or, for a
   // single file (which wins over an index), the new one.
   for (const auto& name : stale_weight_files(dir, keep)) fs::remove(fs::path(dir) / name);
   fsync_directory(dir);
-  return saved;
 }
 
 }  // namespace mpitrain::checkpoint

@@ -49,6 +49,11 @@ struct SavedWeights {
 SavedWeights save_hf_weights(const std::string& dir, const std::vector<TensorBytes>& tensors,
                              std::uint64_t max_shard_size);
 
+struct SavePlan;
+// After a plan's weight files are complete in `dir`: writes the index (sharded plans) and
+// removes weight files of an earlier save that the plan does not use.
+void finish_hf_save(const std::string& dir, const SavePlan& plan);
+
 // Weight files in `dir` (model*.safetensors, the index, pytorch_model*.bin) not in `keep`.
 std::vector<std::string> stale_weight_files(const std::string& dir, const std::vector<std::string>& keep);
 

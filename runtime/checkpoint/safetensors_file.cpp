@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/layout.h"
 
 namespace mpitrain::checkpoint {
 
@@ -83,45 +84,10 @@ void SafetensorsFile::read_slice(const TensorEntry& entry, const std::vector<std
 
 void copy_block(const std::uint8_t* src, const std::vector<std::int64_t>& shape, std::size_t elem_size,
                 const std::vector<std::int64_t>& offsets, const std::vector<std::int64_t>& sizes, std::uint8_t* dst) {
-  const std::size_t ndim = shape.size();
-  for (auto s : sizes)
-    if (s == 0) return;
-  // Fold the trailing dimensions the block covers completely into one contiguous run.
-  std::size_t run_dims = 0;  // trailing dims copied whole
-  std::size_t run_bytes = elem_size;
-  while (run_dims < ndim && sizes[ndim - 1 - run_dims] == shape[ndim - 1 - run_dims] &&
-         offsets[ndim - 1 - run_dims] == 0) {
-    run_bytes *= static_cast<std::size_t>(shape[ndim - 1 - run_dims]);
-    ++run_dims;
-  }
-  if (run_dims == ndim) {
-    std::memcpy(dst, src, run_bytes);
-    return;
-  }
-  // The innermost partial dimension extends the run by its block size.
-  const std::size_t partial = ndim - 1 - run_dims;
-  const std::size_t inner_stride = run_bytes;  // bytes of one step along `partial`
-  run_bytes *= static_cast<std::size_t>(sizes[partial]);
-
-  std::vector<std::size_t> strides(ndim, elem_size);
-  for (std::size_t d = ndim - 1; d > 0; --d) strides[d - 1] = strides[d] * static_cast<std::size_t>(shape[d]);
-
-  std::vector<std::int64_t> index(partial, 0);  // position within the block's outer dims
-  while (true) {
-    std::size_t src_offset = static_cast<std::size_t>(offsets[partial]) * inner_stride;
-    for (std::size_t d = 0; d < partial; ++d)
-      src_offset += static_cast<std::size_t>(offsets[d] + index[d]) * strides[d];
-    std::memcpy(dst, src + src_offset, run_bytes);
-    dst += run_bytes;
-    std::size_t d = partial;
-    while (d > 0) {
-      --d;
-      if (++index[d] < sizes[d]) break;
-      index[d] = 0;
-      if (d == 0) return;
-    }
-    if (partial == 0) return;
-  }
+  for_each_run(shape, elem_size, Block{offsets, sizes},
+               [&](std::uint64_t in_tensor, std::uint64_t in_block, std::uint64_t length) {
+                 std::memcpy(dst + in_block, src + in_tensor, length);
+               });
 }
 
 }  // namespace mpitrain::checkpoint

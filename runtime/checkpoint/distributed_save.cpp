@@ -1,0 +1,476 @@
+// The collective save: every rank's blocks into one HF directory (gather to rank 0, parallel writes) or per-rank shards.
+#include "runtime/checkpoint/distributed_save.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "runtime/checkpoint/atomic_file.h"
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/safetensors_file.h"
+#include "runtime/checkpoint/save_plan.h"
+#include "runtime/checkpoint/torch_tensors.h"
+#include "runtime/comm/agreement.h"
+
+namespace mpitrain::checkpoint {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+SaveMode parse_save_mode(const std::string& name) {
+  if (name == "gather") return SaveMode::kGather;
+  if (name == "parallel") return SaveMode::kParallel;
+  if (name == "sharded") return SaveMode::kSharded;
+  throw std::invalid_argument("save_mode '" + name + "' is not one of gather, parallel, sharded");
+}
+
+namespace {
+
+struct RankBlock {
+  int rank;
+  Block block;
+  bool writer;
+};
+
+// Every rank's block of every tensor: one allgather of a fixed-size integer table.
+std::vector<std::vector<RankBlock>> gather_layouts(comm::Communicator& comm, const std::vector<LocalTensor>& tensors) {
+  std::vector<std::int64_t> row;
+  for (const auto& t : tensors) {
+    for (auto o : t.layout.block.offsets) row.push_back(o);
+    for (auto s : t.layout.block.sizes) row.push_back(s);
+    row.push_back(t.layout.writer ? 1 : 0);
+  }
+  const auto width = static_cast<std::int64_t>(row.size());
+  auto all = comm.allgather(torch::tensor(row, torch::kInt64).view({1, width}));
+  std::vector<std::vector<RankBlock>> out(tensors.size());
+  for (int r = 0; r < comm.size(); ++r) {
+    const auto* values = all[r].data_ptr<std::int64_t>();
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto ndim = tensors[i].layout.shape.size();
+      RankBlock rb{r, {}, false};
+      for (std::size_t d = 0; d < ndim; ++d) rb.block.offsets.push_back(values[k++]);
+      for (std::size_t d = 0; d < ndim; ++d) rb.block.sizes.push_back(values[k++]);
+      rb.writer = values[k++] != 0;
+      out[i].push_back(rb);
+    }
+  }
+  return out;
+}
+
+std::string temp_name(const std::string& dir, const std::string& file) {
+  return (fs::path(dir) / (file + ".tmp-save")).string();
+}
+
+void pwrite_all(int fd, const void* data, std::uint64_t length, std::uint64_t offset, const std::string& path) {
+  const auto* cursor = static_cast<const char*>(data);
+  while (length > 0) {
+    const auto n = ::pwrite(fd, cursor, std::min<std::uint64_t>(length, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw CheckpointError(path, std::string("write failed: ") + std::strerror(errno));
+    cursor += n;
+    offset += static_cast<std::uint64_t>(n);
+    length -= static_cast<std::uint64_t>(n);
+  }
+}
+
+class OpenFiles {
+ public:
+  OpenFiles(const std::string& dir, const SavePlan& plan) : dir_(dir), plan_(plan), fds_(plan.files.size(), -1) {}
+  ~OpenFiles() {
+    for (int fd : fds_)
+      if (fd >= 0) ::close(fd);
+  }
+  int fd(std::size_t file) {
+    if (fds_[file] < 0) {
+      const auto path = temp_name(dir_, plan_.files[file].name);
+      fds_[file] = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fds_[file] < 0) throw CheckpointError(path, std::string("cannot open for writing: ") + std::strerror(errno));
+    }
+    return fds_[file];
+  }
+  void sync_all() {
+    for (std::size_t f = 0; f < fds_.size(); ++f)
+      if (fds_[f] >= 0 && ::fsync(fds_[f]) != 0)
+        throw CheckpointError(temp_name(dir_, plan_.files[f].name), std::string("fsync failed: ") + std::strerror(errno));
+  }
+
+ private:
+  std::string dir_;
+  const SavePlan& plan_;
+  std::vector<int> fds_;
+};
+
+// Rank 0: every planned file exists under its temporary name, header written, full length.
+void create_planned_files(const std::string& dir, const SavePlan& plan) {
+  fs::create_directories(dir);
+  for (const auto& file : plan.files) {
+    const auto path = temp_name(dir, file.name);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw CheckpointError(path, std::string("cannot create: ") + std::strerror(errno));
+    try {
+      pwrite_all(fd, file.preamble.data(), file.preamble.size(), 0, path);
+      if (::ftruncate(fd, static_cast<off_t>(file.size)) != 0)
+        throw CheckpointError(path, std::string("cannot size the file: ") + std::strerror(errno));
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+  }
+}
+
+// Rank 0, once every writer has fsynced: final names, index, stale files gone.
+void commit_planned_files(const std::string& dir, const SavePlan& plan) {
+  for (const auto& file : plan.files) {
+    const auto path = temp_name(dir, file.name);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+      if (fd >= 0) ::close(fd);
+      throw CheckpointError(path, std::string("fsync failed: ") + std::strerror(errno));
+    }
+    ::close(fd);
+    fs::rename(path, fs::path(dir) / file.name);
+  }
+  finish_hf_save(dir, plan);
+}
+
+void remove_temporaries(const std::string& dir, const SavePlan& plan) {
+  std::error_code ignored;
+  for (const auto& file : plan.files) fs::remove(temp_name(dir, file.name), ignored);
+}
+
+// Writes the packed bytes [begin, end) of a block held in `packed` (which starts at packed
+// byte `packed_base`) to the runs of the file they belong to.
+void write_packed_range(int fd, const std::string& path, const PlannedTensor& planned, const Block& block,
+                        const std::uint8_t* packed, std::uint64_t packed_base, std::uint64_t begin, std::uint64_t end) {
+  for_each_run(planned.spec.shape, dtype_size(planned.spec.dtype), block,
+               [&](std::uint64_t in_tensor, std::uint64_t in_block, std::uint64_t length) {
+                 const auto lo = std::max(in_block, begin), hi = std::min(in_block + length, end);
+                 if (lo >= hi) return;
+                 pwrite_all(fd, packed + (lo - packed_base), hi - lo, planned.offset + in_tensor + (lo - in_block), path);
+               });
+}
+
+std::vector<TensorSpec> specs_of(const std::vector<LocalTensor>& tensors) {
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back({t.layout.name, t.layout.dtype, t.layout.shape});
+  return specs;
+}
+
+void check_local(const LocalTensor& t) {
+  if (!t.data.is_contiguous() || !t.data.device().is_cpu() || from_scalar_type(t.data.scalar_type()) != t.layout.dtype ||
+      t.data.sizes().vec() != t.layout.block.sizes)
+    throw CheckpointError(t.layout.name, "local block is not a contiguous CPU tensor of the layout's dtype and block shape");
+}
+
+void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                   const SavePlan& plan) {
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) create_planned_files(dir, plan);
+  });
+  comm::run_agreed(comm, [&] {
+    OpenFiles files(dir, plan);
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& t = tensors[i];
+      if (!t.layout.writer || t.layout.block.empty()) continue;
+      check_local(t);
+      const auto& planned = plan.tensors[i];
+      const auto* bytes = static_cast<const std::uint8_t*>(t.data.data_ptr());
+      write_packed_range(files.fd(planned.file), temp_name(dir, plan.files[planned.file].name), planned, t.layout.block,
+                         bytes, 0, 0, t.data.nbytes());
+    }
+    files.sync_all();
+  });
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) commit_planned_files(dir, plan);
+  });
+}
+
+void save_gather(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                 const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, std::uint64_t window) {
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) create_planned_files(dir, plan);
+  });
+  constexpr int kTag = 4242;
+  // Every rank walks the same plan in the same order: tensor by tensor, writer block by
+  // writer block, window by window. Rank 0 receives each window and writes it at its place;
+  // its memory beyond its own tensors is one window, whatever the model's size.
+  comm::run_agreed(comm, [&] {
+    std::unique_ptr<OpenFiles> files;
+    torch::Tensor buffer;
+    if (comm.rank() == 0) {
+      files = std::make_unique<OpenFiles>(dir, plan);
+      buffer = torch::empty({static_cast<std::int64_t>(window)}, torch::kUInt8);
+    }
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& planned = plan.tensors[i];
+      const auto element = dtype_size(planned.spec.dtype);
+      for (const auto& rb : layouts[i]) {
+        if (!rb.writer || rb.block.empty()) continue;
+        const std::uint64_t bytes = static_cast<std::uint64_t>(rb.block.numel()) * element;
+        const auto path = temp_name(dir, plan.files[planned.file].name);
+        if (rb.rank == 0 && comm.rank() == 0) {
+          check_local(tensors[i]);
+          write_packed_range(files->fd(planned.file), path, planned, rb.block,
+                             static_cast<const std::uint8_t*>(tensors[i].data.data_ptr()), 0, 0, bytes);
+          continue;
+        }
+        if (comm.rank() != 0 && comm.rank() != rb.rank) continue;
+        for (std::uint64_t begin = 0; begin < bytes; begin += window) {
+          const auto length = std::min(window, bytes - begin);
+          if (comm.rank() == rb.rank) {
+            check_local(tensors[i]);
+            auto chunk = torch::from_blob(static_cast<std::uint8_t*>(tensors[i].data.data_ptr()) + begin,
+                                          {static_cast<std::int64_t>(length)}, torch::kUInt8);
+            comm.send(chunk, 0, kTag);
+          } else {
+            auto chunk = buffer.narrow(0, 0, static_cast<std::int64_t>(length));
+            comm.recv(chunk, rb.rank, kTag);
+            write_packed_range(files->fd(planned.file), path, planned, rb.block, chunk.data_ptr<std::uint8_t>(), begin,
+                               begin, begin + length);
+          }
+        }
+      }
+    }
+    if (files) files->sync_all();
+  });
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) commit_planned_files(dir, plan);
+  });
+}
+
+std::string shard_file(int rank) {
+  char name[64];
+  std::snprintf(name, sizeof name, "shard-%05d.safetensors", rank);
+  return name;
+}
+
+void save_sharded(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                  const std::vector<std::vector<RankBlock>>& layouts) {
+  comm::run_agreed(comm, [&] { fs::create_directories(dir); });
+  comm::run_agreed(comm, [&] {
+    std::vector<TensorBytes> mine;
+    for (const auto& t : tensors) {
+      if (!t.layout.writer || t.layout.block.empty()) continue;
+      check_local(t);
+      mine.push_back({{t.layout.name, t.layout.dtype, t.layout.block.sizes}, t.data.data_ptr()});
+    }
+    write_safetensors((fs::path(dir) / shard_file(comm.rank())).string(), mine);
+  });
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    json index = {{"format", "mpitrain-sharded"}, {"version", 1}, {"tensors", json::array()}};
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& l = tensors[i].layout;
+      json blocks = json::array();
+      for (const auto& rb : layouts[i])
+        if (rb.writer && !rb.block.empty())
+          blocks.push_back({{"file", shard_file(rb.rank)}, {"offsets", rb.block.offsets}, {"sizes", rb.block.sizes}});
+      index["tensors"].push_back(
+          {{"name", l.name}, {"dtype", std::string(dtype_name(l.dtype))}, {"shape", l.shape}, {"blocks", blocks}});
+      total += spec_nbytes({l.name, l.dtype, l.shape});
+    }
+    index["total_size"] = total;
+    // The index is written last: a sharded save without it is incomplete.
+    write_file_atomically((fs::path(dir) / kShardedIndexFile).string(), index.dump(1) + "\n");
+    fsync_directory(dir);
+  });
+}
+
+}  // namespace
+
+void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                      const DistributedSaveOptions& options) {
+  const auto layouts = gather_layouts(comm, tensors);
+  if (options.mode == SaveMode::kSharded) return save_sharded(comm, dir, tensors, layouts);
+  const auto plan = plan_hf_save(specs_of(tensors), options.max_shard_size);
+  try {
+    if (options.mode == SaveMode::kParallel)
+      save_parallel(comm, dir, tensors, plan);
+    else
+      save_gather(comm, dir, tensors, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
+  } catch (...) {
+    if (comm.rank() == 0) remove_temporaries(dir, plan);  // nothing half-written stays behind
+    throw;
+  }
+}
+
+// ---- reading and consolidating ----
+
+struct SavedBlock {
+  std::string file;
+  Block block;
+};
+struct ShardedTensor {
+  TensorSpec spec;
+  std::vector<SavedBlock> blocks;
+};
+
+namespace {
+
+std::vector<ShardedTensor> read_sharded_index(const std::string& dir) {
+  const auto path = (fs::path(dir) / kShardedIndexFile).string();
+  if (!fs::exists(path)) throw CheckpointError(dir, "is not a sharded checkpoint (no " + std::string(kShardedIndexFile) + ")");
+  json index;
+  try {
+    index = json::parse(read_text_file(path));
+  } catch (const json::parse_error& e) {
+    throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
+  }
+  if (index.value("format", std::string()) != "mpitrain-sharded" || !index.contains("tensors"))
+    throw CheckpointError(path, "not an mpitrain sharded index");
+  std::vector<ShardedTensor> out;
+  try {
+    for (const auto& t : index["tensors"]) {
+      ShardedTensor st;
+      st.spec.name = t.at("name").get<std::string>();
+      const auto dtype = dtype_from_name(t.at("dtype").get<std::string>());
+      if (!dtype) throw CheckpointError(path, "tensor '" + st.spec.name + "' has an unknown dtype");
+      st.spec.dtype = *dtype;
+      st.spec.shape = t.at("shape").get<std::vector<std::int64_t>>();
+      std::int64_t covered = 0, numel = 1;
+      for (auto d : st.spec.shape) numel *= d;
+      for (const auto& b : t.at("blocks")) {
+        SavedBlock sb{b.at("file").get<std::string>(), {b.at("offsets").get<std::vector<std::int64_t>>(), b.at("sizes").get<std::vector<std::int64_t>>()}};
+        if (!is_safe_relative_name(sb.file))
+          throw CheckpointError(path, "tensor '" + st.spec.name + "' names a file outside the directory: '" + sb.file + "'");
+        if (sb.block.offsets.size() != st.spec.shape.size() || sb.block.sizes.size() != st.spec.shape.size())
+          throw CheckpointError(path, "tensor '" + st.spec.name + "' has a block of the wrong rank");
+        for (std::size_t d = 0; d < st.spec.shape.size(); ++d)
+          if (sb.block.offsets[d] < 0 || sb.block.sizes[d] < 0 || sb.block.offsets[d] + sb.block.sizes[d] > st.spec.shape[d])
+            throw CheckpointError(path, "tensor '" + st.spec.name + "' has a block outside its shape");
+        covered += sb.block.numel();
+        st.blocks.push_back(std::move(sb));
+      }
+      for (std::size_t a = 0; a < st.blocks.size(); ++a)
+        for (std::size_t b = a + 1; b < st.blocks.size(); ++b)
+          if (!st.blocks[a].block.intersect(st.blocks[b].block).empty())
+            throw CheckpointError(path, "tensor '" + st.spec.name + "' has overlapping blocks");
+      if (covered != numel) throw CheckpointError(path, "the blocks of tensor '" + st.spec.name + "' do not cover it");
+      out.push_back(std::move(st));
+    }
+  } catch (const json::exception& e) {
+    throw CheckpointError(path, std::string("malformed index (") + e.what() + ")");
+  }
+  return out;
+}
+
+}  // namespace
+
+struct CheckpointReader::Impl {
+  std::string dir;
+  std::vector<ShardedTensor> sharded;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> files;  // sharded: by file name
+  std::unique_ptr<HfWeights> weights;                              // consolidated
+
+  const SafetensorsFile& file(const std::string& name) {
+    auto& slot = files[name];
+    if (!slot) {
+      const auto path = fs::path(dir) / name;
+      if (!fs::exists(path)) throw CheckpointError(path.string(), "shard named by the sharded index does not exist");
+      slot = std::make_unique<SafetensorsFile>(path.string());
+    }
+    return *slot;
+  }
+  const ShardedTensor* find(const std::string& name) const {
+    for (const auto& t : sharded)
+      if (t.spec.name == name) return &t;
+    return nullptr;
+  }
+};
+
+CheckpointReader::CheckpointReader(const std::string& dir) : impl_(std::make_unique<Impl>()) {
+  impl_->dir = dir;
+  sharded_ = fs::exists(fs::path(dir) / kShardedIndexFile);
+  if (sharded_)
+    impl_->sharded = read_sharded_index(dir);
+  else
+    impl_->weights = std::make_unique<HfWeights>(HfWeights::open(dir));
+}
+
+CheckpointReader::~CheckpointReader() = default;
+
+bool CheckpointReader::contains(const std::string& name) const {
+  return sharded_ ? impl_->find(name) != nullptr : impl_->weights->contains(name);
+}
+
+std::vector<std::int64_t> CheckpointReader::shape(const std::string& name) const {
+  if (!sharded_) return impl_->weights->entry(name).shape;
+  const auto* t = impl_->find(name);
+  if (!t) throw CheckpointError(impl_->dir, "no tensor named '" + name + "'");
+  return t->spec.shape;
+}
+
+torch::Tensor CheckpointReader::read(const std::string& name, const Block& block) const {
+  if (!sharded_) {
+    const auto& file = impl_->weights->file_of(name);
+    return read_tensor_slice(file, file.entry(name), block.offsets, block.sizes);
+  }
+  const auto* t = impl_->find(name);
+  if (!t) throw CheckpointError(impl_->dir, "no tensor named '" + name + "'");
+  auto out = torch::empty(block.sizes, torch::TensorOptions().dtype(to_scalar_type(t->spec.dtype, name)));
+  for (const auto& saved : t->blocks) {
+    const auto overlap = saved.block.intersect(block);
+    if (overlap.empty()) continue;
+    const auto& file = impl_->file(saved.file);
+    const auto& entry = file.entry(name);
+    if (entry.shape != saved.block.sizes || entry.dtype != t->spec.dtype)
+      throw CheckpointError(file.path(), "tensor '" + name + "' does not match the sharded index");
+    std::vector<std::int64_t> in_saved, in_target;
+    for (std::size_t d = 0; d < overlap.offsets.size(); ++d) {
+      in_saved.push_back(overlap.offsets[d] - saved.block.offsets[d]);
+      in_target.push_back(overlap.offsets[d] - block.offsets[d]);
+    }
+    auto piece = read_tensor_slice(file, entry, in_saved, overlap.sizes);
+    auto target = out;
+    for (std::size_t d = 0; d < overlap.offsets.size(); ++d)
+      target = target.narrow(static_cast<std::int64_t>(d), in_target[d], overlap.sizes[d]);
+    target.copy_(piece);
+  }
+  return out;
+}
+
+void consolidate_sharded(const std::string& source_dir, const std::string& output_dir, std::uint64_t max_shard_size) {
+  CheckpointReader reader(source_dir);
+  if (!reader.sharded()) throw CheckpointError(source_dir, "is not a sharded checkpoint (no sharded_index.json)");
+  const auto tensors = read_sharded_index(source_dir);
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back(t.spec);
+  const auto plan = plan_hf_save(specs, max_shard_size);
+  fs::create_directories(output_dir);
+  try {
+    create_planned_files(output_dir, plan);
+    OpenFiles files(output_dir, plan);
+    // Block by block, so memory stays at one saved block, never a whole model.
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& planned = plan.tensors[i];
+      for (const auto& saved : tensors[i].blocks) {
+        auto data = reader.read(tensors[i].spec.name, saved.block).contiguous();
+        write_packed_range(files.fd(planned.file), temp_name(output_dir, plan.files[planned.file].name), planned,
+                           saved.block, static_cast<const std::uint8_t*>(data.data_ptr()), 0, 0, data.nbytes());
+      }
+    }
+    files.sync_all();
+    commit_planned_files(output_dir, plan);
+  } catch (...) {
+    remove_temporaries(output_dir, plan);
+    throw;
+  }
+  // Everything else of the checkpoint (config, tokenizer, trainer state) comes along.
+  for (const auto& item : fs::directory_iterator(source_dir)) {
+    const auto name = item.path().filename().string();
+    if (!item.is_regular_file() || name == kShardedIndexFile || name.rfind("shard-", 0) == 0) continue;
+    if (fs::absolute(source_dir) == fs::absolute(output_dir)) continue;
+    fs::copy_file(item.path(), fs::path(output_dir) / name, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace mpitrain::checkpoint

@@ -1,0 +1,64 @@
+// The collective save: every rank's blocks into one HF directory (gather to rank 0, parallel writes) or per-rank shards.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/checkpoint/layout.h"
+#include "runtime/comm/communicator.h"
+
+namespace mpitrain::checkpoint {
+
+enum class SaveMode {
+  kGather,    // blocks stream to rank 0 in bounded windows; rank 0 writes each at its planned offset
+  kParallel,  // every writer rank writes its own blocks straight into the consolidated files
+  kSharded,   // every rank writes its blocks to its own file; one index says where each block sits
+};
+SaveMode parse_save_mode(const std::string& name);  // gather | parallel | sharded
+
+struct LocalTensor {
+  TensorLayout layout;
+  torch::Tensor data;  // contiguous CPU tensor of layout.dtype holding layout.block (shape = block sizes)
+};
+
+struct DistributedSaveOptions {
+  SaveMode mode = SaveMode::kGather;
+  std::uint64_t max_shard_size = 5'000'000'000;
+  std::uint64_t gather_window_bytes = 64u << 20;  // rank 0's receive buffer in gather mode
+};
+
+inline constexpr const char* kShardedIndexFile = "sharded_index.json";
+
+// Collective over `comm`. `tensors` are in state-dict order with the same names, shapes and
+// dtypes on every rank; across the writer ranks the blocks of each tensor must tile it. The
+// weight files appear under their final names only when complete (temporary name, fsync,
+// rename); stale weight files of an earlier save are removed. Errors (disk full, a rank's
+// I/O failure) are raised on every rank.
+void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                      const DistributedSaveOptions& options);
+
+// One process turns a sharded save into a standard HF directory (and copies the other files).
+void consolidate_sharded(const std::string& source_dir, const std::string& output_dir, std::uint64_t max_shard_size);
+
+// Reads any block of any tensor from an HF directory or a sharded save, whatever layout
+// wrote it: only the bytes of the block are read.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(const std::string& dir);
+  ~CheckpointReader();
+  bool sharded() const { return sharded_; }
+  bool contains(const std::string& name) const;
+  std::vector<std::int64_t> shape(const std::string& name) const;
+  // Returns the block as a new tensor of the stored dtype.
+  torch::Tensor read(const std::string& name, const Block& block) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  bool sharded_ = false;
+};
+
+}  // namespace mpitrain::checkpoint

@@ -1,0 +1,208 @@
+// The collective save on 2 and 4 ranks: gather, parallel and sharded+consolidate give the single-writer bytes; any layout reads back.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/torch_tensors.h"
+#include "runtime/comm/agreement.h"
+#include "runtime/comm/mpi_communicator.h"
+#include "tests/unit/test_files.h"
+
+namespace mpitrain::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::shared_ptr<comm::MpiCommunicator> world() {
+  static auto w = comm::MpiCommunicator::world();
+  return w;
+}
+
+// A scratch directory that rank 0 creates and every rank knows.
+std::string shared_scratch(const std::string& tag) {
+  auto& w = *world();
+  std::string path;
+  if (w.rank() == 0) {
+    std::string pattern = (fs::temp_directory_path() / ("mpitrain-save-" + tag + "-XXXXXX")).string();
+    path = ::mkdtemp(pattern.data());
+  }
+  auto length = torch::tensor({static_cast<std::int64_t>(path.size())}, torch::kInt64);
+  w.broadcast(length, 0);
+  auto bytes = torch::zeros({length.item<std::int64_t>()}, torch::kUInt8);
+  if (w.rank() == 0) std::memcpy(bytes.data_ptr(), path.data(), path.size());
+  w.broadcast(bytes, 0);
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(bytes.numel()));
+}
+
+// Splits `extent` into `parts` nearly equal pieces; returns piece `index` as (offset, size).
+std::pair<std::int64_t, std::int64_t> split(std::int64_t extent, int parts, int index) {
+  const auto base = extent / parts, extra = extent % parts;
+  const auto size = base + (index < extra ? 1 : 0);
+  const auto offset = index * base + std::min<std::int64_t>(index, extra);
+  return {offset, size};
+}
+
+struct GlobalTensor {
+  std::string name;
+  torch::Tensor value;
+  int split_dim;  // -1: replicated
+};
+
+// The global model every rank can rebuild; each rank keeps its block.
+std::vector<GlobalTensor> model() {
+  return {
+      {"a.column_parallel", torch::arange(30, torch::kFloat32).view({6, 5}), 0},
+      {"b.row_parallel", torch::arange(28, torch::kFloat32).view({4, 7}) * 0.5, 1},
+      {"c.replicated", torch::tensor({1.5f, -2.f, 3.f}), -1},
+      {"d.bf16", torch::arange(24, torch::kFloat32).view({2, 3, 4}).to(torch::kBFloat16), -1},
+      {"e.tiny", torch::tensor({7.f, 8.f, 9.f}), 0},  // at np 4 one rank holds nothing
+      {"f.big", torch::randn({40, 6}, torch::TensorOptions().dtype(torch::kFloat32)), 0},
+  };
+}
+
+std::vector<LocalTensor> local_blocks(const std::vector<GlobalTensor>& global) {
+  auto& w = *world();
+  std::vector<std::uint64_t> replicated_bytes;
+  for (const auto& g : global) replicated_bytes.push_back(g.split_dim < 0 ? g.value.nbytes() : 0);
+  const auto writers = balance_writers(replicated_bytes, w.size());
+  std::vector<LocalTensor> out;
+  for (std::size_t i = 0; i < global.size(); ++i) {
+    const auto& g = global[i];
+    LocalTensor t;
+    t.layout.name = g.name;
+    t.layout.shape = g.value.sizes().vec();
+    t.layout.dtype = from_scalar_type(g.value.scalar_type());
+    t.layout.block = Block::whole(t.layout.shape);
+    if (g.split_dim >= 0) {
+      const auto [offset, size] = split(t.layout.shape[static_cast<std::size_t>(g.split_dim)], w.size(), w.rank());
+      t.layout.block.offsets[static_cast<std::size_t>(g.split_dim)] = offset;
+      t.layout.block.sizes[static_cast<std::size_t>(g.split_dim)] = size;
+      t.layout.writer = true;
+      t.data = g.value.narrow(g.split_dim, offset, size).contiguous();
+    } else {
+      t.layout.writer = writers[i] == w.rank();
+      t.data = g.value.contiguous();
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// The reference: one process writes the whole tensors with the plain HF writer.
+void write_reference(const std::string& dir, const std::vector<GlobalTensor>& global, std::uint64_t max_shard) {
+  std::vector<torch::Tensor> keep;
+  std::vector<TensorBytes> tensors;
+  for (const auto& g : global) {
+    keep.push_back(g.value.contiguous());
+    tensors.push_back(tensor_bytes(g.name, keep.back()));
+  }
+  save_hf_weights(dir, tensors, max_shard);
+}
+
+void expect_same_files(const std::string& expected, const std::string& actual) {
+  std::vector<std::string> names;
+  for (const auto& item : fs::directory_iterator(expected)) names.push_back(item.path().filename().string());
+  ASSERT_FALSE(names.empty());
+  for (const auto& name : names) {
+    ASSERT_TRUE(fs::exists(fs::path(actual) / name)) << name;
+    EXPECT_TRUE(testing::read_bytes(expected + "/" + name) == testing::read_bytes(actual + "/" + name)) << name;
+  }
+  for (const auto& item : fs::directory_iterator(actual))
+    EXPECT_TRUE(fs::exists(fs::path(expected) / item.path().filename())) << "extra file " << item.path();
+}
+
+class DistributedSave : public ::testing::TestWithParam<std::uint64_t> {};
+
+TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
+  torch::manual_seed(3);  // same f.big on every rank
+  const auto global = model();
+  const auto locals = local_blocks(global);
+  const auto root = shared_scratch("modes");
+  const auto max_shard = GetParam();
+  if (world()->rank() == 0) write_reference(root + "/reference", global, max_shard);
+  for (const auto& [mode, name] : {std::pair<SaveMode, const char*>{SaveMode::kGather, "gather"}, {SaveMode::kParallel, "parallel"}}) {
+    DistributedSaveOptions options;
+    options.mode = mode;
+    options.max_shard_size = max_shard;
+    options.gather_window_bytes = 40;  // many windows, not aligned with rows
+    save_distributed(*world(), root + "/" + name, locals, options);
+    world()->barrier();
+    if (world()->rank() == 0) expect_same_files(root + "/reference", root + "/" + name);
+  }
+  DistributedSaveOptions sharded;
+  sharded.mode = SaveMode::kSharded;
+  save_distributed(*world(), root + "/sharded", locals, sharded);
+  world()->barrier();
+  if (world()->rank() == 0) {
+    consolidate_sharded(root + "/sharded", root + "/consolidated", max_shard);
+    expect_same_files(root + "/reference", root + "/consolidated");
+  }
+  // Any block reads back from either kind of directory: here the column-parallel tensor
+  // split along dim 1 instead, and the row-parallel one along dim 0 (a reshard).
+  for (const char* source : {"sharded", "parallel"}) {
+    CheckpointReader reader(root + "/" + source);
+    for (const auto& g : global) {
+      const auto dim = g.value.dim() > 1 ? 1 - std::max(g.split_dim, 0) : 0;
+      auto block = Block::whole(g.value.sizes().vec());
+      const auto [offset, size] = split(g.value.size(dim), world()->size(), world()->rank());
+      block.offsets[static_cast<std::size_t>(dim)] = offset;
+      block.sizes[static_cast<std::size_t>(dim)] = size;
+      EXPECT_TRUE(torch::equal(reader.read(g.name, block), g.value.narrow(dim, offset, size))) << source << " " << g.name;
+    }
+  }
+  world()->barrier();
+  if (world()->rank() == 0) fs::remove_all(root);
+}
+
+INSTANTIATE_TEST_SUITE_P(ShardSizes, DistributedSave, ::testing::Values(5'000'000'000ull, 300ull));
+
+TEST(DistributedSave, BadShardedDirectoriesAreClearErrors) {
+  if (world()->rank() != 0) return;
+  testing::ScratchDir dir;
+  EXPECT_THROW(consolidate_sharded(dir.path(), dir / "out", 1000), CheckpointError);  // not a sharded checkpoint
+  testing::write_bytes(dir / "sharded_index.json",
+                       R"({"format": "mpitrain-sharded", "version": 1, "tensors": [{"name": "w", "dtype": "F32",
+                           "shape": [2], "blocks": [{"file": "../escape.safetensors", "offsets": [0], "sizes": [2]}]}]})");
+  try {
+    CheckpointReader reader(dir.path());
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the directory"), std::string::npos) << e.what();
+  }
+  testing::write_bytes(dir / "sharded_index.json",
+                       R"({"format": "mpitrain-sharded", "version": 1, "tensors": [{"name": "w", "dtype": "F32",
+                           "shape": [2], "blocks": [{"file": "shard-00000.safetensors", "offsets": [0], "sizes": [2]}]}]})");
+  CheckpointReader reader(dir.path());
+  try {
+    reader.read("w", Block::whole({2}));
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DistributedSave, AFailedSaveLeavesThePreviousFilesAndNoTemporaries) {
+  const auto global = model();
+  auto locals = local_blocks(global);
+  const auto root = shared_scratch("fail");
+  DistributedSaveOptions options;
+  options.mode = SaveMode::kParallel;
+  save_distributed(*world(), root, locals, options);
+  const auto before = world()->rank() == 0 ? testing::read_bytes(root + "/model.safetensors") : std::string();
+  // The last rank's block has the wrong shape: every rank must see the error.
+  if (world()->rank() == world()->size() - 1) locals[0].data = torch::zeros({1, 1});
+  EXPECT_THROW(save_distributed(*world(), root, locals, options), comm::AgreedError);
+  world()->barrier();
+  if (world()->rank() == 0) {
+    EXPECT_EQ(testing::read_bytes(root + "/model.safetensors"), before);
+    for (const auto& item : fs::directory_iterator(root))
+      EXPECT_EQ(item.path().string().find(".tmp"), std::string::npos) << item.path();
+    fs::remove_all(root);
+  }
+}
+
+}  // namespace
+}  // namespace mpitrain::checkpoint
