@@ -16,6 +16,7 @@ int run_init(const Args& args);
 int run_train(const Args& args);
 int run_prepare_data(const Args& args);
 int run_generate(const Args& args);
+int run_consolidate(const Args& args);
 int run_bench(const Args& args);
 int run_bench_io(const Args& args);
 int run_bench_allreduce(const Args& args);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/checkpoint/atomic_file.h"
+#include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_file.h"
@@ -322,7 +323,7 @@ std::vector<ShardedTensor> read_sharded_index(const std::string& dir) {
   json index;
   try {
     index = json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
   }
   if (index.value("format", std::string()) != "mpitrain-sharded" || !index.contains("tensors"))
@@ -464,10 +465,14 @@ void consolidate_sharded(const std::string& source_dir, const std::string& outpu
     remove_temporaries(output_dir, plan);
     throw;
   }
-  // Everything else of the checkpoint (config, tokenizer, trainer state) comes along.
+  // The model's other files (config, generation config, tokenizer, training args) come
+  // along; training state (optimizer, RNG, scheduler, trainer state, marker) does not: the
+  // output is a model directory, not a checkpoint.
   for (const auto& item : fs::directory_iterator(source_dir)) {
     const auto name = item.path().filename().string();
-    if (!item.is_regular_file() || name == kShardedIndexFile || name.rfind("shard-", 0) == 0) continue;
+    const bool state = item.path().extension() == ".safetensors" || name == kShardedIndexFile ||
+                       name == "trainer_state.json" || name == "scheduler.json" || name == kCompleteMarker;
+    if (!item.is_regular_file() || state) continue;
     if (fs::absolute(source_dir) == fs::absolute(output_dir)) continue;
     fs::copy_file(item.path(), fs::path(output_dir) / name, fs::copy_options::overwrite_existing);
   }

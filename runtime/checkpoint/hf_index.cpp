@@ -36,7 +36,7 @@ ShardIndex parse_shard_index(std::string_view text, const std::string& source) {
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw CheckpointError(source, std::string("invalid JSON (") + e.what() + ")");
   }
   if (!doc.is_object()) throw CheckpointError(source, "index is not a JSON object");
@@ -54,7 +54,7 @@ ShardIndex parse_shard_index(std::string_view text, const std::string& source) {
   if (meta_it != doc.end() && meta_it->is_object()) {
     auto total = meta_it->find("total_size");
     if (total != meta_it->end()) {
-      if (!total->is_number()) throw CheckpointError(source, "metadata.total_size is not a number");
+      if (!total->is_number_unsigned()) throw CheckpointError(source, "metadata.total_size is not a non-negative integer");
       index.total_size = total->get<std::uint64_t>();
       index.has_total_size = true;
     }

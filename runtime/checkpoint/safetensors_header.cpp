@@ -35,7 +35,7 @@ json parse_rejecting_duplicates(std::string_view text, const std::string& source
   json header;
   try {
     header = json::parse(text.begin(), text.end(), callback);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw CheckpointError(source, std::string("header is not valid JSON (") + e.what() + ")");
   }
   if (!duplicate.empty()) throw CheckpointError(source, "duplicate tensor name '" + duplicate + "' in header");

@@ -81,7 +81,7 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
       nlohmann::json row;
       try {
         row = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error&) {
+      } catch (const nlohmann::json::exception&) {
         throw std::runtime_error(file.string() + ":" + std::to_string(line_number) + ": invalid JSON");
       }
       if (!row.contains("text") || !row["text"].is_string() || !row.contains("label") ||

@@ -6,6 +6,7 @@
 
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "src/models/registry.h"
 
@@ -34,7 +35,7 @@ nlohmann::json read_json_file(const std::string& path) {
   if (!fs::exists(path)) throw CheckpointError(path, "does not exist");
   try {
     return nlohmann::json::parse(checkpoint::read_text_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
   }
 }
@@ -145,7 +146,12 @@ void save_pretrained(const HfModel& model, const std::string& dir, const SaveOpt
     tensors.push_back(checkpoint::tensor_bytes(item.key(), keep_alive.back()));
   }
   checkpoint::save_hf_weights(dir, tensors, options.max_shard_size);
+  save_pretrained_metadata(model, dir, saved_type, generation_config);
+}
 
+void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::ScalarType saved_type,
+                              const nlohmann::json& generation_config) {
+  fs::create_directories(dir);
   nlohmann::json config = model.config();
   config["architectures"] = {model.architecture()};
   config["tie_word_embeddings"] = model.ties_word_embeddings();
@@ -162,6 +168,18 @@ void save_pretrained(const HfModel& model, const std::string& dir, const SaveOpt
         if (config.contains(key) && !config[key].is_null()) generation[key] = config[key];
     }
     write_json_file((fs::path(dir) / "generation_config.json").string(), generation);
+  }
+}
+
+void load_weights(HfModel& model, const checkpoint::CheckpointReader& reader) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) {
+    const auto& name = item.key();
+    if (!reader.contains(name)) throw CheckpointError(name, "tensor is missing from the checkpoint");
+    if (at::IntArrayRef(reader.shape(name)) != item.value().sizes())
+      throw CheckpointError(name, "checkpoint holds shape " + shape_text(reader.shape(name)) +
+                                      " but the model needs " + shape_text(item.value().sizes()));
+    item.value().copy_(reader.read(name, checkpoint::Block::whole(item.value().sizes().vec())));
   }
 }
 

@@ -11,6 +11,10 @@
 #include <vector>
 
 #include "runtime/checkpoint/hf_weights.h"
+
+namespace mpitrain::checkpoint {
+class CheckpointReader;
+}
 #include "src/models/model.h"
 
 namespace mpitrain::models {
@@ -44,6 +48,14 @@ struct SaveOptions {
   std::uint64_t max_shard_size = 5'000'000'000;  // transformers' default "5GB"
   std::optional<at::ScalarType> dtype;           // default: the model's parameter dtype
 };
+
+// config.json (with `saved_dtype`) and generation_config.json (causal LMs): everything of
+// save_pretrained but the weights, for savers that write the weights themselves.
+void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::ScalarType saved_dtype,
+                              const nlohmann::json& generation_config = nullptr);
+
+// Loads every parameter from a reader of any saved layout (HF directory or sharded save).
+void load_weights(HfModel& model, const class checkpoint::CheckpointReader& reader);
 
 // Writes config.json, generation_config.json (causal LMs) and the weights, as save_pretrained does.
 void save_pretrained(const HfModel& model, const std::string& dir, const SaveOptions& options,

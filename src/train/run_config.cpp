@@ -58,6 +58,9 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "bf16", Type::kBool, false, "bfloat16 autocast with float32 master weights"},
       {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, or true for the latest"},
       {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
+      {"training", "save_mode", Type::kString, "parallel",
+       "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},
+      {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},
       {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
       {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
       // parallel
@@ -192,6 +195,8 @@ void validate(const json& c, const std::string& where) {
   one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
   one_of("training", "eval_strategy", {"no", "steps", "epoch"});
   one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
+  one_of("training", "save_mode", {"gather", "parallel", "sharded"});
+  positive("training", "gather_window_mb");
   if (c["training"]["output_dir"].get<std::string>().empty()) fail("training.output_dir", "is required");
   const bool has_model = !c["model"]["model_name_or_path"].get<std::string>().empty() || c["model"]["config"].is_object();
   if (!has_model) fail("model.config", "or model.model_name_or_path is required");
@@ -230,7 +235,7 @@ json load_run_config(const std::string& path, const std::vector<std::string>& ov
     text << in.rdbuf();
     try {
       file = json::parse(text.str());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw ConfigError(path + ": invalid JSON (" + e.what() + ")");
     }
   }

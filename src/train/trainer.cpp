@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_writer.h"
 #include "runtime/checkpoint/torch_tensors.h"
@@ -81,6 +82,8 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
   state_.save_steps = t["save_steps"].get<std::int64_t>();
   state_.train_batch_size = batch;
 
+  saved_dtype_ = t["save_dtype"].get<std::string>().empty() ? parameters_.front().scalar_type()
+                                                            : models::parse_torch_dtype(t["save_dtype"]);
   parallel::ReducerOptions reducer_options;
   reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
   reducer_options.loss_is_prescaled = true;  // train_step scales the loss by reducer_->loss_scale()
@@ -198,8 +201,8 @@ std::string Trainer::resolve_resume_path() const {
 }
 
 void Trainer::resume(const std::string& dir) {
-  const auto weights = checkpoint::HfWeights::open(dir);
-  models::load_weights(*model_, weights);
+  // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
+  models::load_weights(*model_, checkpoint::CheckpointReader(dir));
   state_ = TrainerState::from_json(models::read_json_file((fs::path(dir) / "trainer_state.json").string()));
   const auto optimizer_file = fs::path(dir) / "optimizer.safetensors";
   if (fs::exists(optimizer_file)) {
@@ -346,12 +349,39 @@ void Trainer::maybe_evaluate_and_save(bool epoch_end) {
   if (save_now) save_checkpoint(new_best);
 }
 
-void Trainer::save_model_files(const std::string& dir) {
+void Trainer::save_weights(const std::string& dir, checkpoint::SaveMode mode) {
   const auto& t = config_["training"];
-  models::SaveOptions options;
+  checkpoint::DistributedSaveOptions options;
+  options.mode = mode;
   options.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
-  if (!t["save_dtype"].get<std::string>().empty()) options.dtype = models::parse_torch_dtype(t["save_dtype"]);
-  models::save_pretrained(*model_, dir, options, generation_config_);
+  options.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
+  auto& world = mesh_->world();
+  // Data parallelism replicates every tensor: in gather mode rank 0 writes them all (nothing
+  // to move); otherwise the replicas' writing is balanced by bytes over the ranks.
+  std::vector<std::uint64_t> bytes;
+  for (const auto& p : parameters_) bytes.push_back(p.nbytes());
+  const auto writers = checkpoint::balance_writers(bytes, world.size());
+  std::vector<checkpoint::LocalTensor> tensors;
+  std::size_t i = 0;
+  for (const auto& item : model_->named_parameters()) {
+    auto data = item.value().detach();
+    if (saved_dtype_ != data.scalar_type()) data = data.to(saved_dtype_);
+    data = data.contiguous();
+    checkpoint::LocalTensor local;
+    local.layout.name = item.key();
+    local.layout.shape = data.sizes().vec();
+    local.layout.dtype = checkpoint::from_scalar_type(data.scalar_type());
+    local.layout.block = checkpoint::Block::whole(local.layout.shape);
+    local.layout.writer = mode == checkpoint::SaveMode::kGather ? world.rank() == 0 : writers[i] == world.rank();
+    local.data = data;
+    tensors.push_back(std::move(local));
+    ++i;
+  }
+  checkpoint::save_distributed(world, dir, tensors, options);
+}
+
+void Trainer::save_model_files(const std::string& dir) {
+  models::save_pretrained_metadata(*model_, dir, saved_dtype_, generation_config_);
   if (!tokenizer_dir_.empty()) {
     for (const char* file : kTokenizerFiles) {
       const auto from = fs::path(tokenizer_dir_) / file, to = fs::path(dir) / file;
@@ -363,14 +393,17 @@ void Trainer::save_model_files(const std::string& dir) {
     data::ByteTokenizer::save(dir, model_->config().value("max_position_embeddings",
                                                           model_->config().value("n_positions", std::int64_t{1024})));
   }
-  json args = t;
+  json args = config_["training"];
   args["mpitrain"] = {{"model", config_["model"]}, {"data", config_["data"]}, {"parallel", config_["parallel"]}};
   models::write_json_file((fs::path(dir) / "training_args.json").string(), args);
 }
 
 void Trainer::save_model(const std::string& dir) {
   auto& world = mesh_->world();
-  // Only rank 0 writes (the replicas are identical); the agreement is also the others' wait.
+  // The final model is always an HF directory: a sharded save_mode writes it in parallel.
+  const auto mode = checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>());
+  save_weights(dir, mode == checkpoint::SaveMode::kSharded ? checkpoint::SaveMode::kParallel : mode);
+  // Config and tokenizer files are small: rank 0 writes them; the agreement is the others' wait.
   comm::run_agreed(world, [&] {
     if (world.rank() == 0) save_model_files(dir);
   });
@@ -388,6 +421,7 @@ void Trainer::save_checkpoint(bool) {
     }
   });
   const bool only_model = config_["training"]["save_only_model"].get<bool>();
+  save_weights(staging, checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>()));
   comm::run_agreed(world, [&] {
     if (world.rank() == 0) {
       save_model_files(staging);
@@ -485,7 +519,7 @@ void Trainer::train() {
   if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
       checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
     comm::run_agreed(mesh_->world(), [&] {
-      models::load_weights(*model_, checkpoint::HfWeights::open(state_.best_model_checkpoint));
+      models::load_weights(*model_, checkpoint::CheckpointReader(state_.best_model_checkpoint));
     });
     log_->info("loaded the best model from " + state_.best_model_checkpoint + " (" +
                config_["training"]["metric_for_best_model"].get<std::string>() + " " +

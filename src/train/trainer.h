@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "runtime/checkpoint/distributed_save.h"
 #include "runtime/comm/mesh.h"
 #include "src/data/distributed_sampler.h"
 #include "src/data/hdf5_dataset.h"
@@ -42,7 +43,8 @@ class Trainer {
   nlohmann::json evaluate();
   void log_metrics(nlohmann::json entry);
   void save_checkpoint(bool is_best_candidate);
-  void save_model_files(const std::string& dir);  // rank 0's part of save_model
+  void save_model_files(const std::string& dir);  // rank 0's part of save_model: config, tokenizer, args
+  void save_weights(const std::string& dir, checkpoint::SaveMode mode);  // collective
   void rotate_checkpoints();
   void maybe_evaluate_and_save(bool epoch_end);
   std::string resolve_resume_path() const;
@@ -65,7 +67,8 @@ class Trainer {
   TrainerState state_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
   double last_lr_ = 0, last_grad_norm_ = 0;
-  double exposed_comm_seconds_ = 0;  // time in the reducer's final wait, summed over steps
+  double exposed_comm_seconds_ = 0;
+  at::ScalarType saved_dtype_ = at::kFloat;  // time in the reducer's final wait, summed over steps
 };
 
 }  // namespace mpitrain::train

@@ -145,6 +145,35 @@ TEST_F(Train, DataParallelRanksTrainTheSameModelAsOneRankWithTheWholeBatch) {
   }
 }
 
+TEST_F(Train, EverySaveModeResumesBitForBitAndConsolidates) {
+  // The same run saved in each mode: the sharded checkpoint resumes directly, and once
+  // consolidated it holds exactly the bytes the other modes wrote.
+  for (const char* mode : {"gather", "parallel", "sharded"}) {
+    const json saving = {{"max_steps", 6}, {"save_strategy", "steps"}, {"save_steps", 3}, {"save_mode", mode}};
+    const auto name = std::string("mode_") + mode;
+    auto r = run(2, "train " + write_config(name, saving));
+    ASSERT_EQ(r.status, 0) << r.err;
+    json resumed = saving;
+    resumed["resume_from_checkpoint"] = out(name) + "/checkpoint-3";
+    r = run(2, "train " + write_config(name + "_resumed", resumed));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(testing::read_bytes(out(name) + "/model.safetensors") ==
+                testing::read_bytes(out(name + "_resumed") + "/model.safetensors")) << mode;
+  }
+  EXPECT_TRUE(fs::exists(out("mode_sharded") + "/checkpoint-3/sharded_index.json"));
+  EXPECT_FALSE(fs::exists(out("mode_sharded") + "/checkpoint-3/model.safetensors"));
+  auto r = run(0, "consolidate " + out("mode_sharded") + "/checkpoint-3 " + (local_ / "consolidated"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* mode : {"gather", "parallel"})
+    EXPECT_TRUE(testing::read_bytes(local_ / "consolidated/model.safetensors") ==
+                testing::read_bytes(out(std::string("mode_") + mode) + "/checkpoint-3/model.safetensors")) << mode;
+  EXPECT_TRUE(fs::exists(local_ / "consolidated/config.json"));
+  r = run(0, "inspect " + (local_ / "consolidated"));
+  EXPECT_EQ(r.status, 0) << r.out;
+  expect_one_line_error(run(0, "consolidate " + out("mode_gather") + "/checkpoint-3 " + (local_ / "nope")),
+                        "is not a sharded checkpoint");
+}
+
 TEST_F(Train, ResumeContinuesBitForBit) {
   const json saving = {{"max_steps", 8}, {"save_strategy", "steps"}, {"save_steps", 4}};
   auto r = run(2, "train " + write_config("straight", saving));

@@ -7,6 +7,7 @@
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/inspect.h"
+#include "runtime/checkpoint/safetensors_header.h"
 #include "tests/unit/test_files.h"
 
 namespace mpitrain::checkpoint {
@@ -131,6 +132,14 @@ TEST(HfWeightsRejects, IndexAndShardsThatDisagree) {
                   "w2": "model-00002-of-00002.safetensors", "w3": "model-00002-of-00002.safetensors"})",
               "\"total_size\": 7");
   expect_open_fails(dir.path(), "total_size is 7 but the shards hold 256", "index.json");
+}
+
+TEST(HfWeightsRejects, NumbersJsonCannotHold) {
+  // Found by the fuzzer: an overflowing number is a JSON error of another class than a syntax error.
+  EXPECT_THROW(parse_shard_index(R"({"weight_map": {}, "metadata": {"total_size": 2211e444444}})", "x"), CheckpointError);
+  EXPECT_THROW(parse_shard_index(R"({"weight_map": {}, "metadata": {"total_size": -3}})", "x"), CheckpointError);
+  const std::string huge = R"({"a":{"dtype":"F32","shape":[1e99999],"data_offsets":[0,4]}})";
+  EXPECT_THROW(parse_safetensors_header_json(huge, 4, "x"), CheckpointError);
 }
 
 TEST(HfWeightsRejects, InvalidIndexJsonAndEmptyDirectory) {

@@ -1,0 +1,31 @@
+// `mpitrain consolidate SRC_DIR OUT_DIR`: a sharded checkpoint (save_mode=sharded) to a standard HF directory.
+#include <iostream>
+
+#include "launcher/options.h"
+#include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/hf_index.h"
+
+namespace mpitrain::launcher {
+
+int run_consolidate(const Args& args) {
+  po::options_description options("consolidate options");
+  std::string source, output, max_shard_size;
+  options.add_options()("src", po::value(&source)->required(), "a checkpoint written with save_mode=sharded")(
+      "out", po::value(&output)->required(), "the HF directory to write")(
+      "max_shard_size", po::value(&max_shard_size)->default_value("5GB"), "shard above this size");
+  po::positional_options_description positional;
+  positional.add("src", 1).add("out", 1);
+  po::variables_map values;
+  if (!parse_options("consolidate", "SRC_DIR OUT_DIR", args, options, positional, values)) return 0;
+  std::uint64_t limit = 0;
+  try {
+    limit = checkpoint::parse_shard_size(max_shard_size);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("consolidate: ") + e.what());
+  }
+  checkpoint::consolidate_sharded(source, output, limit);
+  std::cout << "consolidated " << source << " into " << output << "\n";
+  return 0;
+}
+
+}  // namespace mpitrain::launcher
