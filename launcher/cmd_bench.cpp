@@ -171,7 +171,8 @@ int run_bench_io(const Args& args) {
 int run_bench(const Args& args) {
   if (!args.empty() && args[0] == "io") return run_bench_io(Args(args.begin() + 1, args.end()));
   if (!args.empty() && args[0] == "allreduce") return run_bench_allreduce(Args(args.begin() + 1, args.end()));
-  throw UsageError("bench: expected a benchmark name: io | allreduce");
+  if (!args.empty() && args[0] == "save") return run_bench_save(Args(args.begin() + 1, args.end()));
+  throw UsageError("bench: expected a benchmark name: io | allreduce | save");
 }
 
 }  // namespace mpitrain::launcher

@@ -1,0 +1,130 @@
+// `mpitrain bench save` (under mpirun): the collective save of a sharded ~1 GB model against a raw parallel write of the same bytes.
+#include <fcntl.h>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "launcher/options.h"
+#include "runtime/checkpoint/distributed_save.h"
+#include "runtime/comm/launch.h"
+#include "runtime/comm/mpi_communicator.h"
+
+namespace mpitrain::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// The slowest rank's seconds for `op`, started together.
+template <typename F>
+double timed(comm::Communicator& world, F&& op) {
+  world.barrier();
+  const auto start = Clock::now();
+  op();
+  auto t = torch::tensor({std::chrono::duration<double>(Clock::now() - start).count()}, torch::kFloat64);
+  world.allreduce(t, comm::ReduceOp::kMax);
+  return t.item<double>();
+}
+
+}  // namespace
+
+int run_bench_save(const Args& args) {
+  po::options_description options("bench save options");
+  std::size_t size_mb = 1024, tensor_mb = 16;
+  int repeats = 4;
+  std::string dir = "bench-save-tmp", mode_name = "parallel";
+  options.add_options()("size_mb", po::value(&size_mb)->default_value(size_mb), "model size in MiB")(
+      "tensor_mb", po::value(&tensor_mb)->default_value(tensor_mb), "size of each tensor in MiB")(
+      "repeats", po::value(&repeats)->default_value(repeats), "runs (even: the order alternates)")(
+      "mode", po::value(&mode_name)->default_value(mode_name), "gather | parallel | sharded")(
+      "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure");
+  po::variables_map values;
+  if (!parse_options("bench save", "[options] (under mpirun)", args, options, {}, values)) return 0;
+  if (repeats < 2 || repeats % 2) throw UsageError("bench save: repeats must be an even number >= 2");
+
+  comm::MpiSession mpi(nullptr, nullptr);
+  auto world = comm::MpiCommunicator::world();
+  const int n = world->size(), rank = world->rank();
+  // Every tensor is split along dim 0 over the ranks (as TP or ZeRO leave it): each rank
+  // holds and writes 1/n of the model.
+  const auto elements = static_cast<std::int64_t>((tensor_mb << 20) / 4);
+  const auto count = std::max<std::size_t>(1, size_mb / tensor_mb);
+  std::vector<checkpoint::LocalTensor> tensors;
+  std::uint64_t my_bytes = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    checkpoint::LocalTensor t;
+    t.layout.name = "layers." + std::to_string(i) + ".weight";
+    t.layout.shape = {elements};
+    const auto base = elements / n, extra = elements % n;
+    const auto size = base + (rank < extra ? 1 : 0), offset = rank * base + std::min<std::int64_t>(rank, extra);
+    t.layout.block = {{offset}, {size}};
+    t.data = torch::rand({size});
+    my_bytes += t.data.nbytes();
+    tensors.push_back(std::move(t));
+  }
+  const double total_gb = static_cast<double>(count) * static_cast<double>(elements) * 4 / 1e9;
+  checkpoint::DistributedSaveOptions save;
+  save.mode = checkpoint::parse_save_mode(mode_name);
+  const fs::path root(dir);
+  if (rank == 0) fs::create_directories(root);
+
+  auto raw = [&] {
+    // The same bytes, each rank writing its contiguous share of one file, then fsync.
+    const auto path = (root / "raw.bin").string();
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
+    std::uint64_t offset = static_cast<std::uint64_t>(rank) * my_bytes;
+    for (const auto& t : tensors) {
+      const auto* p = static_cast<const char*>(t.data.data_ptr());
+      std::uint64_t left = t.data.nbytes();
+      while (left > 0) {
+        const auto w = ::pwrite(fd, p, left, static_cast<off_t>(offset));
+        if (w <= 0) break;
+        p += w;
+        left -= static_cast<std::uint64_t>(w);
+        offset += static_cast<std::uint64_t>(w);
+      }
+    }
+    ::fsync(fd);
+    ::close(fd);
+  };
+  auto ours = [&] { checkpoint::save_distributed(*world, (root / "save").string(), tensors, save); };
+  auto clean = [&] {
+    world->barrier();
+    if (rank == 0) {
+      fs::remove(root / "raw.bin");
+      fs::remove_all(root / "save");
+      ::sync();  // freeing the last run's blocks happens outside the timings
+    }
+    world->barrier();
+  };
+  std::vector<double> raw_t, ours_t, ratios;
+  for (int r = 0; r < repeats; ++r) {
+    clean();
+    if (r % 2) ours_t.push_back(timed(*world, ours));
+    raw_t.push_back(timed(*world, raw));
+    if (r % 2 == 0) ours_t.push_back(timed(*world, ours));
+    if (r % 2) ratios.push_back((raw_t[r - 1] + raw_t[r]) / (ours_t[r - 1] + ours_t[r]));
+  }
+  clean();
+  if (rank == 0) {
+    fs::remove_all(root);
+    std::printf("bench save: %zu tensors, %.3f GB, %d ranks, mode %s, %d runs\n", count, total_gb, n, mode_name.c_str(),
+                repeats);
+    std::printf("  raw parallel write+fsync  %.3f GB/s\n", total_gb / median(raw_t));
+    std::printf("  save (%s)%*s %.3f GB/s\n", mode_name.c_str(), static_cast<int>(15 - mode_name.size()), "",
+                total_gb / median(ours_t));
+    std::printf("  ratio (save/raw throughput, median over run pairs) %.3f\n", median(ratios));
+  }
+  return 0;
+}
+
+}  // namespace mpitrain::launcher
