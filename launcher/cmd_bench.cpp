@@ -10,6 +10,7 @@
 #include <iostream>
 #include <random>
 
+#include "launcher/bench_stats.h"
 #include "launcher/options.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
@@ -72,11 +73,6 @@ double raw_read(const fs::path& path, std::vector<std::vector<char>>& buffers) {
   return seconds_since(start);
 }
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const auto n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
 
 }  // namespace
 

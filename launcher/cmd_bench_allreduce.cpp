@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "launcher/bench_stats.h"
 #include "launcher/options.h"
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
@@ -30,8 +31,7 @@ double time_op(F&& op, int iterations) {
     MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     samples.push_back(t);
   }
-  std::sort(samples.begin(), samples.end());
-  return samples[samples.size() / 2];
+  return median(samples);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "launcher/bench_stats.h"
 #include "launcher/options.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/comm/launch.h"
@@ -19,10 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
 
 // The slowest rank's seconds for `op`, started together.
 template <typename F>

@@ -346,7 +346,7 @@ void Trainer::maybe_evaluate_and_save(bool epoch_end) {
   }
   const bool save_now = (t["save_strategy"] == "steps" && step % state_.save_steps == 0) ||
                         (t["save_strategy"] == "epoch" && epoch_end) || (t["save_strategy"] == "best" && new_best);
-  if (save_now) save_checkpoint(new_best);
+  if (save_now) save_checkpoint();
 }
 
 void Trainer::save_weights(const std::string& dir, checkpoint::SaveMode mode) {
@@ -410,7 +410,7 @@ void Trainer::save_model(const std::string& dir) {
   log_->info("saved the model to " + dir);
 }
 
-void Trainer::save_checkpoint(bool) {
+void Trainer::save_checkpoint() {
   auto& world = mesh_->world();
   const auto step = state_.global_step;
   const auto staging = checkpoint::staging_dir(output_dir_, step);

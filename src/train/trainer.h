@@ -42,7 +42,7 @@ class Trainer {
   double train_step();  // one optimizer step (all micro-batches); returns the mean loss over the dp group
   nlohmann::json evaluate();
   void log_metrics(nlohmann::json entry);
-  void save_checkpoint(bool is_best_candidate);
+  void save_checkpoint();
   void save_model_files(const std::string& dir);  // rank 0's part of save_model: config, tokenizer, args
   void save_weights(const std::string& dir, checkpoint::SaveMode mode);  // collective
   void rotate_checkpoints();
