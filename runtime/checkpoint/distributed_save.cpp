@@ -399,6 +399,8 @@ CheckpointReader::CheckpointReader(const std::string& dir) : impl_(std::make_uni
 
 CheckpointReader::~CheckpointReader() = default;
 
+const std::string& CheckpointReader::dir() const { return impl_->dir; }
+
 bool CheckpointReader::contains(const std::string& name) const {
   return sharded_ ? impl_->find(name) != nullptr : impl_->weights->contains(name);
 }

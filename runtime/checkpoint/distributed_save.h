@@ -50,6 +50,7 @@ class CheckpointReader {
   explicit CheckpointReader(const std::string& dir);
   ~CheckpointReader();
   bool sharded() const { return sharded_; }
+  const std::string& dir() const;
   bool contains(const std::string& name) const;
   std::vector<std::int64_t> shape(const std::string& name) const;
   // Returns the block as a new tensor of the stored dtype.

@@ -175,10 +175,13 @@ void load_weights(HfModel& model, const checkpoint::CheckpointReader& reader) {
   torch::NoGradGuard no_grad;
   for (auto& item : model.named_parameters()) {
     const auto& name = item.key();
-    if (!reader.contains(name)) throw CheckpointError(name, "tensor is missing from the checkpoint");
+    // A checkpoint of another model fails here, on its first differing tensor, by name.
+    if (!reader.contains(name))
+      throw CheckpointError(reader.dir(), "has no tensor '" + name + "' (a checkpoint of another model?)");
     if (at::IntArrayRef(reader.shape(name)) != item.value().sizes())
-      throw CheckpointError(name, "checkpoint holds shape " + shape_text(reader.shape(name)) +
-                                      " but the model needs " + shape_text(item.value().sizes()));
+      throw CheckpointError(reader.dir(), "tensor '" + name + "' has shape " + shape_text(reader.shape(name)) +
+                                              " but the model needs " + shape_text(item.value().sizes()) +
+                                              " (a checkpoint of another model?)");
     item.value().copy_(reader.read(name, checkpoint::Block::whole(item.value().sizes().vec())));
   }
 }

@@ -359,6 +359,14 @@ TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=true"),
                         "holds no complete checkpoint");
   EXPECT_TRUE(fs::exists(out("bad") + "/checkpoint-3"));  // an incomplete checkpoint is not deleted by a failed start
+  // A checkpoint of a wider model.
+  const json wide = {{"model_type", "llama"}, {"vocab_size", 259}, {"hidden_size", 64}, {"intermediate_size", 64},
+                     {"num_hidden_layers", 2}, {"num_attention_heads", 2}};
+  auto r = run(2, "train " + write_config("wide", {{"max_steps", 1}, {"save_strategy", "steps"}, {"save_steps", 1}},
+                                          {{"model", {{"config", wide}}}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=" + out("wide") + "/checkpoint-1"),
+                        "a checkpoint of another model?");
   fs::create_directories(local_ / "not_a_model");
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --model_name_or_path=" + (local_ / "not_a_model")),
                         "config.json");
