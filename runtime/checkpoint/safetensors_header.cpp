@@ -14,12 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string shape_to_string(const std::vector<std::int64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
 // nlohmann keeps the last of two equal keys; the format forbids duplicates, so the parser
 // callback records the top-level keys and rejects a repeat.
 json parse_rejecting_duplicates(std::string_view text, const std::string& source) {
@@ -169,6 +163,12 @@ SafetensorsHeader parse_safetensors(const std::uint8_t* prefix, std::size_t pref
   auto header = parse_safetensors_header_json(text, file_size - 8 - header_len, source);
   header.data_start = 8 + header_len;
   return header;
+}
+
+std::string shape_to_string(const std::vector<std::int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
+  return out + "]";
 }
 
 std::uint64_t spec_nbytes(const TensorSpec& spec) { return checked_nbytes(spec.shape, spec.dtype, spec.name); }

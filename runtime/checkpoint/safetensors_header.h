@@ -51,6 +51,9 @@ struct TensorSpec {
 
 std::uint64_t spec_nbytes(const TensorSpec& spec);
 
+// "[2,3]", the compact form error messages use for shapes.
+std::string shape_to_string(const std::vector<std::int64_t>& shape);
+
 // The full plan of one file: the bytes that precede the data (length + padded header) and
 // each tensor's position. Tensors are ordered as the reference writer orders them
 // (dtype descending, then name), so equal inputs give byte-identical files.

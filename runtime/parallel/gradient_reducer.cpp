@@ -67,7 +67,6 @@ std::size_t GradientReducer::bucket_bytes(std::size_t i) const {
 }
 
 void GradientReducer::prepare_for_backward(bool sync) {
-  sync_ = sync;
   active_ = sync;
   next_to_launch_ = 0;
   for (auto& b : buckets_) b.pending = b.parameters.size();
@@ -88,7 +87,7 @@ void GradientReducer::launch_ready_buckets() {
 }
 
 void GradientReducer::finalize() {
-  if (!sync_) return;
+  if (!active_) return;
   // Parameters that took no part in this step's graph never fire their hook; their bucket
   // still has to be reduced, in order, on every rank.
   for (auto& b : buckets_) b.pending = 0;

@@ -65,8 +65,7 @@ class GradientReducer {
   std::vector<Bucket> buckets_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive so hooks persist
   std::size_t next_to_launch_ = 0;
-  bool sync_ = false;
-  bool active_ = false;
+  bool active_ = false;  // a sync step is between prepare_for_backward(true) and finalize()
 };
 
 // Copies rank `root`'s parameter values to every rank of `comm` (start of training).

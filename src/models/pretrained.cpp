@@ -58,11 +58,7 @@ std::string find_checkpoint_name(const HfModel& model, const checkpoint::HfWeigh
 
 namespace {
 
-std::string shape_text(at::IntArrayRef shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
-  return out + "]";
-}
+std::string shape_text(at::IntArrayRef shape) { return checkpoint::shape_to_string(shape.vec()); }
 
 bool is_float(checkpoint::DType dtype) {
   return dtype == checkpoint::DType::F32 || dtype == checkpoint::DType::F16 || dtype == checkpoint::DType::BF16 ||

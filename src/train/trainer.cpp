@@ -229,17 +229,24 @@ void Trainer::resume(const std::string& dir) {
   log_->info("resumed from " + dir + " at step " + std::to_string(state_.global_step));
 }
 
-torch::Tensor Trainer::forward_loss(const data::Batch& batch, std::int64_t* count) {
+torch::Tensor Trainer::forward_loss(const data::Batch& batch) {
   models::ModelInputs inputs{batch.input_ids, batch.attention_mask, {}};
   const bool bf16 = config_["training"]["bf16"].get<bool>();
   at::autocast::set_cpu_enabled(bf16);
   if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
   auto logits = model_->forward(inputs);
   at::autocast::set_cpu_enabled(false);
-  const auto loss = train_data_->is_classification() ? classification_loss(logits, batch.labels)
-                                                     : causal_lm_loss(logits, batch.labels, batch.attention_mask);
-  if (count) *count = loss.count;
-  return loss.loss;
+  return loss_of(logits, batch).loss;
+}
+
+LossValue Trainer::loss_of(const torch::Tensor& logits, const data::Batch& batch) const {
+  return train_data_->is_classification() ? classification_loss(logits, batch.labels)
+                                          : causal_lm_loss(logits, batch.labels, batch.attention_mask);
+}
+
+double Trainer::lr_at(std::int64_t step) const {
+  const auto& t = config_["training"];
+  return t["learning_rate"].get<double>() * lr_multiplier(t["lr_scheduler_type"], step, warmup_steps_, total_steps_);
 }
 
 double Trainer::train_step() {
@@ -252,7 +259,7 @@ double Trainer::train_step() {
     const auto batch = train_data_->read(sampler_->batch(epoch, first_batch + micro));
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
     reducer_->prepare_for_backward(micro == accumulation - 1);
-    auto loss = forward_loss(batch, nullptr) / static_cast<double>(accumulation);
+    auto loss = forward_loss(batch) / static_cast<double>(accumulation);
     // The reducer sums gradients over the dp group; this scale makes the sum their average.
     (loss * reducer_->loss_scale()).backward();
     loss_sum += loss.item<double>();
@@ -262,14 +269,10 @@ double Trainer::train_step() {
   reducer_->finalize();
   exposed_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
   last_grad_norm_ = clip_grad_norm(parameters_, config_["training"]["max_grad_norm"].get<double>());
-  const auto& t = config_["training"];
-  const double lr = t["learning_rate"].get<double>() *
-                    lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
-  optimizer_->step(lr);
+  optimizer_->step(lr_at(state_.global_step));
   reducer_->zero_grad();
   ++state_.global_step;
-  last_lr_ = t["learning_rate"].get<double>() *
-             lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
+  last_lr_ = lr_at(state_.global_step);
   return loss_sum;
 }
 
@@ -287,14 +290,11 @@ json Trainer::evaluate() {
     const auto end = std::min(mine.size(), start + static_cast<std::size_t>(batch));
     const auto data = eval_data_->read(std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(start),
                                                                  mine.begin() + static_cast<std::ptrdiff_t>(end)));
-    std::int64_t count = 0;
     models::ModelInputs inputs{data.input_ids, data.attention_mask, {}};
     auto logits = model_->forward(inputs);
-    const auto loss = eval_data_->is_classification() ? classification_loss(logits, data.labels)
-                                                      : causal_lm_loss(logits, data.labels, data.attention_mask);
-    count = loss.count;
-    loss_sum += loss.loss.item<double>() * static_cast<double>(count);
-    count_sum += count;
+    const auto loss = loss_of(logits, data);
+    loss_sum += loss.loss.item<double>() * static_cast<double>(loss.count);
+    count_sum += loss.count;
     if (eval_data_->is_classification()) correct += (logits.argmax(-1) == data.labels).sum().item<double>();
   }
   auto totals = torch::tensor({loss_sum, static_cast<double>(count_sum), correct}, torch::kFloat64);
@@ -486,8 +486,7 @@ void Trainer::train() {
   const auto first_step = state_.global_step;
   const auto first_tokens = state_.tokens_seen;
   auto window_tokens = state_.tokens_seen;
-  last_lr_ = t["learning_rate"].get<double>() *
-             lr_multiplier(t["lr_scheduler_type"], state_.global_step, warmup_steps_, total_steps_);
+  last_lr_ = lr_at(state_.global_step);
   while (state_.global_step < total_steps_) {
     const double loss = train_step();
     state_.loss_since_log += loss;

@@ -11,6 +11,7 @@
 #include "src/data/hdf5_dataset.h"
 #include "src/models/model.h"
 #include "src/train/adamw.h"
+#include "src/train/losses.h"
 #include "src/train/run_log.h"
 #include "src/train/trainer_state.h"
 
@@ -50,7 +51,9 @@ class Trainer {
   std::string resolve_resume_path() const;
   double metric_value(const nlohmann::json& eval) const;
   bool improves(double value) const;
-  torch::Tensor forward_loss(const data::Batch& batch, std::int64_t* count);
+  torch::Tensor forward_loss(const data::Batch& batch);  // training forward (bf16 autocast when asked)
+  LossValue loss_of(const torch::Tensor& logits, const data::Batch& batch) const;  // the task's loss
+  double lr_at(std::int64_t step) const;  // learning rate after `step` optimizer steps
 
   nlohmann::json config_;
   std::shared_ptr<comm::Mesh> mesh_;
