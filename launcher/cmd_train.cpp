@@ -33,8 +33,6 @@ int run_train(const Args& args) {
     comm::set_collective_timeout_seconds(config["parallel"]["collective_timeout_s"].get<double>());
     comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());
     const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
-    if (tp != 1) throw comm::AgreedError("parallel.tensor_parallel_size " + std::to_string(tp) +
-                                         " is not supported yet (tensor parallelism is the next issue); use 1");
     std::shared_ptr<comm::Mesh> mesh;
     comm::run_agreed(*world, [&] { mesh = std::make_shared<comm::Mesh>(world, tp); });
     train::Trainer trainer(config, mesh);

@@ -54,7 +54,7 @@ std::vector<std::vector<RankBlock>> gather_layouts(comm::Communicator& comm, con
     const auto* values = all[r].data_ptr<std::int64_t>();
     std::size_t k = 0;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
-      const auto ndim = tensors[i].layout.shape.size();
+      const auto ndim = tensors[i].layout.coords().size();
       RankBlock rb{r, {}, false};
       for (std::size_t d = 0; d < ndim; ++d) rb.block.offsets.push_back(values[k++]);
       for (std::size_t d = 0; d < ndim; ++d) rb.block.sizes.push_back(values[k++]);
@@ -149,9 +149,10 @@ void remove_temporaries(const std::string& dir, const SavePlan& plan) {
 
 // Writes the packed bytes [begin, end) of a block held in `packed` (which starts at packed
 // byte `packed_base`) to the runs of the file they belong to.
-void write_packed_range(int fd, const std::string& path, const PlannedTensor& planned, const Block& block,
-                        const std::uint8_t* packed, std::uint64_t packed_base, std::uint64_t begin, std::uint64_t end) {
-  for_each_run(planned.spec.shape, dtype_size(planned.spec.dtype), block,
+void write_packed_range(int fd, const std::string& path, const PlannedTensor& planned,
+                        const std::vector<std::int64_t>& coords, const Block& block, const std::uint8_t* packed,
+                        std::uint64_t packed_base, std::uint64_t begin, std::uint64_t end) {
+  for_each_run(coords, dtype_size(planned.spec.dtype), block,
                [&](std::uint64_t in_tensor, std::uint64_t in_block, std::uint64_t length) {
                  const auto lo = std::max(in_block, begin), hi = std::min(in_block + length, end);
                  if (lo >= hi) return;
@@ -184,8 +185,8 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
       check_local(t);
       const auto& planned = plan.tensors[i];
       const auto* bytes = static_cast<const std::uint8_t*>(t.data.data_ptr());
-      write_packed_range(files.fd(planned.file), temp_name(dir, plan.files[planned.file].name), planned, t.layout.block,
-                         bytes, 0, 0, t.data.nbytes());
+      write_packed_range(files.fd(planned.file), temp_name(dir, plan.files[planned.file].name), planned,
+                         t.layout.coords(), t.layout.block, bytes, 0, 0, t.data.nbytes());
     }
     files.sync_all();
   });
@@ -219,7 +220,7 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
         const auto path = temp_name(dir, plan.files[planned.file].name);
         if (rb.rank == 0 && comm.rank() == 0) {
           check_local(tensors[i]);
-          write_packed_range(files->fd(planned.file), path, planned, rb.block,
+          write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), rb.block,
                              static_cast<const std::uint8_t*>(tensors[i].data.data_ptr()), 0, 0, bytes);
           continue;
         }
@@ -234,8 +235,8 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
           } else {
             auto chunk = buffer.narrow(0, 0, static_cast<std::int64_t>(length));
             comm.recv(chunk, rb.rank, kTag);
-            write_packed_range(files->fd(planned.file), path, planned, rb.block, chunk.data_ptr<std::uint8_t>(), begin,
-                               begin, begin + length);
+            write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), rb.block,
+                               chunk.data_ptr<std::uint8_t>(), begin, begin, begin + length);
           }
         }
       }
@@ -275,8 +276,9 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const std::v
       for (const auto& rb : layouts[i])
         if (rb.writer && !rb.block.empty())
           blocks.push_back({{"file", shard_file(rb.rank)}, {"offsets", rb.block.offsets}, {"sizes", rb.block.sizes}});
-      index["tensors"].push_back(
-          {{"name", l.name}, {"dtype", std::string(dtype_name(l.dtype))}, {"shape", l.shape}, {"blocks", blocks}});
+      json entry = {{"name", l.name}, {"dtype", std::string(dtype_name(l.dtype))}, {"shape", l.shape}, {"blocks", blocks}};
+      if (!l.view.empty() && l.view != l.shape) entry["view"] = l.view;  // the blocks' coordinates
+      index["tensors"].push_back(std::move(entry));
       total += spec_nbytes({l.name, l.dtype, l.shape});
     }
     index["total_size"] = total;
@@ -312,6 +314,7 @@ struct SavedBlock {
 };
 struct ShardedTensor {
   TensorSpec spec;
+  std::vector<std::int64_t> view;  // the blocks' coordinates (the shape unless the saver viewed it)
   std::vector<SavedBlock> blocks;
 };
 
@@ -337,16 +340,19 @@ std::vector<ShardedTensor> read_sharded_index(const std::string& dir) {
       if (!dtype) throw CheckpointError(path, "tensor '" + st.spec.name + "' has an unknown dtype");
       st.spec.dtype = *dtype;
       st.spec.shape = t.at("shape").get<std::vector<std::int64_t>>();
-      std::int64_t covered = 0, numel = 1;
+      st.view = t.contains("view") ? t.at("view").get<std::vector<std::int64_t>>() : st.spec.shape;
+      std::int64_t covered = 0, numel = 1, view_numel = 1;
       for (auto d : st.spec.shape) numel *= d;
+      for (auto d : st.view) view_numel *= d;
+      if (view_numel != numel) throw CheckpointError(path, "tensor '" + st.spec.name + "' has a view of another size");
       for (const auto& b : t.at("blocks")) {
         SavedBlock sb{b.at("file").get<std::string>(), {b.at("offsets").get<std::vector<std::int64_t>>(), b.at("sizes").get<std::vector<std::int64_t>>()}};
         if (!is_safe_relative_name(sb.file))
           throw CheckpointError(path, "tensor '" + st.spec.name + "' names a file outside the directory: '" + sb.file + "'");
-        if (sb.block.offsets.size() != st.spec.shape.size() || sb.block.sizes.size() != st.spec.shape.size())
+        if (sb.block.offsets.size() != st.view.size() || sb.block.sizes.size() != st.view.size())
           throw CheckpointError(path, "tensor '" + st.spec.name + "' has a block of the wrong rank");
-        for (std::size_t d = 0; d < st.spec.shape.size(); ++d)
-          if (sb.block.offsets[d] < 0 || sb.block.sizes[d] < 0 || sb.block.offsets[d] + sb.block.sizes[d] > st.spec.shape[d])
+        for (std::size_t d = 0; d < st.view.size(); ++d)
+          if (sb.block.offsets[d] < 0 || sb.block.sizes[d] < 0 || sb.block.offsets[d] + sb.block.sizes[d] > st.view[d])
             throw CheckpointError(path, "tensor '" + st.spec.name + "' has a block outside its shape");
         covered += sb.block.numel();
         st.blocks.push_back(std::move(sb));
@@ -412,13 +418,26 @@ std::vector<std::int64_t> CheckpointReader::shape(const std::string& name) const
   return t->spec.shape;
 }
 
-torch::Tensor CheckpointReader::read(const std::string& name, const Block& block) const {
+torch::Tensor CheckpointReader::read(const std::string& name, const Block& block,
+                                     const std::vector<std::int64_t>& view) const {
   if (!sharded_) {
     const auto& file = impl_->weights->file_of(name);
-    return read_tensor_slice(file, file.entry(name), block.offsets, block.sizes);
+    auto entry = file.entry(name);
+    if (!view.empty()) entry.shape = view;  // the same bytes in the caller's coordinates
+    return read_tensor_slice(file, entry, block.offsets, block.sizes);
   }
   const auto* t = impl_->find(name);
   if (!t) throw CheckpointError(impl_->dir, "no tensor named '" + name + "'");
+  const auto& coords = view.empty() ? t->spec.shape : view;
+  if (coords != t->view) {
+    // Saved in other coordinates (a fused tensor viewed differently): assemble the whole
+    // tensor, then take the block. Costs one tensor of memory; only fused tensors get here.
+    auto whole = read(name, Block::whole(t->view), t->view).view(coords);
+    auto out = whole;
+    for (std::size_t d = 0; d < coords.size(); ++d)
+      out = out.narrow(static_cast<std::int64_t>(d), block.offsets[d], block.sizes[d]);
+    return out.contiguous();
+  }
   auto out = torch::empty(block.sizes, torch::TensorOptions().dtype(to_scalar_type(t->spec.dtype, name)));
   for (const auto& saved : t->blocks) {
     const auto overlap = saved.block.intersect(block);
@@ -456,9 +475,10 @@ void consolidate_sharded(const std::string& source_dir, const std::string& outpu
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& planned = plan.tensors[i];
       for (const auto& saved : tensors[i].blocks) {
-        auto data = reader.read(tensors[i].spec.name, saved.block).contiguous();
+        auto data = reader.read(tensors[i].spec.name, saved.block, tensors[i].view).contiguous();
         write_packed_range(files.fd(planned.file), temp_name(output_dir, plan.files[planned.file].name), planned,
-                           saved.block, static_cast<const std::uint8_t*>(data.data_ptr()), 0, 0, data.nbytes());
+                           tensors[i].view, saved.block, static_cast<const std::uint8_t*>(data.data_ptr()), 0, 0,
+                           data.nbytes());
       }
     }
     files.sync_all();

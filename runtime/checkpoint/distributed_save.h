@@ -53,8 +53,9 @@ class CheckpointReader {
   const std::string& dir() const;
   bool contains(const std::string& name) const;
   std::vector<std::int64_t> shape(const std::string& name) const;
-  // Returns the block as a new tensor of the stored dtype.
-  torch::Tensor read(const std::string& name, const Block& block) const;
+  // Returns the block as a new tensor of the stored dtype. `view`: the coordinates of `block`
+  // when not the tensor's shape (same row-major bytes, e.g. a fused dim seen as [parts, n]).
+  torch::Tensor read(const std::string& name, const Block& block, const std::vector<std::int64_t>& view = {}) const;
 
  private:
   struct Impl;

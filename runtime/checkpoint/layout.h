@@ -27,8 +27,13 @@ struct Block {
 struct TensorLayout {
   std::string name;                  // HF name
   std::vector<std::int64_t> shape;   // global shape
+  // The coordinates of `block` when not `shape`: the same row-major bytes with a dim seen as
+  // several (GPT-2's fused q|k|v columns as [3, n]), so a slice of every part is one block.
+  std::vector<std::int64_t> view;
   DType dtype = DType::F32;          // as saved
-  Block block;                       // what this rank holds
+  Block block;                       // what this rank holds, in coords()
+
+  const std::vector<std::int64_t>& coords() const { return view.empty() ? shape : view; }
   bool writer = true;                // this rank's copy is the one written (one per replica group)
 };
 

@@ -39,9 +39,9 @@ BertConfig BertConfig::from_json(const nlohmann::json& config, const std::string
   return c;
 }
 
-BertEmbeddings::BertEmbeddings(const BertConfig& c) : dropout_(c.hidden_dropout_prob) {
+BertEmbeddings::BertEmbeddings(const BertConfig& c, const TensorParallelPtr& tp) : dropout_(c.hidden_dropout_prob) {
   const double s = c.initializer_range;
-  word_embeddings = register_module("word_embeddings", std::make_shared<Embedding>(c.vocab_size, c.hidden_size, s));
+  word_embeddings = register_module("word_embeddings", std::make_shared<Embedding>(c.vocab_size, c.hidden_size, s, tp));
   position_embeddings =
       register_module("position_embeddings", std::make_shared<Embedding>(c.max_position_embeddings, c.hidden_size, s));
   token_type_embeddings =
@@ -61,15 +61,17 @@ torch::Tensor BertEmbeddings::forward(const ModelInputs& inputs) {
   return torch::dropout(LayerNorm_->forward(x), dropout_, is_training());
 }
 
-BertSelfAttention::BertSelfAttention(const BertConfig& c)
-    : heads_(c.num_attention_heads), dropout_(c.attention_probs_dropout_prob) {
+BertSelfAttention::BertSelfAttention(const BertConfig& c, const TensorParallelPtr& tp)
+    : tp_(tp), heads_(c.num_attention_heads / tp->size()), dropout_(c.attention_probs_dropout_prob) {
   const double s = c.initializer_range;
-  query = register_module("query", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, s));
-  key = register_module("key", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, s));
-  value = register_module("value", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, s));
+  const TpSplit column{TpSplit::kColumn};
+  query = register_module("query", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, s, tp, column));
+  key = register_module("key", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, s, tp, column));
+  value = register_module("value", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, s, tp, column));
 }
 
-torch::Tensor BertSelfAttention::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+torch::Tensor BertSelfAttention::forward(const torch::Tensor& input, const torch::Tensor& mask) {
+  const auto x = tp_->copy_to_region(input);
   auto q = split_heads(query->forward(x), heads_), k = split_heads(key->forward(x), heads_),
        v = split_heads(value->forward(x), heads_);
   AttentionOptions options;
@@ -80,9 +82,10 @@ torch::Tensor BertSelfAttention::forward(const torch::Tensor& x, const torch::Te
   return dot_product_attention(q, k, v, mask, options);
 }
 
-BertResidualOutput::BertResidualOutput(std::int64_t in, std::int64_t out, const BertConfig& c)
+BertResidualOutput::BertResidualOutput(std::int64_t in, std::int64_t out, const BertConfig& c,
+                                       const TensorParallelPtr& tp)
     : dropout_(c.hidden_dropout_prob) {
-  dense = register_module("dense", std::make_shared<Linear>(in, out, true, c.initializer_range));
+  dense = register_module("dense", std::make_shared<Linear>(in, out, true, c.initializer_range, tp, TpSplit{TpSplit::kRow}));
   LayerNorm_ = register_module("LayerNorm", std::make_shared<LayerNorm>(out, c.layer_norm_eps));
 }
 
@@ -90,25 +93,28 @@ torch::Tensor BertResidualOutput::forward(const torch::Tensor& x, const torch::T
   return LayerNorm_->forward(torch::dropout(dense->forward(x), dropout_, is_training()) + residual);
 }
 
-BertAttention::BertAttention(const BertConfig& c) {
-  self = register_module("self", std::make_shared<BertSelfAttention>(c));
-  output = register_module("output", std::make_shared<BertResidualOutput>(c.hidden_size, c.hidden_size, c));
+BertAttention::BertAttention(const BertConfig& c, const TensorParallelPtr& tp) {
+  self = register_module("self", std::make_shared<BertSelfAttention>(c, tp));
+  output = register_module("output", std::make_shared<BertResidualOutput>(c.hidden_size, c.hidden_size, c, tp));
 }
 
 torch::Tensor BertAttention::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   return output->forward(self->forward(x, mask), x);
 }
 
-BertIntermediate::BertIntermediate(const BertConfig& c) : act_(c.hidden_act) {
-  dense = register_module("dense", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, true, c.initializer_range));
+BertIntermediate::BertIntermediate(const BertConfig& c, const TensorParallelPtr& tp) : tp_(tp), act_(c.hidden_act) {
+  dense = register_module("dense", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, true, c.initializer_range,
+                                                            tp, TpSplit{TpSplit::kColumn}));
 }
 
-torch::Tensor BertIntermediate::forward(const torch::Tensor& x) { return activation(act_, dense->forward(x)); }
+torch::Tensor BertIntermediate::forward(const torch::Tensor& x) {
+  return activation(act_, dense->forward(tp_->copy_to_region(x)));
+}
 
-BertLayer::BertLayer(const BertConfig& c) {
-  attention = register_module("attention", std::make_shared<BertAttention>(c));
-  intermediate = register_module("intermediate", std::make_shared<BertIntermediate>(c));
-  output = register_module("output", std::make_shared<BertResidualOutput>(c.intermediate_size, c.hidden_size, c));
+BertLayer::BertLayer(const BertConfig& c, const TensorParallelPtr& tp) {
+  attention = register_module("attention", std::make_shared<BertAttention>(c, tp));
+  intermediate = register_module("intermediate", std::make_shared<BertIntermediate>(c, tp));
+  output = register_module("output", std::make_shared<BertResidualOutput>(c.intermediate_size, c.hidden_size, c, tp));
 }
 
 torch::Tensor BertLayer::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -123,11 +129,11 @@ class NamedContainer : public torch::nn::Module {};
 
 }  // namespace
 
-BertModel::BertModel(const BertConfig& c) {
-  embeddings = register_module("embeddings", std::make_shared<BertEmbeddings>(c));
+BertModel::BertModel(const BertConfig& c, const TensorParallelPtr& tp) {
+  embeddings = register_module("embeddings", std::make_shared<BertEmbeddings>(c, tp));
   auto encoder = register_module("encoder", std::make_shared<NamedContainer>());
   encoder_layers = encoder->register_module("layer", torch::nn::ModuleList());
-  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) encoder_layers->push_back(std::make_shared<BertLayer>(c));
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) encoder_layers->push_back(std::make_shared<BertLayer>(c, tp));
   auto pooler = register_module("pooler", std::make_shared<NamedContainer>());
   pooler_dense = pooler->register_module(
       "dense", std::make_shared<Linear>(c.hidden_size, c.hidden_size, true, c.initializer_range));
@@ -141,9 +147,13 @@ torch::Tensor BertModel::forward(const ModelInputs& inputs) {
   return torch::tanh(pooler_dense->forward(x.select(1, 0)));
 }
 
-BertForSequenceClassification::BertForSequenceClassification(const nlohmann::json& config, const std::string& source)
-    : HfModel(config), config_(BertConfig::from_json(config, source)) {
+BertForSequenceClassification::BertForSequenceClassification(const nlohmann::json& config, const std::string& source,
+                                                             TensorParallelPtr tp)
+    : HfModel(config, std::move(tp)), config_(BertConfig::from_json(config, source)) {
   const auto& c = config_;
+  require_divisible_by_tp(source, "num_attention_heads", c.num_attention_heads);
+  require_divisible_by_tp(source, "intermediate_size", c.intermediate_size);
+  require_divisible_by_tp(source, "vocab_size", c.vocab_size);
   complete_config({{"architectures", {"BertForSequenceClassification"}}, {"model_type", "bert"},
                    {"attention_probs_dropout_prob", c.attention_probs_dropout_prob}, {"classifier_dropout", nullptr},
                    {"hidden_act", c.hidden_act}, {"hidden_dropout_prob", c.hidden_dropout_prob},
@@ -162,7 +172,8 @@ BertForSequenceClassification::BertForSequenceClassification(const nlohmann::jso
     }
     complete_config({{"id2label", id2label}, {"label2id", label2id}});
   }
-  bert = register_module("bert", std::make_shared<BertModel>(config_));
+  // The encoder is split over the tp ranks; the pooler and classifier are small and replicated.
+  bert = register_module("bert", std::make_shared<BertModel>(config_, tensor_parallel_ptr()));
   classifier = register_module(
       "classifier", std::make_shared<Linear>(config_.hidden_size, config_.num_labels, true, config_.initializer_range));
 }

@@ -19,7 +19,7 @@ struct BertConfig {
 
 class BertEmbeddings : public torch::nn::Module {
  public:
-  explicit BertEmbeddings(const BertConfig& c);
+  BertEmbeddings(const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const ModelInputs& inputs);
   std::shared_ptr<Embedding> word_embeddings, position_embeddings, token_type_embeddings;
   std::shared_ptr<LayerNorm> LayerNorm_;
@@ -30,19 +30,20 @@ class BertEmbeddings : public torch::nn::Module {
 
 class BertSelfAttention : public torch::nn::Module {
  public:
-  explicit BertSelfAttention(const BertConfig& c);
+  BertSelfAttention(const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   std::shared_ptr<Linear> query, key, value;
 
  private:
-  std::int64_t heads_;
+  TensorParallelPtr tp_;
+  std::int64_t heads_;  // on this rank
   double dropout_;
 };
 
 // dense -> dropout -> LayerNorm(x + residual): BertSelfOutput and BertOutput alike.
 class BertResidualOutput : public torch::nn::Module {
  public:
-  BertResidualOutput(std::int64_t in, std::int64_t out, const BertConfig& c);
+  BertResidualOutput(std::int64_t in, std::int64_t out, const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
   std::shared_ptr<Linear> dense;
   std::shared_ptr<LayerNorm> LayerNorm_;
@@ -53,7 +54,7 @@ class BertResidualOutput : public torch::nn::Module {
 
 class BertAttention : public torch::nn::Module {
  public:
-  explicit BertAttention(const BertConfig& c);
+  BertAttention(const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   std::shared_ptr<BertSelfAttention> self;
   std::shared_ptr<BertResidualOutput> output;
@@ -61,17 +62,18 @@ class BertAttention : public torch::nn::Module {
 
 class BertIntermediate : public torch::nn::Module {
  public:
-  explicit BertIntermediate(const BertConfig& c);
+  BertIntermediate(const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x);
   std::shared_ptr<Linear> dense;
 
  private:
+  TensorParallelPtr tp_;
   std::string act_;
 };
 
 class BertLayer : public torch::nn::Module {
  public:
-  explicit BertLayer(const BertConfig& c);
+  BertLayer(const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   std::shared_ptr<BertAttention> attention;
   std::shared_ptr<BertIntermediate> intermediate;
@@ -80,7 +82,7 @@ class BertLayer : public torch::nn::Module {
 
 class BertModel : public torch::nn::Module {
  public:
-  explicit BertModel(const BertConfig& c);
+  BertModel(const BertConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const ModelInputs& inputs);  // pooled output [batch, hidden]
   std::shared_ptr<BertEmbeddings> embeddings;
   torch::nn::ModuleList encoder_layers;  // registered as encoder.layer.N
@@ -89,7 +91,7 @@ class BertModel : public torch::nn::Module {
 
 class BertForSequenceClassification : public HfModel {
  public:
-  BertForSequenceClassification(const nlohmann::json& config, const std::string& source);
+  BertForSequenceClassification(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp = nullptr);
   torch::Tensor forward(const ModelInputs& inputs) override;
   std::string architecture() const override { return "BertForSequenceClassification"; }
   bool is_causal_lm() const override { return false; }

@@ -32,17 +32,22 @@ Gpt2Config Gpt2Config::from_json(const nlohmann::json& config, const std::string
   return c;
 }
 
-Gpt2Attention::Gpt2Attention(const Gpt2Config& c, std::int64_t layer_idx) : config_(c), layer_idx_(layer_idx) {
-  c_attn = register_module("c_attn", std::make_shared<Conv1D>(c.n_embd, 3 * c.n_embd, c.initializer_range));
+Gpt2Attention::Gpt2Attention(const Gpt2Config& c, std::int64_t layer_idx, const TensorParallelPtr& tp)
+    : config_(c), layer_idx_(layer_idx), tp_(tp) {
+  // c_attn's columns are q | k | v: under tp each rank takes its heads' columns of all three.
+  TpSplit fused{TpSplit::kColumn};
+  fused.parts = 3;
+  c_attn = register_module("c_attn", std::make_shared<Conv1D>(c.n_embd, 3 * c.n_embd, c.initializer_range, tp, fused));
   // transformers scales c_proj's init by 1/sqrt(2 * n_layer) (GPT-2 paper).
   c_proj = register_module("c_proj", std::make_shared<Conv1D>(c.n_embd, c.n_embd,
-                                                              c.initializer_range / std::sqrt(2.0 * c.n_layer)));
+                                                              c.initializer_range / std::sqrt(2.0 * c.n_layer), tp,
+                                                              TpSplit{TpSplit::kRow}));
 }
 
 torch::Tensor Gpt2Attention::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  auto qkv = c_attn->forward(x).split(config_.n_embd, 2);
-  auto q = split_heads(qkv[0], config_.n_head), k = split_heads(qkv[1], config_.n_head),
-       v = split_heads(qkv[2], config_.n_head);
+  const auto width = config_.n_embd / tp_->size(), heads = config_.n_head / tp_->size();
+  auto qkv = c_attn->forward(tp_->copy_to_region(x)).split(width, 2);
+  auto q = split_heads(qkv[0], heads), k = split_heads(qkv[1], heads), v = split_heads(qkv[2], heads);
   AttentionOptions options;
   options.scale = 1.0;
   if (config_.scale_attn_weights) options.scale /= std::sqrt(static_cast<double>(v.size(-1)));
@@ -54,22 +59,25 @@ torch::Tensor Gpt2Attention::forward(const torch::Tensor& x, const torch::Tensor
   return torch::dropout(out, config_.resid_pdrop, is_training());
 }
 
-Gpt2MLP::Gpt2MLP(const Gpt2Config& c) : config_(c) {
-  c_fc = register_module("c_fc", std::make_shared<Conv1D>(c.n_embd, c.n_inner, c.initializer_range));
+Gpt2MLP::Gpt2MLP(const Gpt2Config& c, const TensorParallelPtr& tp) : config_(c), tp_(tp) {
+  c_fc = register_module("c_fc", std::make_shared<Conv1D>(c.n_embd, c.n_inner, c.initializer_range, tp,
+                                                          TpSplit{TpSplit::kColumn}));
   c_proj = register_module("c_proj", std::make_shared<Conv1D>(c.n_inner, c.n_embd,
-                                                              c.initializer_range / std::sqrt(2.0 * c.n_layer)));
+                                                              c.initializer_range / std::sqrt(2.0 * c.n_layer), tp,
+                                                              TpSplit{TpSplit::kRow}));
 }
 
 torch::Tensor Gpt2MLP::forward(const torch::Tensor& x) {
-  auto h = c_proj->forward(activation(config_.activation_function, c_fc->forward(x)));
+  auto h = c_proj->forward(activation(config_.activation_function, c_fc->forward(tp_->copy_to_region(x))));
   return torch::dropout(h, config_.resid_pdrop, is_training());
 }
 
-Gpt2Block::Gpt2Block(const Gpt2Config& c, std::int64_t layer_idx) : resid_pdrop_(c.resid_pdrop) {
+Gpt2Block::Gpt2Block(const Gpt2Config& c, std::int64_t layer_idx, const TensorParallelPtr& tp)
+    : resid_pdrop_(c.resid_pdrop) {
   ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_epsilon));
-  attn = register_module("attn", std::make_shared<Gpt2Attention>(c, layer_idx));
+  attn = register_module("attn", std::make_shared<Gpt2Attention>(c, layer_idx, tp));
   ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_epsilon));
-  mlp = register_module("mlp", std::make_shared<Gpt2MLP>(c));
+  mlp = register_module("mlp", std::make_shared<Gpt2MLP>(c, tp));
 }
 
 torch::Tensor Gpt2Block::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -77,11 +85,11 @@ torch::Tensor Gpt2Block::forward(const torch::Tensor& x, const torch::Tensor& ma
   return h + mlp->forward(ln_2->forward(h));
 }
 
-Gpt2Model::Gpt2Model(const Gpt2Config& c) : config_(c) {
-  wte = register_module("wte", std::make_shared<Embedding>(c.vocab_size, c.n_embd, c.initializer_range));
+Gpt2Model::Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp) : config_(c) {
+  wte = register_module("wte", std::make_shared<Embedding>(c.vocab_size, c.n_embd, c.initializer_range, tp));
   wpe = register_module("wpe", std::make_shared<Embedding>(c.n_positions, c.n_embd, c.initializer_range));
   h = register_module("h", torch::nn::ModuleList());
-  for (std::int64_t i = 0; i < c.n_layer; ++i) h->push_back(std::make_shared<Gpt2Block>(c, i));
+  for (std::int64_t i = 0; i < c.n_layer; ++i) h->push_back(std::make_shared<Gpt2Block>(c, i, tp));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_epsilon));
 }
 
@@ -98,9 +106,12 @@ torch::Tensor Gpt2Model::forward(const ModelInputs& inputs) {
   return ln_f->forward(x);
 }
 
-Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source)
-    : HfModel(config), config_(Gpt2Config::from_json(config, source)) {
+Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp)
+    : HfModel(config, std::move(tp)), config_(Gpt2Config::from_json(config, source)) {
   const auto& c = config_;
+  require_divisible_by_tp(source, "n_head", c.n_head);
+  require_divisible_by_tp(source, "n_inner", c.n_inner);
+  require_divisible_by_tp(source, "vocab_size", c.vocab_size);
   complete_config({{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"},
                    {"activation_function", c.activation_function}, {"attn_pdrop", c.attn_pdrop},
                    {"bos_token_id", 50256}, {"embd_pdrop", c.embd_pdrop}, {"eos_token_id", 50256},
@@ -111,14 +122,15 @@ Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string
                    {"scale_attn_weights", c.scale_attn_weights}, {"summary_activation", nullptr},
                    {"summary_first_dropout", 0.1}, {"summary_proj_to_labels", true}, {"summary_type", "cls_index"},
                    {"summary_use_proj", true}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
-  transformer = register_module("transformer", std::make_shared<Gpt2Model>(config_));
+  transformer = register_module("transformer", std::make_shared<Gpt2Model>(config_, tensor_parallel_ptr()));
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(config_.n_embd, config_.vocab_size, false,
-                                                                  config_.initializer_range));
+                                                                  config_.initializer_range, tensor_parallel_ptr(),
+                                                                  TpSplit{TpSplit::kColumn}));
 }
 
 torch::Tensor Gpt2LMHeadModel::forward(const ModelInputs& inputs) {
-  auto h = transformer->forward(inputs);
+  auto h = tensor_parallel().copy_to_region(transformer->forward(inputs));
   return lm_head ? lm_head->forward(h) : torch::linear(h, transformer->wte->weight);
 }
 

@@ -19,28 +19,30 @@ struct Gpt2Config {
 
 class Gpt2Attention : public torch::nn::Module {
  public:
-  Gpt2Attention(const Gpt2Config& c, std::int64_t layer_idx);
+  Gpt2Attention(const Gpt2Config& c, std::int64_t layer_idx, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   std::shared_ptr<Conv1D> c_attn, c_proj;
 
  private:
   Gpt2Config config_;
   std::int64_t layer_idx_;
+  TensorParallelPtr tp_;
 };
 
 class Gpt2MLP : public torch::nn::Module {
  public:
-  explicit Gpt2MLP(const Gpt2Config& c);
+  Gpt2MLP(const Gpt2Config& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x);
   std::shared_ptr<Conv1D> c_fc, c_proj;
 
  private:
   Gpt2Config config_;
+  TensorParallelPtr tp_;
 };
 
 class Gpt2Block : public torch::nn::Module {
  public:
-  Gpt2Block(const Gpt2Config& c, std::int64_t layer_idx);
+  Gpt2Block(const Gpt2Config& c, std::int64_t layer_idx, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   std::shared_ptr<LayerNorm> ln_1;
   std::shared_ptr<Gpt2Attention> attn;
@@ -53,7 +55,7 @@ class Gpt2Block : public torch::nn::Module {
 
 class Gpt2Model : public torch::nn::Module {
  public:
-  explicit Gpt2Model(const Gpt2Config& c);
+  Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const ModelInputs& inputs);
   std::shared_ptr<Embedding> wte, wpe;
   torch::nn::ModuleList h;
@@ -65,7 +67,8 @@ class Gpt2Model : public torch::nn::Module {
 
 class Gpt2LMHeadModel : public HfModel {
  public:
-  Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source);
+  Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp = nullptr);
+  std::int64_t logits_vocab_start() const override { return transformer->wte->first_row(); }
   torch::Tensor forward(const ModelInputs& inputs) override;
   std::string architecture() const override { return "GPT2LMHeadModel"; }
   bool is_causal_lm() const override { return true; }

@@ -6,23 +6,79 @@
 
 namespace mpitrain::models {
 
-Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, double init_std) {
-  weight = register_parameter("weight", torch::randn({out, in}) * init_std);
-  if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard) {
+  if (shard.dim < 0) return full;
+  auto shape = full.sizes().vec();
+  const auto d = static_cast<std::size_t>(shard.dim);
+  const auto part_length = shape[d] / shard.parts;
+  // View the split dim as [parts, part_length] and take the same slice of every part.
+  auto view = shape;
+  view[d] = part_length;
+  view.insert(view.begin() + static_cast<std::ptrdiff_t>(d), shard.parts);
+  const auto length = part_length / shard.count;
+  auto local_shape = shape;
+  local_shape[d] = shard.parts * length;
+  return full.reshape(view).narrow(shard.dim + 1, shard.index * length, length).reshape(local_shape).contiguous();
 }
 
-torch::Tensor Linear::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+torch::Tensor ShardedLayer::register_sharded(const std::string& name, const torch::Tensor& full, const Shard& shard) {
+  if (shard.dim >= 0) shards_[name] = shard;
+  return register_parameter(name, slice_for_shard(full, shard));
+}
 
-Conv1D::Conv1D(std::int64_t in, std::int64_t out, double init_std) {
-  weight = register_parameter("weight", torch::randn({in, out}) * init_std);
-  bias = register_parameter("bias", torch::zeros({out}));
+namespace {
+
+// The shards of a layer's weight (split along `weight_dim` for this kind) and its bias.
+struct LayerShards {
+  Shard weight, bias;
+};
+
+LayerShards layer_shards(const parallel::TensorParallel* tp, const TpSplit& split, int column_dim, int row_dim) {
+  LayerShards s;
+  if (!tp || split.kind == TpSplit::kNone) return s;
+  const std::int64_t index = split.index >= 0 ? split.index : tp->rank();
+  const std::int64_t count = split.count >= 0 ? split.count : tp->size();
+  if (split.kind == TpSplit::kColumn) {
+    const bool shared = count < tp->size();  // set only for kv heads fewer than the ranks
+    s.weight = {column_dim, split.parts, index, count, shared};
+    s.bias = {0, split.parts, index, count, shared};
+  } else {
+    s.weight = {row_dim, 1, index, count, false};  // the bias is added once, after the sum
+  }
+  return s;
+}
+
+bool splits_over_ranks(const TensorParallelPtr& tp) { return tp && tp->size() > 1; }
+
+}  // namespace
+
+Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, double init_std, TensorParallelPtr tp, TpSplit split)
+    : tp_(std::move(tp)), row_parallel_(split.kind == TpSplit::kRow && splits_over_ranks(tp_)) {
+  const auto s = layer_shards(tp_.get(), split, /*column_dim=*/0, /*row_dim=*/1);
+  weight = register_sharded("weight", torch::randn({out, in}) * init_std, s.weight);
+  if (with_bias) bias = register_sharded("bias", torch::zeros({out}), s.bias);
+}
+
+torch::Tensor Linear::forward(const torch::Tensor& x) {
+  if (!row_parallel_) return torch::linear(x, weight, bias);
+  auto y = tp_->reduce_from_region(torch::linear(x, weight));
+  return bias.defined() ? y + bias : y;
+}
+
+Conv1D::Conv1D(std::int64_t in, std::int64_t out, double init_std, TensorParallelPtr tp, TpSplit split)
+    : tp_(std::move(tp)), row_parallel_(split.kind == TpSplit::kRow && splits_over_ranks(tp_)) {
+  const auto s = layer_shards(tp_.get(), split, /*column_dim=*/1, /*row_dim=*/0);
+  weight = register_sharded("weight", torch::randn({in, out}) * init_std, s.weight);
+  bias = register_sharded("bias", torch::zeros({out}), s.bias);
 }
 
 torch::Tensor Conv1D::forward(const torch::Tensor& x) {
   auto out_shape = x.sizes().vec();
   out_shape.back() = weight.size(1);
+  const auto rows = x.reshape({-1, x.size(-1)});
+  if (row_parallel_) return (tp_->reduce_from_region(torch::mm(rows, weight)) + bias).view(out_shape);
   // addmm as transformers computes it, so the float rounding matches.
-  return torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(out_shape);
+  return torch::addmm(bias, rows, weight).view(out_shape);
 }
 
 LayerNorm::LayerNorm(std::int64_t dim, double eps) : eps_(eps) {
@@ -44,11 +100,22 @@ torch::Tensor RMSNorm::forward(const torch::Tensor& x) {
   return weight * h.to(input_type);
 }
 
-Embedding::Embedding(std::int64_t count, std::int64_t dim, double init_std) {
-  weight = register_parameter("weight", torch::randn({count, dim}) * init_std);
+Embedding::Embedding(std::int64_t count, std::int64_t dim, double init_std, TensorParallelPtr vocab_parallel)
+    : tp_(splits_over_ranks(vocab_parallel) ? std::move(vocab_parallel) : nullptr) {
+  Shard shard;
+  if (tp_) {
+    shard = {0, 1, tp_->rank(), tp_->size(), false};
+    first_row_ = tp_->rank() * (count / tp_->size());
+  }
+  weight = register_sharded("weight", torch::randn({count, dim}) * init_std, shard);
 }
 
-torch::Tensor Embedding::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
+torch::Tensor Embedding::forward(const torch::Tensor& ids) {
+  if (!tp_) return torch::embedding(weight, ids);
+  auto outside = (ids < first_row_).logical_or(ids >= first_row_ + weight.size(0));
+  auto rows = torch::embedding(weight, (ids - first_row_).masked_fill(outside, 0));
+  return tp_->reduce_from_region(rows.masked_fill(outside.unsqueeze(-1), 0));
+}
 
 void check_activation_name(const std::string& name) {
   if (name != "gelu" && name != "gelu_new" && name != "gelu_pytorch_tanh" && name != "relu" && name != "silu" &&

@@ -3,24 +3,76 @@
 
 #include <torch/torch.h>
 
+#include <map>
+#include <memory>
 #include <string>
+
+#include "runtime/parallel/tensor_parallel.h"
 
 namespace mpitrain::models {
 
-// y = x W^T + b, weight [out, in] as torch.nn.Linear stores it.
-class Linear : public torch::nn::Module {
- public:
-  Linear(std::int64_t in, std::int64_t out, bool bias, double init_std);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::Tensor weight, bias;
+using TensorParallelPtr = std::shared_ptr<const parallel::TensorParallel>;
+
+// Which slice of a global (HF) parameter this rank holds under tensor parallelism.
+struct Shard {
+  int dim = -1;                       // split dimension of the HF tensor; -1: the whole tensor
+  std::int64_t parts = 1;             // equal fused parts along `dim` (GPT-2's q|k|v), each split alike
+  std::int64_t index = 0, count = 1;  // this rank holds slice `index` of `count` within each part
+  // Several ranks hold this slice and each computes only part of its gradient (a GQA kv head
+  // read by query heads on several ranks): the gradient must be summed over them.
+  bool partial_gradient = false;
 };
 
-// GPT-2's Conv1D: y = x W + b with weight stored [in, out].
-class Conv1D : public torch::nn::Module {
+// How a layer is split over the tensor-parallel group (Megatron's column / row parallelism).
+struct TpSplit {
+  enum Kind { kNone, kColumn, kRow } kind = kNone;
+  std::int64_t parts = 1;               // fused outputs split part by part (column only)
+  // Slice `index` of `count`; default: tp rank of tp size. GQA with fewer kv heads than ranks
+  // sets them to the kv head this rank's query heads read, so several ranks share a slice.
+  std::int64_t index = -1, count = -1;
+};
+
+// A module whose parameters may be slices of the HF tensors; `shards` says which (by local
+// parameter name; absent: the whole tensor).
+class ShardedLayer : public torch::nn::Module {
  public:
-  Conv1D(std::int64_t in, std::int64_t out, double init_std);
+  const std::map<std::string, Shard>& shards() const { return shards_; }
+
+ protected:
+  // Registers this rank's slice of a full tensor `full` (initialised whole, so every tp size
+  // starts from the same weights as one rank does).
+  torch::Tensor register_sharded(const std::string& name, const torch::Tensor& full, const Shard& shard);
+  std::map<std::string, Shard> shards_;
+};
+
+// This rank's slice of `full` as `shard` describes it (contiguous).
+torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard);
+
+// y = x W^T + b, weight [out, in] as torch.nn.Linear stores it. Column-parallel: this rank's
+// output rows (the caller puts the input into the region with copy_to_region, once for all
+// layers sharing it); row-parallel: this rank's input columns, summed over the group, then + b.
+class Linear : public ShardedLayer {
+ public:
+  Linear(std::int64_t in, std::int64_t out, bool bias, double init_std, TensorParallelPtr tp = nullptr,
+         TpSplit split = {});
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
+
+ private:
+  TensorParallelPtr tp_;
+  bool row_parallel_ = false;
+};
+
+// GPT-2's Conv1D: y = x W + b with weight stored [in, out]; split like Linear.
+class Conv1D : public ShardedLayer {
+ public:
+  Conv1D(std::int64_t in, std::int64_t out, double init_std, TensorParallelPtr tp = nullptr, TpSplit split = {});
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+
+ private:
+  TensorParallelPtr tp_;
+  bool row_parallel_ = false;
 };
 
 class LayerNorm : public torch::nn::Module {
@@ -44,11 +96,18 @@ class RMSNorm : public torch::nn::Module {
   double eps_;
 };
 
-class Embedding : public torch::nn::Module {
+// An embedding table; vocab-parallel when given a tp group of more than one rank: each rank
+// holds a row range, looks up the ids inside it and the group sums the rows.
+class Embedding : public ShardedLayer {
  public:
-  Embedding(std::int64_t count, std::int64_t dim, double init_std);
+  Embedding(std::int64_t count, std::int64_t dim, double init_std, TensorParallelPtr vocab_parallel = nullptr);
   torch::Tensor forward(const torch::Tensor& ids);
+  std::int64_t first_row() const { return first_row_; }  // of this rank's slice
   torch::Tensor weight;
+
+ private:
+  TensorParallelPtr tp_;
+  std::int64_t first_row_ = 0;
 };
 
 // Activations by their transformers names (ACT2FN): gelu, gelu_new, gelu_pytorch_tanh, relu, silu.

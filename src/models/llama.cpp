@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "src/models/attention.h"
+#include "runtime/checkpoint/checkpoint_error.h"
 #include "src/models/config_reader.h"
 
 namespace mpitrain::models {
@@ -76,18 +77,31 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 
 }  // namespace
 
-LlamaAttention::LlamaAttention(const LlamaConfig& c)
-    : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim),
-      dropout_(c.attention_dropout) {
+LlamaAttention::LlamaAttention(const LlamaConfig& c, const TensorParallelPtr& tp)
+    : tp_(tp), heads_(c.num_attention_heads / tp->size()), head_dim_(c.head_dim), dropout_(c.attention_dropout) {
   const double s = c.initializer_range;
-  q_proj = register_module("q_proj", std::make_shared<Linear>(c.hidden_size, heads_ * head_dim_, c.attention_bias, s));
-  k_proj = register_module("k_proj", std::make_shared<Linear>(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias, s));
-  v_proj = register_module("v_proj", std::make_shared<Linear>(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias, s));
-  o_proj = register_module("o_proj", std::make_shared<Linear>(heads_ * head_dim_, c.hidden_size, c.attention_bias, s));
+  const auto q_size = c.num_attention_heads * head_dim_, kv_size = c.num_key_value_heads * head_dim_;
+  // Heads are split over the tp ranks; kv heads too when tp divides them, otherwise each rank
+  // holds the one kv head its query heads read (the ranks reading it share that slice).
+  TpSplit kv_split{TpSplit::kColumn};
+  if (c.num_key_value_heads % tp->size() == 0) {
+    kv_heads_ = c.num_key_value_heads / tp->size();
+  } else {
+    kv_heads_ = 1;
+    kv_split.index = tp->rank() / (tp->size() / c.num_key_value_heads);
+    kv_split.count = c.num_key_value_heads;
+  }
+  q_proj = register_module("q_proj", std::make_shared<Linear>(c.hidden_size, q_size, c.attention_bias, s, tp,
+                                                              TpSplit{TpSplit::kColumn}));
+  k_proj = register_module("k_proj", std::make_shared<Linear>(c.hidden_size, kv_size, c.attention_bias, s, tp, kv_split));
+  v_proj = register_module("v_proj", std::make_shared<Linear>(c.hidden_size, kv_size, c.attention_bias, s, tp, kv_split));
+  o_proj = register_module("o_proj", std::make_shared<Linear>(q_size, c.hidden_size, c.attention_bias, s, tp,
+                                                              TpSplit{TpSplit::kRow}));
 }
 
-torch::Tensor LlamaAttention::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+torch::Tensor LlamaAttention::forward(const torch::Tensor& input, const torch::Tensor& cos, const torch::Tensor& sin,
                                       const torch::Tensor& mask) {
+  const auto x = tp_->copy_to_region(input);  // one f for q, k and v: one gradient all-reduce
   auto q = split_heads(q_proj->forward(x), heads_);
   auto k = split_heads(k_proj->forward(x), kv_heads_);
   auto v = split_heads(v_proj->forward(x), kv_heads_);
@@ -105,21 +119,23 @@ torch::Tensor LlamaAttention::forward(const torch::Tensor& x, const torch::Tenso
   return o_proj->forward(dot_product_attention(q, k, v, mask, options));
 }
 
-LlamaMLP::LlamaMLP(const LlamaConfig& c) : act_(c.hidden_act) {
+LlamaMLP::LlamaMLP(const LlamaConfig& c, const TensorParallelPtr& tp) : tp_(tp), act_(c.hidden_act) {
   const double s = c.initializer_range;
-  gate_proj = register_module("gate_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, c.mlp_bias, s));
-  up_proj = register_module("up_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, c.mlp_bias, s));
-  down_proj = register_module("down_proj", std::make_shared<Linear>(c.intermediate_size, c.hidden_size, c.mlp_bias, s));
+  const TpSplit column{TpSplit::kColumn}, row{TpSplit::kRow};
+  gate_proj = register_module("gate_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, c.mlp_bias, s, tp, column));
+  up_proj = register_module("up_proj", std::make_shared<Linear>(c.hidden_size, c.intermediate_size, c.mlp_bias, s, tp, column));
+  down_proj = register_module("down_proj", std::make_shared<Linear>(c.intermediate_size, c.hidden_size, c.mlp_bias, s, tp, row));
 }
 
-torch::Tensor LlamaMLP::forward(const torch::Tensor& x) {
+torch::Tensor LlamaMLP::forward(const torch::Tensor& input) {
+  const auto x = tp_->copy_to_region(input);
   return down_proj->forward(activation(act_, gate_proj->forward(x)) * up_proj->forward(x));
 }
 
-LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c) {
+LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, const TensorParallelPtr& tp) {
   // Registration order is transformers' module order: it decides the state-dict order and so the sharding.
-  self_attn = register_module("self_attn", std::make_shared<LlamaAttention>(c));
-  mlp = register_module("mlp", std::make_shared<LlamaMLP>(c));
+  self_attn = register_module("self_attn", std::make_shared<LlamaAttention>(c, tp));
+  mlp = register_module("mlp", std::make_shared<LlamaMLP>(c, tp));
   input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(c.hidden_size, c.rms_norm_eps));
   post_attention_layernorm =
       register_module("post_attention_layernorm", std::make_shared<RMSNorm>(c.hidden_size, c.rms_norm_eps));
@@ -131,10 +147,11 @@ torch::Tensor LlamaDecoderLayer::forward(const torch::Tensor& x, const torch::Te
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
-LlamaModel::LlamaModel(const LlamaConfig& c) : config_(c) {
-  embed_tokens = register_module("embed_tokens", std::make_shared<Embedding>(c.vocab_size, c.hidden_size, c.initializer_range));
+LlamaModel::LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp) : config_(c) {
+  embed_tokens = register_module("embed_tokens",
+                                 std::make_shared<Embedding>(c.vocab_size, c.hidden_size, c.initializer_range, tp));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(std::make_shared<LlamaDecoderLayer>(c));
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(std::make_shared<LlamaDecoderLayer>(c, tp));
   norm = register_module("norm", std::make_shared<RMSNorm>(c.hidden_size, c.rms_norm_eps));
   inv_freq_ = llama_inv_freq(c);
 }
@@ -153,9 +170,17 @@ torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
   return norm->forward(h);
 }
 
-LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::string& source)
-    : HfModel(config), config_(LlamaConfig::from_json(config, source)) {
+LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp)
+    : HfModel(config, std::move(tp)), config_(LlamaConfig::from_json(config, source)) {
   const auto& c = config_;
+  const auto tp_size = tensor_parallel().size();
+  require_divisible_by_tp(source, "num_attention_heads", c.num_attention_heads);
+  require_divisible_by_tp(source, "intermediate_size", c.intermediate_size);
+  require_divisible_by_tp(source, "vocab_size", c.vocab_size);
+  if (c.num_key_value_heads % tp_size != 0 && tp_size % c.num_key_value_heads != 0)
+    throw checkpoint::CheckpointError(source, "num_key_value_heads " + std::to_string(c.num_key_value_heads) +
+                                                  " neither divides nor is divisible by tensor_parallel_size " +
+                                                  std::to_string(tp_size));
   complete_config({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"attention_bias", c.attention_bias},
                    {"attention_dropout", c.attention_dropout}, {"bos_token_id", 1}, {"eos_token_id", 2},
                    {"head_dim", c.head_dim}, {"hidden_act", c.hidden_act}, {"hidden_size", c.hidden_size},
@@ -165,14 +190,16 @@ LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::stri
                    {"num_key_value_heads", c.num_key_value_heads}, {"pretraining_tp", 1},
                    {"rms_norm_eps", c.rms_norm_eps}, {"rope_scaling", c.rope_scaling}, {"rope_theta", c.rope_theta},
                    {"tie_word_embeddings", c.tie_word_embeddings}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
-  model = register_module("model", std::make_shared<LlamaModel>(config_));
+  model = register_module("model", std::make_shared<LlamaModel>(config_, tensor_parallel_ptr()));
+  // The head is split over the vocabulary like the embedding (vocab-parallel logits).
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(config_.hidden_size, config_.vocab_size, false,
-                                                                  config_.initializer_range));
+                                                                  config_.initializer_range, tensor_parallel_ptr(),
+                                                                  TpSplit{TpSplit::kColumn}));
 }
 
 torch::Tensor LlamaForCausalLM::forward(const ModelInputs& inputs) {
-  auto h = model->forward(inputs);
+  auto h = tensor_parallel().copy_to_region(model->forward(inputs));
   return lm_head ? lm_head->forward(h) : torch::linear(h, model->embed_tokens->weight);
 }
 

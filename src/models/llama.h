@@ -22,29 +22,31 @@ struct LlamaConfig {
 
 class LlamaAttention : public torch::nn::Module {
  public:
-  explicit LlamaAttention(const LlamaConfig& c);
+  LlamaAttention(const LlamaConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
 
  private:
-  std::int64_t heads_, kv_heads_, head_dim_;
+  TensorParallelPtr tp_;
+  std::int64_t heads_, kv_heads_, head_dim_;  // this rank's query and kv heads
   double dropout_;
 };
 
 class LlamaMLP : public torch::nn::Module {
  public:
-  explicit LlamaMLP(const LlamaConfig& c);
+  LlamaMLP(const LlamaConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x);
   std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
 
  private:
+  TensorParallelPtr tp_;
   std::string act_;
 };
 
 class LlamaDecoderLayer : public torch::nn::Module {
  public:
-  explicit LlamaDecoderLayer(const LlamaConfig& c);
+  LlamaDecoderLayer(const LlamaConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
   std::shared_ptr<LlamaAttention> self_attn;
@@ -54,7 +56,7 @@ class LlamaDecoderLayer : public torch::nn::Module {
 
 class LlamaModel : public torch::nn::Module {
  public:
-  explicit LlamaModel(const LlamaConfig& c);
+  LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp);
   torch::Tensor forward(const ModelInputs& inputs);  // final hidden states
   std::shared_ptr<Embedding> embed_tokens;
   torch::nn::ModuleList layers;
@@ -67,12 +69,13 @@ class LlamaModel : public torch::nn::Module {
 
 class LlamaForCausalLM : public HfModel {
  public:
-  LlamaForCausalLM(const nlohmann::json& config, const std::string& source);
+  LlamaForCausalLM(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp = nullptr);
   torch::Tensor forward(const ModelInputs& inputs) override;
   std::string architecture() const override { return "LlamaForCausalLM"; }
   bool is_causal_lm() const override { return true; }
   bool ties_word_embeddings() const override { return config_.tie_word_embeddings; }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
+  std::int64_t logits_vocab_start() const override { return model->embed_tokens->first_row(); }
 
   std::shared_ptr<LlamaModel> model;
   std::shared_ptr<Linear> lm_head;  // null when tied to model.embed_tokens

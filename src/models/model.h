@@ -5,7 +5,11 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "runtime/checkpoint/layout.h"
+#include "src/models/layers.h"
 
 namespace mpitrain::models {
 
@@ -19,11 +23,24 @@ struct ModelInputs {
   torch::Tensor token_type_ids;  // [batch, seq]; undefined means all zeros (BERT only)
 };
 
+// Where a parameter sits in its HF tensor: the layout the checkpoint coordinator saves and loads.
+struct ParameterPlacement {
+  std::vector<std::int64_t> shape;  // the HF tensor's global shape
+  std::vector<std::int64_t> view;   // coordinates of `block`: `shape`, or a fused dim viewed as [parts, length]
+  checkpoint::Block block;          // this rank's slice, in `view` coordinates
+  int replicas = 1;                 // tp ranks holding this same slice (the tp size for unsplit tensors)
+  bool partial_gradient = false;    // those ranks each compute part of its gradient (sum them)
+};
+
+// The placement of a local tensor of `local_shape` that is `shard` of its HF tensor.
+ParameterPlacement place(const std::vector<std::int64_t>& local_shape, const Shard& shard, int tp_size);
+
 // A model whose named_parameters() are exactly the tensors transformers saves, with the same
 // names, in the same (state-dict) order. Tied weights appear once, under the name HF keeps.
 class HfModel : public torch::nn::Module {
  public:
-  explicit HfModel(nlohmann::json config) : config_(std::move(config)) {}
+  // `tp` null: one rank. Under tp > 1 each parameter is this rank's slice (see placements()).
+  HfModel(nlohmann::json config, TensorParallelPtr tp);
 
   // Logits in the compute dtype: [batch, seq, vocab] for causal LMs, [batch, labels] for classifiers.
   virtual torch::Tensor forward(const ModelInputs& inputs) = 0;
@@ -37,6 +54,15 @@ class HfModel : public torch::nn::Module {
   // Prefix that checkpoints of the bare base model lack (GPT-2's "transformer.").
   virtual std::string base_model_prefix() const { return ""; }
 
+  const parallel::TensorParallel& tensor_parallel() const { return *tp_; }
+  const TensorParallelPtr& tensor_parallel_ptr() const { return tp_; }
+  // Every named parameter's place in its HF tensor, in named_parameters() order.
+  std::vector<std::pair<std::string, ParameterPlacement>> placements() const;
+  // Causal LMs under tp > 1 return only this rank's vocabulary columns of the logits; this is
+  // the first one (0 otherwise). Loss and sampling then go through the tp operators.
+  bool logits_split_over_vocab() const { return is_causal_lm() && tp_->size() > 1; }
+  virtual std::int64_t logits_vocab_start() const { return 0; }
+
   // config.json as loaded (every key kept, so it round-trips) with this model's facts applied.
   const nlohmann::json& config() const { return config_; }
   nlohmann::json& mutable_config() { return config_; }
@@ -49,9 +75,12 @@ class HfModel : public torch::nn::Module {
     for (auto it = effective.begin(); it != effective.end(); ++it)
       if (!config_.contains(it.key())) config_[it.key()] = it.value();
   }
+  // Throws CheckpointError naming `key` of config `source` when tp does not divide `value`.
+  void require_divisible_by_tp(const std::string& source, const std::string& key, std::int64_t value) const;
 
  private:
   nlohmann::json config_;
+  TensorParallelPtr tp_;
 };
 
 }  // namespace mpitrain::models

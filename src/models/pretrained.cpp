@@ -72,10 +72,10 @@ std::vector<std::string> check_weights(const HfModel& model, const checkpoint::H
   std::vector<std::string> problems;
   std::set<std::string> used;
   std::vector<std::string> missing;
-  for (const auto& item : model.named_parameters()) {
-    const auto name = find_checkpoint_name(model, weights, item.key());
+  for (const auto& [parameter, placement] : model.placements()) {
+    const auto name = find_checkpoint_name(model, weights, parameter);
     if (name.empty()) {
-      missing.push_back(item.key());
+      missing.push_back(parameter);
       continue;
     }
     used.insert(name);
@@ -84,9 +84,9 @@ std::vector<std::string> check_weights(const HfModel& model, const checkpoint::H
     if (!is_float(entry.dtype))
       problems.push_back(where + " has dtype " + std::string(checkpoint::dtype_name(entry.dtype)) +
                          ", not a floating-point type");
-    if (at::IntArrayRef(entry.shape) != item.value().sizes())
+    if (entry.shape != placement.shape)
       problems.push_back(where + " has shape " + shape_text(entry.shape) + " but config.json implies " +
-                         shape_text(item.value().sizes()));
+                         shape_text(placement.shape));
   }
   if (!missing.empty()) {
     std::string list;
@@ -106,18 +106,25 @@ void load_weights(HfModel& model, const checkpoint::HfWeights& weights) {
   const auto problems = check_weights(model, weights);
   if (!problems.empty()) throw CheckpointError(problems.front());
   torch::NoGradGuard no_grad;
+  const auto placements = model.placements();
+  std::size_t i = 0;
   for (auto& item : model.named_parameters()) {
+    const auto& placement = placements[i++].second;
     const auto name = find_checkpoint_name(model, weights, item.key());
     const auto& file = weights.file_of(name);
-    item.value().copy_(checkpoint::read_tensor(file, file.entry(name)));  // copy_ converts the dtype
+    // Only this rank's slice is read; a fused tensor is read through its [parts, length] view.
+    auto entry = file.entry(name);
+    entry.shape = placement.view;
+    auto slice = checkpoint::read_tensor_slice(file, entry, placement.block.offsets, placement.block.sizes);
+    item.value().copy_(slice.view(item.value().sizes()));  // copy_ converts the dtype
   }
 }
 
-LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype) {
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, TensorParallelPtr tp) {
   const auto config_path = (fs::path(dir) / "config.json").string();
   if (!fs::is_directory(dir)) throw CheckpointError(dir, "is not a model directory");
   LoadedModel loaded;
-  loaded.model = create_model(read_json_file(config_path), config_path);
+  loaded.model = create_model(read_json_file(config_path), config_path, std::move(tp));
   loaded.model->to(dtype);
   const auto weights = checkpoint::HfWeights::open(dir);
   check_weights(*loaded.model, weights, &loaded.ignored_tensors);
@@ -169,16 +176,19 @@ void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::
 
 void load_weights(HfModel& model, const checkpoint::CheckpointReader& reader) {
   torch::NoGradGuard no_grad;
+  const auto placements = model.placements();
+  std::size_t i = 0;
   for (auto& item : model.named_parameters()) {
     const auto& name = item.key();
+    const auto& placement = placements[i++].second;
     // A checkpoint of another model fails here, on its first differing tensor, by name.
     if (!reader.contains(name))
       throw CheckpointError(reader.dir(), "has no tensor '" + name + "' (a checkpoint of another model?)");
-    if (at::IntArrayRef(reader.shape(name)) != item.value().sizes())
+    if (reader.shape(name) != placement.shape)
       throw CheckpointError(reader.dir(), "tensor '" + name + "' has shape " + shape_text(reader.shape(name)) +
-                                              " but the model needs " + shape_text(item.value().sizes()) +
+                                              " but the model needs " + shape_text(placement.shape) +
                                               " (a checkpoint of another model?)");
-    item.value().copy_(reader.read(name, checkpoint::Block::whole(item.value().sizes().vec())));
+    item.value().copy_(reader.read(name, placement.block, placement.view).view(item.value().sizes()));
   }
 }
 

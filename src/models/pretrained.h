@@ -34,7 +34,9 @@ struct LoadedModel {
 
 // Reads config.json and the weights (single or sharded; F32/BF16/F16 on disk) into a model
 // computing in `dtype`. Every model tensor must be present with the shape the config implies.
-LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype = torch::kFloat32);
+// Under a tensor-parallel group each rank reads only its own slices.
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype = torch::kFloat32,
+                            TensorParallelPtr tp = nullptr);
 
 // Problems between a model (its config) and a set of weights: missing tensors, shapes that
 // don't fit, non-float dtypes. `unused` receives the names the model does not take.

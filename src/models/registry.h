@@ -10,9 +10,11 @@
 
 namespace mpitrain::models {
 
-// `source` names the config file in errors. Throws CheckpointError for an unknown
+// `source` names the config file in errors; `tp` splits the model over a tensor-parallel group
+// (null: one rank). Throws CheckpointError for an unknown
 // model_type or a config that the architecture rejects.
-std::shared_ptr<HfModel> create_model(const nlohmann::json& config, const std::string& source);
+std::shared_ptr<HfModel> create_model(const nlohmann::json& config, const std::string& source,
+                                      TensorParallelPtr tp = nullptr);
 
 std::vector<std::string> supported_model_types();
 

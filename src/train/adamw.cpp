@@ -53,11 +53,19 @@ void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>&
   steps_ = steps;
 }
 
-double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm, const std::vector<double>& shares,
+                      comm::Communicator* group) {
   torch::NoGradGuard no_grad;
   double total = 0;
-  for (const auto& p : parameters)
-    if (p.grad().defined()) total += p.grad().to(torch::kDouble).pow(2).sum().item<double>();
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const auto& p = parameters[i];
+    if (p.grad().defined()) total += p.grad().to(torch::kDouble).pow(2).sum().item<double>() * (shares.empty() ? 1.0 : shares[i]);
+  }
+  if (group && group->size() > 1) {
+    auto sum = torch::tensor({total}, torch::kFloat64);
+    group->allreduce(sum);
+    total = sum.item<double>();
+  }
   const double norm = std::sqrt(total);
   // torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), never above 1.
   const double coefficient = max_norm / (norm + 1e-6);

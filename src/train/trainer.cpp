@@ -9,6 +9,8 @@
 #include <filesystem>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/parallel/tensor_parallel.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_writer.h"
@@ -29,6 +31,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// Where a checkpoint keeps the optimizer's moments (a weights directory of their own).
+const char* kOptimizerDir = "optimizer";
 
 const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                  "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt"};
@@ -97,8 +102,9 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
   adam.weight_decay = t["weight_decay"].get<double>();
   optimizer_ = std::make_unique<AdamW>(named, adam);
 
-  // Dropout streams differ per rank; resume replaces them with the saved ones.
-  torch::manual_seed(t["seed"].get<std::uint64_t>() + static_cast<std::uint64_t>(world.rank()));
+  // Dropout streams differ per dp rank and agree inside a tp group (its ranks compute the
+  // replicated activations alike); resume replaces them with the saved ones.
+  torch::manual_seed(t["seed"].get<std::uint64_t>() + static_cast<std::uint64_t>(mesh_->dp_rank()));
   std::string resume_path;
   comm::run_agreed(world, [&] { resume_path = resolve_resume_path(); });
   if (!resume_path.empty()) comm::run_agreed(world, [&] { resume(resume_path); });
@@ -155,9 +161,11 @@ void Trainer::build_model() {
   auto& world = mesh_->world();
   const auto& m = config_["model"];
   const auto name = m["model_name_or_path"].get<std::string>();
+  auto tp = std::make_shared<const parallel::TensorParallel>(mesh_->tp_ptr());
   comm::run_agreed(world, [&] {
     if (!name.empty()) {
-      auto loaded = models::from_pretrained(name, torch::kFloat32);
+      // Each rank reads only its tp slices.
+      auto loaded = models::from_pretrained(name, torch::kFloat32, tp);
       model_ = loaded.model;
       generation_config_ = loaded.generation_config;
       // The model's own tokenizer travels with it, unless the data names another.
@@ -165,8 +173,10 @@ void Trainer::build_model() {
         if (tokenizer_dir_.empty() && fs::exists(fs::path(name) / file)) tokenizer_dir_ = name;
       for (const auto& unused : loaded.ignored_tensors) log_->warn(name + ": tensor '" + unused + "' is not used");
     } else {
+      // The same seed on every rank: layers initialise whole tensors and keep their slice, so
+      // any tp size starts from the weights one rank would.
       torch::manual_seed(m["init_seed"].get<std::uint64_t>());
-      model_ = models::create_model(m["config"], "model.config");
+      model_ = models::create_model(m["config"], "model.config", tp);
     }
     const auto vocab = model_->config().value("vocab_size", std::int64_t{0});
     if (train_data_->vocab_size() > vocab)
@@ -174,12 +184,27 @@ void Trainer::build_model() {
                                " exceeds the model's vocab_size " + std::to_string(vocab));
   });
   for (const auto& p : model_->parameters()) parameters_.push_back(p);
-  // Every replica starts from rank 0's weights, whatever each rank's initialisation did.
+  for (auto& [name, placement] : model_->placements()) {
+    norm_shares_.push_back(1.0 / placement.replicas);
+    if (placement.partial_gradient && !slice_groups_.count(placement.replicas))
+      slice_groups_[placement.replicas] =
+          placement.replicas == mesh_->tp_size()
+              ? mesh_->tp_ptr()
+              : mesh_->tp().split(mesh_->tp_rank() / placement.replicas, mesh_->tp_rank(), "tp-slice");
+    placements_.push_back(std::move(placement));
+  }
+  // Every replica starts from its dp group's rank 0 weights, whatever each rank's initialisation did.
   parallel::broadcast_parameters(mesh_->dp(), parameters_);
-  std::int64_t count = 0;
-  for (const auto& p : parameters_) count += p.numel();
-  log_->info("model " + model_->architecture() + ": " + std::to_string(count) + " parameters; " +
-             std::to_string(mesh_->dp_size()) + " data-parallel ranks");
+  std::int64_t count = 0, local = 0;
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    std::int64_t numel = 1;
+    for (auto d : placements_[i].shape) numel *= d;
+    count += numel;
+    local += parameters_[i].numel();
+  }
+  log_->info("model " + model_->architecture() + ": " + std::to_string(count) + " parameters (" + std::to_string(local) +
+             " on this rank); " + std::to_string(mesh_->dp_size()) + " data-parallel x " +
+             std::to_string(mesh_->tp_size()) + " tensor-parallel ranks");
 }
 
 std::string Trainer::resolve_resume_path() const {
@@ -204,29 +229,48 @@ void Trainer::resume(const std::string& dir) {
   // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
   models::load_weights(*model_, checkpoint::CheckpointReader(dir));
   state_ = TrainerState::from_json(models::read_json_file((fs::path(dir) / "trainer_state.json").string()));
-  const auto optimizer_file = fs::path(dir) / "optimizer.safetensors";
-  if (fs::exists(optimizer_file)) {
-    checkpoint::SafetensorsFile file(optimizer_file.string());
+  const auto optimizer_dir = fs::path(dir) / kOptimizerDir;
+  if (fs::exists(optimizer_dir)) {
+    // The moments are laid out like their parameters: read this rank's blocks, whatever
+    // (dp, tp) layout saved them.
+    checkpoint::CheckpointReader reader(optimizer_dir.string());
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (const auto& e : file.header().tensors) tensors.emplace_back(e.name, checkpoint::read_tensor(file, e));
-    const auto meta = file.header().metadata;
-    optimizer_->load_state(tensors, meta.count("step") ? std::stoll(meta.at("step")) : state_.global_step);
+    std::size_t i = 0;
+    for (const auto& [name, tensor] : optimizer_->state_tensors()) {
+      const auto& placement = placements_[i++ / 2];  // exp_avg and exp_avg_sq of each parameter
+      if (!reader.contains(name))
+        throw checkpoint::CheckpointError(optimizer_dir.string(), "has no tensor '" + name + "'");
+      if (reader.shape(name) != placement.shape)
+        throw checkpoint::CheckpointError(optimizer_dir.string(), "tensor '" + name + "' has the wrong shape");
+      tensors.emplace_back(name, reader.read(name, placement.block, placement.view).view(tensor.sizes()));
+    }
+    const auto meta = models::read_json_file((optimizer_dir / "optimizer.json").string());
+    optimizer_->load_state(tensors, meta.value("step", state_.global_step));
   } else {
     log_->warn(dir + " has no optimizer state (save_only_model): the optimizer restarts");
   }
-  // RNG: each rank restores its own stream; a rank with no saved stream (the world grew) is
-  // seeded from (seed, rank, step), the documented rule.
-  torch::manual_seed(config_["training"]["seed"].get<std::uint64_t>() +
-                     static_cast<std::uint64_t>(mesh_->world().rank()) +
-                     static_cast<std::uint64_t>(state_.global_step) * 1000003ull);
-  const auto rng_file = fs::path(dir) / ("rng_state_" + std::to_string(mesh_->world().rank()) + ".safetensors");
-  if (fs::exists(rng_file)) {
-    checkpoint::SafetensorsFile file(rng_file.string());
-    auto generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(checkpoint::read_tensor(file, file.entry("torch_cpu")));
-  }
+  restore_rng(dir);
   log_->info("resumed from " + dir + " at step " + std::to_string(state_.global_step));
+}
+
+void Trainer::restore_rng(const std::string& dir) {
+  // The rule: at the layout that saved (same dp and tp sizes) each rank restores its own
+  // stream. At another layout, dp index d restores the stream of the saving run's (d, tp 0)
+  // rank, so the ranks of a tp group agree; a dp index the saving run did not have is
+  // seeded from (seed, dp index, step).
+  const auto marker = models::read_json_file((fs::path(dir) / checkpoint::kCompleteMarker).string());
+  const int saved_dp = marker.value("dp", marker.value("world_size", 1)), saved_tp = marker.value("tp", 1);
+  int source = mesh_->world().rank();
+  if (saved_dp != mesh_->dp_size() || saved_tp != mesh_->tp_size())
+    source = mesh_->dp_rank() < saved_dp ? mesh_->dp_rank() * saved_tp : -1;
+  torch::manual_seed(config_["training"]["seed"].get<std::uint64_t>() + static_cast<std::uint64_t>(mesh_->dp_rank()) +
+                     static_cast<std::uint64_t>(state_.global_step) * 1000003ull);
+  const auto rng_file = fs::path(dir) / ("rng_state_" + std::to_string(source) + ".safetensors");
+  if (source < 0 || !fs::exists(rng_file)) return;
+  checkpoint::SafetensorsFile file(rng_file.string());
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(checkpoint::read_tensor(file, file.entry("torch_cpu")));
 }
 
 torch::Tensor Trainer::forward_loss(const data::Batch& batch) {
@@ -240,8 +284,10 @@ torch::Tensor Trainer::forward_loss(const data::Batch& batch) {
 }
 
 LossValue Trainer::loss_of(const torch::Tensor& logits, const data::Batch& batch) const {
-  return train_data_->is_classification() ? classification_loss(logits, batch.labels)
-                                          : causal_lm_loss(logits, batch.labels, batch.attention_mask);
+  if (train_data_->is_classification()) return classification_loss(logits, batch.labels);
+  // Under tp > 1 the logits are this rank's vocabulary columns: vocab-parallel cross-entropy.
+  return causal_lm_loss(logits, batch.labels, batch.attention_mask, &model_->tensor_parallel(),
+                        model_->logits_vocab_start());
 }
 
 double Trainer::lr_at(std::int64_t step) const {
@@ -268,12 +314,24 @@ double Trainer::train_step() {
   const auto wait_start = std::chrono::steady_clock::now();
   reducer_->finalize();
   exposed_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
-  last_grad_norm_ = clip_grad_norm(parameters_, config_["training"]["max_grad_norm"].get<double>());
+  sum_shared_slice_gradients();
+  last_grad_norm_ = clip_grad_norm(parameters_, config_["training"]["max_grad_norm"].get<double>(), norm_shares_,
+                                   mesh_->tp_size() > 1 ? &mesh_->tp() : nullptr);
   optimizer_->step(lr_at(state_.global_step));
   reducer_->zero_grad();
   ++state_.global_step;
   last_lr_ = lr_at(state_.global_step);
   return loss_sum;
+}
+
+void Trainer::sum_shared_slice_gradients() {
+  // A kv slice shared by several tp ranks got from each only its own query heads' part.
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    if (!placements_[i].partial_gradient || !parameters_[i].grad().defined()) continue;
+    const auto it = slice_groups_.find(placements_[i].replicas);
+    auto grad = parameters_[i].grad();
+    it->second->allreduce(grad);
+  }
 }
 
 json Trainer::evaluate() {
@@ -349,35 +407,51 @@ void Trainer::maybe_evaluate_and_save(bool epoch_end) {
   if (save_now) save_checkpoint();
 }
 
+std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
+    const std::vector<std::pair<std::string, torch::Tensor>>& named, std::size_t per_parameter,
+    checkpoint::SaveMode mode, std::optional<at::ScalarType> dtype) const {
+  auto& world = mesh_->world();
+  // Writers: one rank per distinct block. In gather mode the dp group 0 writes (rank 0 then
+  // receives only the tp slices it lacks); otherwise tensors are spread over the ranks by
+  // bytes: unsplit ones over the world, tp slices over the dp replicas of each slice.
+  std::vector<std::uint64_t> bytes;
+  for (const auto& [name, tensor] : named) bytes.push_back(tensor.nbytes());
+  const auto world_writer = checkpoint::balance_writers(bytes, world.size());
+  const auto dp_writer = checkpoint::balance_writers(bytes, mesh_->dp_size());
+  std::vector<checkpoint::LocalTensor> out;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    const auto& placement = placements_[i / per_parameter];
+    auto data = named[i].second.detach();
+    if (dtype && *dtype != data.scalar_type()) data = data.to(*dtype);
+    checkpoint::LocalTensor local;
+    local.layout.name = named[i].first;
+    local.layout.shape = placement.shape;
+    if (placement.view != placement.shape) local.layout.view = placement.view;
+    local.layout.dtype = checkpoint::from_scalar_type(data.scalar_type());
+    local.layout.block = placement.block;
+    const bool unsplit = placement.replicas == mesh_->tp_size();
+    const bool first_of_slice = mesh_->tp_rank() % placement.replicas == 0;
+    if (mode == checkpoint::SaveMode::kGather)
+      local.layout.writer = mesh_->dp_rank() == 0 && (unsplit ? mesh_->tp_rank() == 0 : first_of_slice);
+    else if (unsplit)
+      local.layout.writer = world_writer[i] == world.rank();
+    else
+      local.layout.writer = dp_writer[i] == mesh_->dp_rank() && first_of_slice;
+    local.data = data.contiguous().view(placement.block.sizes);
+    out.push_back(std::move(local));
+  }
+  return out;
+}
+
 void Trainer::save_weights(const std::string& dir, checkpoint::SaveMode mode) {
   const auto& t = config_["training"];
   checkpoint::DistributedSaveOptions options;
   options.mode = mode;
   options.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
   options.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
-  auto& world = mesh_->world();
-  // Data parallelism replicates every tensor: in gather mode rank 0 writes them all (nothing
-  // to move); otherwise the replicas' writing is balanced by bytes over the ranks.
-  std::vector<std::uint64_t> bytes;
-  for (const auto& p : parameters_) bytes.push_back(p.nbytes());
-  const auto writers = checkpoint::balance_writers(bytes, world.size());
-  std::vector<checkpoint::LocalTensor> tensors;
-  std::size_t i = 0;
-  for (const auto& item : model_->named_parameters()) {
-    auto data = item.value().detach();
-    if (saved_dtype_ != data.scalar_type()) data = data.to(saved_dtype_);
-    data = data.contiguous();
-    checkpoint::LocalTensor local;
-    local.layout.name = item.key();
-    local.layout.shape = data.sizes().vec();
-    local.layout.dtype = checkpoint::from_scalar_type(data.scalar_type());
-    local.layout.block = checkpoint::Block::whole(local.layout.shape);
-    local.layout.writer = mode == checkpoint::SaveMode::kGather ? world.rank() == 0 : writers[i] == world.rank();
-    local.data = data;
-    tensors.push_back(std::move(local));
-    ++i;
-  }
-  checkpoint::save_distributed(world, dir, tensors, options);
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), item.value());
+  checkpoint::save_distributed(mesh_->world(), dir, local_tensors(named, 1, mode, saved_dtype_), options);
 }
 
 void Trainer::save_model_files(const std::string& dir) {
@@ -421,19 +495,22 @@ void Trainer::save_checkpoint() {
     }
   });
   const bool only_model = config_["training"]["save_only_model"].get<bool>();
-  save_weights(staging, checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>()));
+  const auto mode = checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>());
+  save_weights(staging, mode);
+  if (!only_model) {
+    // The moments, laid out like their parameters and saved like them: resumable at any layout.
+    checkpoint::DistributedSaveOptions options;
+    options.mode = mode;
+    options.gather_window_bytes = static_cast<std::uint64_t>(config_["training"]["gather_window_mb"].get<double>() * (1 << 20));
+    checkpoint::save_distributed(world, (fs::path(staging) / kOptimizerDir).string(),
+                                 local_tensors(optimizer_->state_tensors(), 2, mode, std::nullopt), options);
+  }
   comm::run_agreed(world, [&] {
     if (world.rank() == 0) {
       save_model_files(staging);
       if (!only_model) {
-        std::vector<checkpoint::TensorBytes> tensors;
-        std::vector<torch::Tensor> keep;
-        for (const auto& [name, tensor] : optimizer_->state_tensors()) {
-          keep.push_back(tensor.contiguous());
-          tensors.push_back(checkpoint::tensor_bytes(name, keep.back()));
-        }
-        checkpoint::write_safetensors((fs::path(staging) / "optimizer.safetensors").string(), tensors,
-                                      {{"format", "pt"}, {"step", std::to_string(optimizer_->steps())}});
+        models::write_json_file((fs::path(staging) / kOptimizerDir / "optimizer.json").string(),
+                                json{{"step", optimizer_->steps()}});
         const auto& t = config_["training"];
         models::write_json_file((fs::path(staging) / "scheduler.json").string(),
                                 json{{"lr_scheduler_type", t["lr_scheduler_type"]},

@@ -1,7 +1,9 @@
 // The Trainer: Hugging Face Trainer semantics (steps, eval, checkpoints, rotation, best model, resume) over DP ranks.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -46,6 +48,13 @@ class Trainer {
   void save_checkpoint();
   void save_model_files(const std::string& dir);  // rank 0's part of save_model: config, tokenizer, args
   void save_weights(const std::string& dir, checkpoint::SaveMode mode);  // collective
+  // Tensors laid out as the model's parameters (the parameters themselves, or the optimizer's
+  // `per_parameter` moments of each), with this rank's block and whether it writes it in `mode`.
+  std::vector<checkpoint::LocalTensor> local_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                                                     std::size_t per_parameter, checkpoint::SaveMode mode,
+                                                     std::optional<at::ScalarType> dtype) const;
+  void sum_shared_slice_gradients();  // GQA kv slices held by several tp ranks
+  void restore_rng(const std::string& dir);
   void rotate_checkpoints();
   void maybe_evaluate_and_save(bool epoch_end);
   std::string resolve_resume_path() const;
@@ -67,6 +76,10 @@ class Trainer {
   std::unique_ptr<parallel::GradientReducer> reducer_;
   std::unique_ptr<AdamW> optimizer_;
   std::vector<torch::Tensor> parameters_;
+  std::vector<models::ParameterPlacement> placements_;  // of parameters_, same order
+  std::vector<double> norm_shares_;                     // 1 / ranks holding each parameter's slice
+  // The tp ranks sharing a slice with partial gradients (by how many share it), for their sum.
+  std::map<int, std::shared_ptr<comm::Communicator>> slice_groups_;
   TrainerState state_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
   double last_lr_ = 0, last_grad_norm_ = 0;

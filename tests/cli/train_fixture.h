@@ -1,0 +1,128 @@
+// The fixture of the `mpitrain train` tests: running the binary under mpirun, a tiny corpus, configs, metrics.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "runtime/checkpoint/safetensors_file.h"
+#include "tests/unit/test_files.h"
+
+namespace mpitrain {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::ScratchDir;
+
+struct Result {
+  int status;
+  std::string out, err;
+};
+
+// Runs `mpitrain ARGS` under mpirun with `np` ranks (np = 0: without mpirun).
+inline Result run(int np, const std::string& arguments, const std::string& environment = "") {
+  ScratchDir scratch;
+  std::string command = std::string(MPITRAIN_BINARY) + " " + arguments;
+  if (!environment.empty()) command = "env " + environment + " " + command;
+  if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
+  command += " >" + (scratch / "out") + " 2>" + (scratch / "err");
+  const int raw = std::system(command.c_str());
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : 128, testing::read_bytes(scratch / "out"),
+          testing::read_bytes(scratch / "err")};
+}
+
+// A corpus, prepared once for the whole suite: ~40 KB of the shipped addresses.
+class Train : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scratch_ = new ScratchDir();
+    fs::create_directories(*scratch_ / "corpus");
+    int kept = 0;
+    for (const auto& item : fs::directory_iterator(std::string(MPITRAIN_SOURCE_DIR) + "/configs/data/sotu")) {
+      if (item.path().extension() != ".txt" || kept >= 4) continue;
+      const auto text = testing::read_bytes(item.path().string());
+      testing::write_bytes(*scratch_ / ("corpus/" + item.path().filename().string()), text.substr(0, 12000));
+      ++kept;
+    }
+    const auto r = run(0, "prepare-data " + (*scratch_ / "corpus") + " " + data() + " --eval_every 4");
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  static void TearDownTestSuite() { delete scratch_; }
+  static std::string data() { return *scratch_ / "data.h5"; }
+
+  // A tiny Llama trained on `data()`; `training` entries override the defaults below.
+  std::string write_config(const std::string& name, const json& training, const json& extra = json::object()) {
+    json config = {
+        {"model",
+         {{"config",
+           {{"model_type", "llama"}, {"vocab_size", 259}, {"hidden_size", 32}, {"intermediate_size", 64},
+            {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"num_key_value_heads", 1},
+            {"max_position_embeddings", 64}, {"tie_word_embeddings", true}}}}},
+        {"data", {{"train_file", data()}, {"seq_len", 32}}},
+        {"training",
+         {{"output_dir", local_ / name}, {"max_steps", 6}, {"per_device_train_batch_size", 2}, {"learning_rate", 1e-3},
+          {"logging_steps", 1}, {"save_strategy", "no"}, {"lr_scheduler_type", "linear"}, {"warmup_steps", 2},
+          {"progress_bar", false}}},
+        {"parallel", {{"torch_threads", 1}}}};
+    for (auto it = training.begin(); it != training.end(); ++it) config["training"][it.key()] = it.value();
+    for (auto it = extra.begin(); it != extra.end(); ++it)
+      for (auto kv = it->begin(); kv != it->end(); ++kv) config[it.key()][kv.key()] = kv.value();
+    const auto path = local_ / (name + ".json");
+    testing::write_bytes(path, config.dump(2));
+    return path;
+  }
+  std::string out(const std::string& name) { return local_ / name; }
+
+  static std::vector<json> metrics(const std::string& dir) {
+    std::vector<json> rows;
+    std::ifstream in(dir + "/metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) rows.push_back(json::parse(line));
+    return rows;
+  }
+  static std::vector<double> losses(const std::string& dir) {
+    std::vector<double> out;
+    for (const auto& row : metrics(dir))
+      if (row.contains("loss")) out.push_back(row["loss"].get<double>());
+    return out;
+  }
+  static double max_weight_difference(const std::string& a, const std::string& b) {
+    checkpoint::SafetensorsFile fa(a + "/model.safetensors"), fb(b + "/model.safetensors");
+    double worst = 0;
+    for (const auto& e : fa.header().tensors) {
+      const auto& f = fb.entry(e.name);
+      const auto* x = reinterpret_cast<const float*>(fa.data(e));
+      const auto* y = reinterpret_cast<const float*>(fb.data(f));
+      for (std::int64_t i = 0; i < e.numel(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(x[i] - y[i])));
+    }
+    return worst;
+  }
+  // Exactly one line of ours (mpirun adds its own banner about the non-zero exit status).
+  static void expect_one_line_error(const Result& r, const std::string& needle) {
+    EXPECT_NE(r.status, 0) << r.out;
+    std::istringstream lines(r.err);
+    std::string line, ours;
+    int count = 0;
+    while (std::getline(lines, line))
+      if (line.rfind("mpitrain:", 0) == 0) {
+        ++count;
+        ours = line;
+      }
+    EXPECT_EQ(count, 1) << r.err;
+    EXPECT_EQ(ours.rfind("mpitrain: error: ", 0), 0u) << r.err;
+    EXPECT_NE(ours.find(needle), std::string::npos) << r.err;
+  }
+
+  static ScratchDir* scratch_;
+  ScratchDir local_;
+};
+inline ScratchDir* Train::scratch_ = nullptr;
+
+}  // namespace mpitrain
