@@ -1,6 +1,8 @@
 // Megatron's tensor-parallel operators over a Communicator: the f/g conjugates, a logits gather and vocab-parallel cross-entropy.
 #include "runtime/parallel/tensor_parallel.h"
 
+#include <chrono>
+
 namespace mpitrain::parallel {
 
 namespace {
@@ -8,11 +10,15 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Autograd functions carry only IValues; the communicator outlives every graph built over it
-// (the model holds the TensorParallel), so its address is passed as an integer.
-std::int64_t handle(comm::Communicator* c) { return reinterpret_cast<std::int64_t>(c); }
-comm::Communicator& from_handle(const c10::IValue& value) {
-  return *reinterpret_cast<comm::Communicator*>(value.toInt());
+// Autograd functions carry only IValues; the TensorParallel outlives every graph built over
+// it (the model holds it), so its address is passed as an integer.
+std::int64_t handle(const TensorParallel* tp) { return reinterpret_cast<std::int64_t>(tp); }
+const TensorParallel& group_of(std::int64_t value) { return *reinterpret_cast<const TensorParallel*>(value); }
+
+torch::Tensor all_reduced_counted(const torch::Tensor& x, std::int64_t group) {
+  auto out = x.contiguous().clone();
+  group_of(group).allreduce_counted(out);
+  return out;
 }
 
 torch::Tensor all_reduced(const torch::Tensor& x, comm::Communicator& c, comm::ReduceOp op = comm::ReduceOp::kSum) {
@@ -22,25 +28,25 @@ torch::Tensor all_reduced(const torch::Tensor& x, comm::Communicator& c, comm::R
 }
 
 struct CopyToRegion : public torch::autograd::Function<CopyToRegion> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, std::int64_t comm) {
-    ctx->saved_data["comm"] = comm;
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, std::int64_t group) {
+    ctx->saved_data["group"] = group;
     return x;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {all_reduced(grads[0], from_handle(ctx->saved_data["comm"])), torch::Tensor()};
+    return {all_reduced_counted(grads[0], ctx->saved_data["group"].toInt()), torch::Tensor()};
   }
 };
 
 struct ReduceFromRegion : public torch::autograd::Function<ReduceFromRegion> {
-  static torch::Tensor forward(AutogradContext*, const torch::Tensor& x, std::int64_t comm) {
-    return all_reduced(x, *reinterpret_cast<comm::Communicator*>(comm));
+  static torch::Tensor forward(AutogradContext*, const torch::Tensor& x, std::int64_t group) {
+    return all_reduced_counted(x, group);
   }
   static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], torch::Tensor()}; }
 };
 
 struct GatherLastDim : public torch::autograd::Function<GatherLastDim> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, std::int64_t comm) {
-    auto& c = *reinterpret_cast<comm::Communicator*>(comm);
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, std::int64_t group) {
+    auto& c = *group_of(group).communicator();
     ctx->saved_data["rank"] = static_cast<std::int64_t>(c.rank());
     ctx->saved_data["width"] = x.size(-1);
     return c.allgather(x.movedim(-1, 0).contiguous()).movedim(0, -1).contiguous();
@@ -53,8 +59,8 @@ struct GatherLastDim : public torch::autograd::Function<GatherLastDim> {
 
 struct VocabParallelCrossEntropy : public torch::autograd::Function<VocabParallelCrossEntropy> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& targets,
-                               std::int64_t vocab_start, std::int64_t comm) {
-    auto& c = *reinterpret_cast<comm::Communicator*>(comm);
+                               std::int64_t vocab_start, std::int64_t group) {
+    auto& c = *group_of(group).communicator();
     const auto width = logits.size(-1);
     // Subtracting the global max keeps exp() finite, as a softmax over the full row would.
     auto max = all_reduced(std::get<0>(logits.max(-1)), c, comm::ReduceOp::kMax);
@@ -84,15 +90,15 @@ struct VocabParallelCrossEntropy : public torch::autograd::Function<VocabParalle
 TensorParallel::TensorParallel(std::shared_ptr<comm::Communicator> tp) : tp_(std::move(tp)) {}
 
 torch::Tensor TensorParallel::copy_to_region(const torch::Tensor& x) const {
-  return size() == 1 ? x : CopyToRegion::apply(x, handle(tp_.get()));
+  return size() == 1 ? x : CopyToRegion::apply(x, handle(this));
 }
 
 torch::Tensor TensorParallel::reduce_from_region(const torch::Tensor& x) const {
-  return size() == 1 ? x : ReduceFromRegion::apply(x, handle(tp_.get()));
+  return size() == 1 ? x : ReduceFromRegion::apply(x, handle(this));
 }
 
 torch::Tensor TensorParallel::gather_last_dim(const torch::Tensor& x) const {
-  return size() == 1 ? x : GatherLastDim::apply(x, handle(tp_.get()));
+  return size() == 1 ? x : GatherLastDim::apply(x, handle(this));
 }
 
 torch::Tensor TensorParallel::vocab_parallel_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
@@ -101,7 +107,19 @@ torch::Tensor TensorParallel::vocab_parallel_cross_entropy(const torch::Tensor& 
     return torch::nn::functional::cross_entropy(
         logits.to(torch::kFloat32), targets,
         torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone));
-  return VocabParallelCrossEntropy::apply(logits.to(torch::kFloat32), targets, vocab_start, handle(tp_.get()));
+  return VocabParallelCrossEntropy::apply(logits.to(torch::kFloat32), targets, vocab_start, handle(this));
+}
+
+void TensorParallel::allreduce_counted(torch::Tensor& tensor) const {
+  const auto start = std::chrono::steady_clock::now();
+  tp_->allreduce(tensor);
+  nanoseconds_ += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+  bytes_ += static_cast<std::int64_t>(tensor.nbytes());
+  ++calls_;
+}
+
+TensorParallel::Stats TensorParallel::stats() const {
+  return {calls_.load(), bytes_.load(), static_cast<double>(nanoseconds_.load()) * 1e-9};
 }
 
 }  // namespace mpitrain::parallel

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
 #include "runtime/comm/communicator.h"
@@ -32,8 +34,18 @@ class TensorParallel {
   torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                              std::int64_t vocab_start) const;
 
+  // The f/g all-reduces so far (forward and backward): how many, their bytes and their time.
+  struct Stats {
+    std::int64_t calls = 0, bytes = 0;
+    double seconds = 0;
+  };
+  Stats stats() const;
+  // In place over the group, counted in stats() (the operators' own all-reduces).
+  void allreduce_counted(torch::Tensor& tensor) const;
+
  private:
   std::shared_ptr<comm::Communicator> tp_;
+  mutable std::atomic<std::int64_t> calls_{0}, bytes_{0}, nanoseconds_{0};
 };
 
 }  // namespace mpitrain::parallel

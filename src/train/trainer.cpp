@@ -602,11 +602,21 @@ void Trainer::train() {
                std::to_string(state_.best_metric.value_or(0)) + ")");
   }
   const auto steps_run = state_.global_step - first_step;
-  log_metrics({{"train_runtime", round_to(runtime, 4)},
-               {"exposed_comm_fraction", round_to(exposed_comm_seconds_ / std::max(runtime, 1e-9), 4)},
+  json summary = {{"train_runtime", round_to(runtime, 4)},
+                  {"exposed_comm_fraction", round_to(exposed_comm_seconds_ / std::max(runtime, 1e-9), 4)},
                {"train_steps_per_second", round_to(static_cast<double>(steps_run) / std::max(runtime, 1e-9), 3)},
                {"train_tokens_per_second",
-                round_to(static_cast<double>(state_.tokens_seen - first_tokens) / std::max(runtime, 1e-9), 1)}});
+                round_to(static_cast<double>(state_.tokens_seen - first_tokens) / std::max(runtime, 1e-9), 1)}};
+  if (mesh_->tp_size() > 1) {
+    // The tp group's f/g all-reduces (including eval's): what the bench compares with raw MPI.
+    const auto tp = model_->tensor_parallel().stats();
+    const double calls = static_cast<double>(std::max<std::int64_t>(tp.calls, 1));
+    summary["tp_allreduce_fraction"] = round_to(tp.seconds / std::max(runtime, 1e-9), 4);
+    summary["tp_allreduce_calls"] = tp.calls;
+    summary["tp_allreduce_mean_bytes"] = round_to(static_cast<double>(tp.bytes) / calls, 1);
+    summary["tp_allreduce_mean_us"] = round_to(tp.seconds / calls * 1e6, 1);
+  }
+  log_metrics(summary);
   if (mesh_->world().rank() == 0) write_loss_plot((fs::path(output_dir_) / "loss.svg").string(), state_.log_history);
 }
 
