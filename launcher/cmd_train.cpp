@@ -9,6 +9,7 @@
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "src/train/run_config.h"
+#include "src/train/stop_signal.h"
 #include "src/train/trainer.h"
 
 namespace mpitrain::launcher {
@@ -39,6 +40,10 @@ int run_train(const Args& args) {
     trainer.train();
     trainer.save_model(config["training"]["output_dir"].get<std::string>());
     return 0;
+  } catch (const train::StoppedBySignal& e) {
+    // Every rank stopped at the same step after the checkpoint was committed.
+    if (rank == 0) std::cerr << "mpitrain: " << e.what() << std::endl;
+    return train::kStoppedForRequeueExitStatus;
   } catch (const comm::AgreedError& e) {
     // Every rank has the same message; one line is enough.
     if (rank == 0) std::cerr << "mpitrain: error: " << e.what() << std::endl;

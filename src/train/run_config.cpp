@@ -63,6 +63,10 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},
       {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
       {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
+      {"training", "save_on_signals", Type::kString, "USR1,TERM",
+       "signals (USR1, USR2, TERM, INT) that save a checkpoint at the next step and stop with exit status 75"},
+      {"training", "post_save_command", Type::kString, "",
+       "run by rank 0 after each completed save, with the directory as its argument (failures are logged)"},
       // parallel
       {"parallel", "tensor_parallel_size", Type::kInt, 1, ""},
       {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce bucket size"},
@@ -196,6 +200,13 @@ void validate(const json& c, const std::string& where) {
   one_of("training", "eval_strategy", {"no", "steps", "epoch"});
   one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
   one_of("training", "save_mode", {"gather", "parallel", "sharded"});
+  {
+    std::stringstream signals(c["training"]["save_on_signals"].get<std::string>());
+    std::string name;
+    while (std::getline(signals, name, ','))
+      if (!name.empty() && !std::set<std::string>{"USR1", "USR2", "TERM", "INT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT"}.count(name))
+        fail("training.save_on_signals", "names an unknown signal '" + name + "' (USR1, USR2, TERM, INT)");
+  }
   positive("training", "gather_window_mb");
   if (c["training"]["output_dir"].get<std::string>().empty()) fail("training.output_dir", "is required");
   const bool has_model = !c["model"]["model_name_or_path"].get<std::string>().empty() || c["model"]["config"].is_object();

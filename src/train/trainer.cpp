@@ -24,6 +24,7 @@
 #include "src/train/losses.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "src/train/lr_schedule.h"
+#include "src/train/stop_signal.h"
 
 namespace mpitrain::train {
 
@@ -60,6 +61,11 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
   output_dir_ = t["output_dir"].get<std::string>();
   comm::run_agreed(world, [&] { check_output_dir(output_dir_); });
   log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
+  install_stop_signals(t["save_on_signals"].get<std::string>());
+  if (world.rank() == 0)
+    post_save_ = std::make_unique<PostSaveHook>(t["post_save_command"].get<std::string>(),
+                                                (fs::path(output_dir_) / "logs" / "post_save.log").string(),
+                                                [this](const std::string& line) { log_->info(line); });
   prepare_data();
   build_model();
 
@@ -482,6 +488,10 @@ void Trainer::save_model(const std::string& dir) {
     if (world.rank() == 0) save_model_files(dir);
   });
   log_->info("saved the model to " + dir);
+  if (post_save_) {
+    post_save_->run(dir);
+    post_save_->finish();  // the run ends here: the last upload is waited for
+  }
 }
 
 void Trainer::save_checkpoint() {
@@ -539,8 +549,26 @@ void Trainer::save_checkpoint() {
     json marker = {{"step", step}, {"world_size", world.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()}};
     const auto path = checkpoint::commit_staging_dir(output_dir_, step, marker.dump(2) + "\n");
     log_->info("saved " + path);
+    post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
     rotate_checkpoints();
+    post_save_->run(path);
   });
+  last_checkpoint_step_ = step;
+}
+
+void Trainer::stop_if_signalled() {
+  // One small all-reduce per step: a signal that reached any rank stops every rank at the
+  // same step boundary (Slurm may signal only some tasks; mpirun forwards to all).
+  auto signal = torch::tensor({static_cast<std::int64_t>(received_stop_signal())}, torch::kInt64);
+  mesh_->world().allreduce(signal, comm::ReduceOp::kMax);
+  const int received = static_cast<int>(signal.item<std::int64_t>());
+  if (received == 0) return;
+  if (last_checkpoint_step_ != state_.global_step) save_checkpoint();
+  log_->finish_progress();
+  throw StoppedBySignal("stopped by " + signal_name(received) + " at step " + std::to_string(state_.global_step) +
+                        " after saving " + (fs::path(output_dir_) / checkpoint::checkpoint_name(state_.global_step)).string() +
+                        "; resume_from_checkpoint=true continues (exit status " +
+                        std::to_string(kStoppedForRequeueExitStatus) + ")");
 }
 
 void Trainer::rotate_checkpoints() {
@@ -589,6 +617,7 @@ void Trainer::train() {
       window_start = now;
     }
     maybe_evaluate_and_save(state_.global_step % steps_per_epoch_ == 0);
+    stop_if_signalled();
   }
   log_->finish_progress();
   const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -14,6 +14,7 @@
 #include "src/models/model.h"
 #include "src/train/adamw.h"
 #include "src/train/losses.h"
+#include "src/train/post_save_hook.h"
 #include "src/train/run_log.h"
 #include "src/train/trainer_state.h"
 
@@ -56,6 +57,9 @@ class Trainer {
   void sum_shared_slice_gradients();  // GQA kv slices held by several tp ranks
   void restore_rng(const std::string& dir);
   void rotate_checkpoints();
+  // Agrees over the world whether any rank received a stop signal; if so saves (unless this
+  // step is saved already) and throws StoppedBySignal on every rank.
+  void stop_if_signalled();
   void maybe_evaluate_and_save(bool epoch_end);
   std::string resolve_resume_path() const;
   double metric_value(const nlohmann::json& eval) const;
@@ -84,6 +88,8 @@ class Trainer {
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
   double last_lr_ = 0, last_grad_norm_ = 0;
   double exposed_comm_seconds_ = 0;
+  std::int64_t last_checkpoint_step_ = -1;
+  std::unique_ptr<PostSaveHook> post_save_;  // rank 0
   at::ScalarType saved_dtype_ = at::kFloat;  // time in the reducer's final wait, summed over steps
 };
 

@@ -1,6 +1,7 @@
 // `mpitrain train` as users run it under mpirun: DP equivalence, exact resume, rotation, save strategies, bad input.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -85,6 +86,57 @@ TEST_F(Train, ResumeContinuesBitForBit) {
   r = run(2, "train " + write_config("straight", saving) + " --resume_from_checkpoint=true --max_steps=10");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("resumed from " + out("straight") + "/checkpoint-8"), std::string::npos) << r.out;
+}
+
+TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
+  // Constant LR, so a run cut at step k and resumed to k + 4 must equal a straight run to k + 4.
+  const json long_run = {{"max_steps", 20000}, {"lr_scheduler_type", "constant"}, {"save_strategy", "no"},
+                         {"post_save_command", "echo uploaded"}};
+  const auto config = write_config("signalled", long_run);
+  const auto status_file = local_ / "status";
+  const std::string command = std::string(MPITRAIN_MPIEXEC) + " -np 2 " + MPITRAIN_BINARY + " train " + config +
+                              " >" + (local_ / "out") + " 2>" + (local_ / "err") + "; echo $? >" + status_file;
+  ASSERT_EQ(std::system(("(" + command + ") &").c_str()), 0);
+  // Whatever happens below, the background job does not outlive the test.
+  const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
+  struct KillOnExit {
+    std::string pattern;
+    ~KillOnExit() { std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str()); }
+  } cleanup{ranks};
+  // Once it is training, SIGUSR1 to one rank only (the newest rank process).
+  for (int i = 0; i < 600 && losses(out("signalled")).size() < 3; ++i) usleep(50000);
+  ASSERT_GE(losses(out("signalled")).size(), 3u) << testing::read_bytes(local_ / "err");
+  ASSERT_EQ(std::system(("pkill -USR1 -n -f " + ranks).c_str()), 0);
+  for (int i = 0; i < 1200 && !fs::exists(status_file); ++i) usleep(50000);
+  ASSERT_TRUE(fs::exists(status_file));
+  EXPECT_EQ(std::stoi(testing::read_bytes(status_file)), 75) << testing::read_bytes(local_ / "err");
+  const auto saved = checkpoint::complete_checkpoints(out("signalled"));
+  ASSERT_EQ(saved.size(), 1u);
+  const auto k = saved[0].step;
+  EXPECT_LT(k, 20000);
+  EXPECT_NE(testing::read_bytes(local_ / "err").find("stopped by SIGUSR1 at step " + std::to_string(k)), std::string::npos);
+  EXPECT_NE(testing::read_bytes(out("signalled") + "/logs/post_save.log").find("uploaded " + saved[0].path),
+            std::string::npos);
+  // The requeued job: same command, resume_from_checkpoint=true.
+  const auto end = " --max_steps=" + std::to_string(k + 4);
+  auto r = run(2, "train " + config + " --resume_from_checkpoint=true" + end);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(2, "train " + write_config("uncut", long_run) + end);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(testing::read_bytes(out("signalled") + "/model.safetensors") ==
+              testing::read_bytes(out("uncut") + "/model.safetensors"));
+  const auto cut = losses(out("signalled")), uncut = losses(out("uncut"));
+  EXPECT_EQ(cut.back(), uncut.back());
+}
+
+TEST_F(Train, PostSaveCommandFailureIsLoggedAndNeverBreaksTraining) {
+  const auto r = run(2, "train " + write_config("hook", {{"max_steps", 4}, {"save_strategy", "steps"}, {"save_steps", 2},
+                                                          {"post_save_command", "false"}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("post_save_command failed for " + out("hook") + "/checkpoint-2 (exit status 1)"), std::string::npos)
+      << r.out;
+  EXPECT_TRUE(checkpoint::is_complete_checkpoint(out("hook") + "/checkpoint-4"));
+  EXPECT_TRUE(fs::exists(out("hook") + "/model.safetensors"));
 }
 
 TEST_F(Train, CheckpointsLeftHalfWrittenAreIgnoredAndCleanedUp) {
