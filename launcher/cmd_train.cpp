@@ -23,6 +23,9 @@ int run_train(const Args& args) {
                 << (k.help.empty() ? "" : ": " + k.help) << "\n";
     return 0;
   }
+  // A warning signal may come while the job is still starting (a requeued Slurm job can be
+  // warned at once): record it from the first instant; the config then sets the final list.
+  train::install_stop_signals("USR1,TERM");
   comm::MpiSession mpi(nullptr, nullptr);
   int rank = 0;
   try {

@@ -12,6 +12,7 @@ PACKAGES=(
   libboost-program-options-dev
   googletest libgtest-dev python3
   clang-14 libclang-rt-14-dev
+  slurmctld slurmd slurm-client munge  # the Slurm tests bring up a real Slurm on this machine
 )
 
 missing=()

@@ -7,6 +7,7 @@
 
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/crash_point.h"
 
 namespace mpitrain::checkpoint {
 
@@ -32,6 +33,7 @@ std::string commit_staging_dir(const std::string& root, std::int64_t step, const
   if (fs::exists(final_path)) fs::remove_all(final_path);
   fs::rename(staging, final_path);
   fsync_directory(root);
+  crash_point("checkpoint.renamed", 0);  // in place, but no marker yet: still incomplete
   write_file_atomically((fs::path(final_path) / kCompleteMarker).string(), marker_json);
   return final_path;
 }

@@ -13,6 +13,7 @@
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/crash_point.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_file.h"
 #include "runtime/checkpoint/save_plan.h"
@@ -177,8 +178,10 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
+  crash_point("save.files_created", comm.rank());
   comm::run_agreed(comm, [&] {
     OpenFiles files(dir, plan);
+    bool wrote = false;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& t = tensors[i];
       if (!t.layout.writer || t.layout.block.empty()) continue;
@@ -187,9 +190,12 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
       const auto* bytes = static_cast<const std::uint8_t*>(t.data.data_ptr());
       write_packed_range(files.fd(planned.file), temp_name(dir, plan.files[planned.file].name), planned,
                          t.layout.coords(), t.layout.block, bytes, 0, 0, t.data.nbytes());
+      if (!wrote) crash_point("save.writing", comm.rank());  // some bytes written, most not
+      wrote = true;
     }
     files.sync_all();
   });
+  crash_point("save.before_rename", comm.rank());
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) commit_planned_files(dir, plan);
   });

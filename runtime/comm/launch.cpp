@@ -18,12 +18,29 @@ int env_int(const char* name, int fallback) {
   return value ? std::atoi(value) : fallback;
 }
 
+bool has_env(const char* name) { return std::getenv(name) != nullptr; }
+
+constexpr const char* kNoPmiAdvice =
+    "srun did not pass PMI to MPI. Launch with `srun --mpi=pmix ...` (check `srun --mpi=list`), or with `mpirun` "
+    "inside the allocation";
+
+// Before MPI_Init: a task of a multi-task srun step with no PMI in its environment would have
+// Open MPI abort inside MPI_Init with a page of text per task; say it in one line instead.
+void check_srun_passes_pmi() {
+  const int slurm_tasks = env_int("SLURM_NTASKS", env_int("SLURM_NPROCS", 0));
+  const bool srun_task = has_env("SLURM_STEP_ID") && has_env("SLURM_PROCID") && !has_env("OMPI_COMM_WORLD_SIZE");
+  const bool pmi = has_env("PMIX_RANK") || has_env("PMIX_NAMESPACE") || has_env("PMI_RANK") || has_env("PMI_FD");
+  if (srun_task && slurm_tasks > 1 && !pmi)
+    throw std::runtime_error("started by srun with " + std::to_string(slurm_tasks) + " tasks but " + kNoPmiAdvice);
+}
+
 }  // namespace
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) return;
+  check_srun_passes_pmi();
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
 }
@@ -50,10 +67,8 @@ LaunchInfo detect_launch() {
   info.launcher = under_mpirun ? "mpirun" : (under_slurm_step ? "srun" : "none");
 
   if (!under_mpirun && under_slurm_step && slurm_tasks > 1 && info.world_size == 1)
-    throw std::runtime_error(
-        "started by srun with " + std::to_string(slurm_tasks) +
-        " tasks but MPI sees a world of 1: srun did not pass PMI to MPI. Launch with `srun --mpi=pmix ...` "
-        "(check `srun --mpi=list`), or with `mpirun` inside the allocation");
+    throw std::runtime_error("started by srun with " + std::to_string(slurm_tasks) + " tasks but MPI sees a world of 1: " +
+                             kNoPmiAdvice);
   if (under_mpirun) {
     const int env_size = env_int("OMPI_COMM_WORLD_SIZE", info.world_size);
     const int env_rank = env_int("OMPI_COMM_WORLD_RANK", info.rank);

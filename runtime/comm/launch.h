@@ -22,7 +22,8 @@ class MpiSession {
 
 // Reads the placement from MPI and checks it against OMPI_COMM_WORLD_* and SLURM_* variables.
 // Throws std::runtime_error with launch advice when they disagree, e.g. a job started by
-// `srun` without PMIx, where every task is a world of one.
+// `srun` without PMIx, where every task is a world of one. The constructor of MpiSession already
+// refuses a multi-task srun step without PMI in its environment (before MPI_Init aborts on it).
 LaunchInfo detect_launch();
 
 // Torch intra-op threads: the cores this rank is bound to when the launcher bound it, else

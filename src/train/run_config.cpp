@@ -56,7 +56,7 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
       {"training", "seed", Type::kInt, 42, ""},
       {"training", "bf16", Type::kBool, false, "bfloat16 autocast with float32 master weights"},
-      {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, or true for the latest"},
+      {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
       {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
       {"training", "save_mode", Type::kString, "parallel",
        "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},

@@ -2,6 +2,7 @@
 #include "src/train/stop_signal.h"
 
 #include <csignal>
+#include <set>
 #include <sstream>
 
 namespace mpitrain::train {
@@ -24,16 +25,20 @@ int signal_number(const std::string& name) {
 }  // namespace
 
 void install_stop_signals(const std::string& names) {
+  std::set<int> wanted;
   std::stringstream list(names);
   std::string name;
   while (std::getline(list, name, ',')) {
     if (name.empty()) continue;
-    if (name.rfind("SIG", 0) == 0) name = name.substr(3);
+    wanted.insert(signal_number(name.rfind("SIG", 0) == 0 ? name.substr(3) : name));
+  }
+  // The signals not listed get their default action back (an earlier call may have set them).
+  for (int signal : {SIGUSR1, SIGUSR2, SIGTERM, SIGINT}) {
     struct sigaction action {};
-    action.sa_handler = record_signal;
+    action.sa_handler = wanted.count(signal) ? record_signal : SIG_DFL;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;  // blocking MPI and file calls continue instead of failing
-    sigaction(signal_number(name), &action, nullptr);
+    sigaction(signal, &action, nullptr);
   }
 }
 

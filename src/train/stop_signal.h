@@ -10,8 +10,8 @@ namespace mpitrain::train {
 // the sbatch templates turn into a requeue that resumes from the saved checkpoint.
 inline constexpr int kStoppedForRequeueExitStatus = 75;
 
-// Installs handlers for a comma-separated list of USR1, USR2, TERM, INT (empty: none).
-// Throws std::invalid_argument naming an unknown signal.
+// Installs handlers for a comma-separated list of USR1, USR2, TERM, INT (empty: none); the
+// others of the four get their default action. Throws std::invalid_argument naming an unknown one.
 void install_stop_signals(const std::string& names);
 // The signal number received since installation on this process, or 0.
 int received_stop_signal();

@@ -10,6 +10,7 @@
 
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/crash_point.h"
 #include "runtime/parallel/tensor_parallel.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/hf_weights.h"
@@ -224,6 +225,10 @@ std::string Trainer::resolve_resume_path() const {
   }
   const auto path = r.get<std::string>();
   if (path.empty()) return "";
+  if (path == "auto") {  // a (re)queued job: continue where the last run saved, or start
+    const auto complete = checkpoint::complete_checkpoints(output_dir_);
+    return complete.empty() ? "" : complete.back().path;
+  }
   if (!fs::is_directory(path)) throw comm::AgreedError("resume_from_checkpoint '" + path + "' does not exist");
   if (!checkpoint::is_complete_checkpoint(path))
     throw comm::AgreedError("resume_from_checkpoint '" + path + "' is incomplete (no " +
@@ -507,6 +512,7 @@ void Trainer::save_checkpoint() {
   const bool only_model = config_["training"]["save_only_model"].get<bool>();
   const auto mode = checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>());
   save_weights(staging, mode);
+  checkpoint::crash_point("checkpoint.weights_saved", world.rank());
   if (!only_model) {
     // The moments, laid out like their parameters and saved like them: resumable at any layout.
     checkpoint::DistributedSaveOptions options;
@@ -544,6 +550,7 @@ void Trainer::save_checkpoint() {
           {checkpoint::tensor_bytes("torch_cpu", rng)});
     }
   });
+  checkpoint::crash_point("checkpoint.before_commit", world.rank());
   comm::run_agreed(world, [&] {
     if (world.rank() != 0) return;
     json marker = {{"step", step}, {"world_size", world.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()}};

@@ -287,7 +287,7 @@ TEST_F(Train, OwnTokenizerIsSavedWithTheModel) {
 TEST_F(Train, SrunWithoutPmiIsExplained) {
   // Every task of `srun` without PMI sees a world of one while Slurm says there are more.
   const auto r = run(0, "train " + write_config("srun", {}), "SLURM_JOB_ID=7 SLURM_STEP_ID=0 SLURM_PROCID=0 SLURM_NTASKS=2");
-  expect_one_line_error(r, "started by srun with 2 tasks but MPI sees a world of 1");
+  expect_one_line_error(r, "started by srun with 2 tasks but srun did not pass PMI to MPI");
   EXPECT_NE(r.err.find("srun --mpi=pmix"), std::string::npos);
 }
 

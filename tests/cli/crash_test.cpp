@@ -1,0 +1,91 @@
+// A job killed (SIGKILL) at each moment of a checkpoint save, and a disk that fills up: the previous checkpoint stays whole and resumable.
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <tuple>
+
+#include "runtime/checkpoint/checkpoint_dir.h"
+#include "tests/cli/train_fixture.h"
+
+namespace mpitrain {
+namespace {
+
+class Crash : public Train {
+ protected:
+  // Saves at steps 2 and 4 of 4 (the first run stops at 2).
+  json saving(std::int64_t max_steps) {
+    return {{"max_steps", max_steps}, {"save_strategy", "steps"}, {"save_steps", 2}, {"lr_scheduler_type", "constant"}};
+  }
+};
+
+TEST_F(Crash, KilledAtAnyMomentOfASaveLosesNothing) {
+  auto r = run(2, "train " + write_config("uncut", saving(4)));
+  ASSERT_EQ(r.status, 0) << r.err;
+  // (crash point, rank): before any byte, mid-data, before the renames, between weights and
+  // optimizer, before the commit, after the rename but before the marker; rank 0 and not.
+  const std::vector<std::tuple<std::string, int>> moments = {
+      {"save.files_created", 0},       {"save.writing", 1},       {"save.writing", 0},
+      {"save.before_rename", 1},       {"checkpoint.weights_saved", 0}, {"checkpoint.weights_saved", 1},
+      {"checkpoint.before_commit", 1}, {"checkpoint.renamed", 0}};
+  for (const auto& [point, rank] : moments) {
+    const auto name = point + "_" + std::to_string(rank);
+    r = run(2, "train " + write_config(name, saving(2)));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto before = testing::read_bytes(out(name) + "/checkpoint-2/model.safetensors");
+    // The run to step 4 is killed while saving checkpoint-4.
+    r = run(2, "train " + write_config(name, saving(4)) + " --resume_from_checkpoint=true",
+            "MPITRAIN_CRASH_AT=" + point + "@" + std::to_string(rank));
+    EXPECT_NE(r.status, 0) << name;
+    const auto complete = checkpoint::complete_checkpoints(out(name));
+    ASSERT_EQ(complete.size(), 1u) << name;  // checkpoint-4 is not complete
+    EXPECT_EQ(complete[0].step, 2) << name;
+    EXPECT_TRUE(testing::read_bytes(out(name) + "/checkpoint-2/model.safetensors") == before) << name;
+    // The requeued job resumes from checkpoint-2 and ends exactly where the uncut run did.
+    r = run(2, "train " + write_config(name, saving(4)) + " --resume_from_checkpoint=true");
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    EXPECT_NE(r.out.find("resumed from " + out(name) + "/checkpoint-2"), std::string::npos) << name;
+    EXPECT_TRUE(testing::read_bytes(out(name) + "/model.safetensors") ==
+                testing::read_bytes(out("uncut") + "/model.safetensors")) << name;
+    EXPECT_TRUE(checkpoint::is_complete_checkpoint(out(name) + "/checkpoint-4")) << name;
+  }
+}
+
+TEST_F(Crash, FullDiskIsAClearErrorAndKeepsThePreviousCheckpoint) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root (CI runs as root)";
+  // Measure one checkpoint, then give the run room for one and a half.
+  auto r = run(2, "train " + write_config("measure", saving(2)));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::uintmax_t bytes = 0;
+  for (const auto& item : fs::recursive_directory_iterator(out("measure") + "/checkpoint-2"))
+    if (item.is_regular_file()) bytes += item.file_size();
+  const auto disk = local_ / "disk";
+  fs::create_directories(disk);
+  const auto size = "size=" + std::to_string((bytes * 3 / 2 / 4096 + 16) * 4096);
+  ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", 0, size.c_str()), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  json config = saving(6);
+  config["output_dir"] = disk + "/run";
+  r = run(2, "train " + write_config("full", config));
+  expect_one_line_error(r, "No space left on device");
+  const auto complete = checkpoint::complete_checkpoints(disk + "/run");
+  ASSERT_EQ(complete.size(), 1u);
+  EXPECT_EQ(complete[0].step, 2);
+  // Nothing half-written under a final name: the failed save left only its staging directory.
+  EXPECT_FALSE(fs::exists(disk + "/run/checkpoint-4"));
+  // The saved checkpoint is whole: training resumes from it (on a disk with room).
+  json resumed = saving(4);
+  resumed["resume_from_checkpoint"] = complete[0].path;
+  r = run(2, "train " + write_config("after_full", resumed));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("resumed from " + complete[0].path), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mpitrain
