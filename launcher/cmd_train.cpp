@@ -1,6 +1,8 @@
 // `mpitrain train CONFIG.json [--key=value ...]`: the distributed training job, launched by mpirun or srun.
 #include <mpi.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 
 #include "launcher/commands.h"
@@ -13,6 +15,19 @@
 #include "src/train/trainer.h"
 
 namespace mpitrain::launcher {
+
+namespace {
+
+// MPITRAIN_READY_FILE (set by slurm/mpitrain-job.sh): created once every rank has its stop
+// signal handlers (installed at process start), so the job script may forward a warning.
+void signal_ready_when_every_rank_is(comm::Communicator& world) {
+  const char* ready = std::getenv("MPITRAIN_READY_FILE");
+  if (!ready) return;
+  world.barrier();
+  if (world.rank() == 0) std::ofstream(ready) << "ready\n";
+}
+
+}  // namespace
 
 int run_train(const Args& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
@@ -35,6 +50,7 @@ int run_train(const Args& args) {
     nlohmann::json config;
     comm::run_agreed(*world, [&] { config = train::load_run_config(args[0], Args(args.begin() + 1, args.end())); });
     comm::set_collective_timeout_seconds(config["parallel"]["collective_timeout_s"].get<double>());
+    signal_ready_when_every_rank_is(*world);
     comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());
     const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
     std::shared_ptr<comm::Mesh> mesh;

@@ -13,22 +13,35 @@ echo "mpitrain job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}) on ${S
 
 # resume_from_checkpoint=auto: a requeued job continues from the latest complete checkpoint.
 args=(train "$config" --output_dir="$output_dir" --resume_from_checkpoint=auto "$@")
+# Rank 0 creates this file once every rank can take the warning signal: a signal that came
+# earlier (a requeued job may be warned at once) waits for it instead of killing a rank that
+# is still starting.
+mkdir -p "$output_dir"
+export MPITRAIN_READY_FILE="$output_dir/.ranks-ready-${SLURM_JOB_ID:-0}"
+rm -f "$MPITRAIN_READY_FILE"
+pending=0
+# --signal=B:USR1@T reaches this shell; srun and mpirun forward it to every rank, which save a
+# checkpoint at the next step and exit with status 75.
+trap 'pending=1' USR1
 case "$launcher" in
   srun) srun --mpi=pmix --kill-on-bad-exit=1 "$mpitrain" "${args[@]}" & ;;
   mpirun) mpirun "$mpitrain" "${args[@]}" & ;;  # Open MPI reads the allocation from Slurm
   *) echo "slurm/mpitrain-job.sh: LAUNCHER must be srun or mpirun, not '$launcher'" >&2; exit 2 ;;
 esac
 ranks=$!
-# --signal=B:USR1@T reaches this shell: pass it on; srun and mpirun forward it to every rank,
-# which save a checkpoint at the next step and exit with status 75.
-trap 'echo "mpitrain job: USR1 (time limit near): asking the ranks to save and stop"; kill -USR1 "$ranks"' USR1
 trap 'kill -TERM "$ranks"' TERM
-status=0
-while :; do
-  wait "$ranks"
-  status=$?
-  kill -0 "$ranks" 2>/dev/null || break  # a trapped signal interrupts wait; the ranks go on
+while kill -0 "$ranks" 2>/dev/null; do
+  if [ "$pending" = 1 ] && [ -e "$MPITRAIN_READY_FILE" ]; then
+    echo "mpitrain job: USR1 (time limit near): asking the ranks to save and stop"
+    kill -USR1 "$ranks"
+    pending=0
+  fi
+  sleep 0.5 &
+  wait $! 2>/dev/null  # returns early when a trapped signal arrives
 done
+wait "$ranks"
+status=$?
+rm -f "$MPITRAIN_READY_FILE"
 if [ "$status" -eq 75 ]; then
   echo "mpitrain job: checkpoint saved; requeueing ${SLURM_JOB_ID}"
   scontrol requeue "$SLURM_JOB_ID"

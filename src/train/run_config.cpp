@@ -65,6 +65,8 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
       {"training", "save_on_signals", Type::kString, "USR1,TERM",
        "signals (USR1, USR2, TERM, INT) that save a checkpoint at the next step and stop with exit status 75"},
+      {"training", "verify_checksums", Type::kBool, true,
+       "check every file of a checkpoint against the checksums saved with it before resuming"},
       {"training", "post_save_command", Type::kString, "",
        "run by rank 0 after each completed save, with the directory as its argument (failures are logged)"},
       // parallel

@@ -10,6 +10,7 @@
 
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/checksums.h"
 #include "runtime/checkpoint/crash_point.h"
 #include "runtime/parallel/tensor_parallel.h"
 #include "runtime/checkpoint/distributed_save.h"
@@ -114,7 +115,16 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
   torch::manual_seed(t["seed"].get<std::uint64_t>() + static_cast<std::uint64_t>(mesh_->dp_rank()));
   std::string resume_path;
   comm::run_agreed(world, [&] { resume_path = resolve_resume_path(); });
-  if (!resume_path.empty()) comm::run_agreed(world, [&] { resume(resume_path); });
+  if (!resume_path.empty()) {
+    // Every file as it was saved (the ranks share the reading), agreed before any is used.
+    if (t["verify_checksums"].get<bool>())
+      comm::run_agreed(world, [&] {
+        checkpoint::verify_checksums(
+            resume_path, models::read_json_file((fs::path(resume_path) / checkpoint::kCompleteMarker).string()),
+            world.rank(), world.size());
+      });
+    comm::run_agreed(world, [&] { resume(resume_path); });
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -550,10 +560,12 @@ void Trainer::save_checkpoint() {
           {checkpoint::tensor_bytes("torch_cpu", rng)});
     }
   });
+  const auto files = checksum_staged_files(staging);
   checkpoint::crash_point("checkpoint.before_commit", world.rank());
   comm::run_agreed(world, [&] {
     if (world.rank() != 0) return;
-    json marker = {{"step", step}, {"world_size", world.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()}};
+    json marker = {{"step", step}, {"world_size", world.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()},
+                   {"files", files}};
     const auto path = checkpoint::commit_staging_dir(output_dir_, step, marker.dump(2) + "\n");
     log_->info("saved " + path);
     post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
@@ -561,6 +573,36 @@ void Trainer::save_checkpoint() {
     post_save_->run(path);
   });
   last_checkpoint_step_ = step;
+}
+
+json Trainer::checksum_staged_files(const std::string& staging) {
+  // Every rank hashes a share of the files (balanced by size); rank 0 records them all in the
+  // marker, so a resume can tell a corrupted or truncated file from a good one.
+  auto& world = mesh_->world();
+  std::vector<checkpoint::FileChecksum> mine;
+  comm::run_agreed(world, [&] {
+    const auto files = checkpoint::checkpoint_files(staging);
+    std::vector<std::uint64_t> sizes;
+    for (const auto& f : files) sizes.push_back(fs::file_size(fs::path(staging) / f));
+    const auto owner = checkpoint::balance_writers(sizes, world.size());
+    for (std::size_t i = 0; i < files.size(); ++i)
+      if (owner[i] == world.rank()) mine.push_back(checkpoint::checksum_file(staging, files[i]));
+  });
+  std::string text = checkpoint::checksums_to_json(mine).dump();
+  auto bytes = torch::from_blob(text.data(), {static_cast<std::int64_t>(text.size())}, torch::kUInt8).clone();
+  auto all = world.allgatherv(bytes);
+  // allgatherv concatenates the ranks' JSON objects: split them at each "}{" boundary.
+  const std::string joined(reinterpret_cast<const char*>(all.data_ptr()), static_cast<std::size_t>(all.numel()));
+  json merged = json::object();
+  std::size_t depth = 0, start = 0;
+  for (std::size_t i = 0; i < joined.size(); ++i) {
+    if (joined[i] == '{') ++depth;
+    if (joined[i] == '}' && --depth == 0) {
+      merged.update(json::parse(joined.substr(start, i + 1 - start)));
+      start = i + 1;
+    }
+  }
+  return merged;
 }
 
 void Trainer::stop_if_signalled() {

@@ -60,6 +60,7 @@ class Trainer {
   // Agrees over the world whether any rank received a stop signal; if so saves (unless this
   // step is saved already) and throws StoppedBySignal on every rank.
   void stop_if_signalled();
+  nlohmann::json checksum_staged_files(const std::string& staging);  // collective: {path: {size, xxh64}}
   void maybe_evaluate_and_save(bool epoch_end);
   std::string resolve_resume_path() const;
   double metric_value(const nlohmann::json& eval) const;

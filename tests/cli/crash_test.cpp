@@ -60,6 +60,34 @@ TEST_F(Crash, KilledAtAnyMomentOfASaveLosesNothing) {
   }
 }
 
+TEST_F(Crash, ACorruptedOrTruncatedCheckpointFileIsRefusedByName) {
+  auto r = run(2, "train " + write_config("bitrot", saving(2)));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto marker = json::parse(testing::read_bytes(out("bitrot") + "/checkpoint-2/" + checkpoint::kCompleteMarker));
+  ASSERT_TRUE(marker["files"].contains("model.safetensors"));
+  ASSERT_TRUE(marker["files"].contains("optimizer/model.safetensors"));
+  // One flipped byte in the middle of the weights: same size, loads as valid safetensors.
+  const auto weights = out("bitrot") + "/checkpoint-2/model.safetensors";
+  auto bytes = testing::read_bytes(weights);
+  bytes[bytes.size() / 2] ^= 0x01;
+  testing::write_bytes(weights, bytes);
+  const auto resume = " --resume_from_checkpoint=" + out("bitrot") + "/checkpoint-2 --max_steps=4";
+  expect_one_line_error(run(2, "train " + write_config("bitrot_resumed", saving(4)) + resume),
+                        weights + ": checksum mismatch");
+  // A truncated optimizer shard.
+  bytes[bytes.size() / 2] ^= 0x01;
+  testing::write_bytes(weights, bytes);
+  const auto moments = out("bitrot") + "/checkpoint-2/optimizer/model.safetensors";
+  const auto full = testing::read_bytes(moments);
+  testing::write_bytes(moments, full.substr(0, full.size() - 8));
+  expect_one_line_error(run(2, "train " + write_config("bitrot_resumed", saving(4)) + resume),
+                        moments + ": has " + std::to_string(full.size() - 8) + " bytes");
+  // Repaired, it resumes.
+  testing::write_bytes(moments, full);
+  r = run(2, "train " + write_config("bitrot_resumed", saving(4)) + resume);
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
 TEST_F(Crash, FullDiskIsAClearErrorAndKeepsThePreviousCheckpoint) {
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root (CI runs as root)";
   // Measure one checkpoint, then give the run room for one and a half.

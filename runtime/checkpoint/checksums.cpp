@@ -1,0 +1,56 @@
+// Checksums of a checkpoint's files (size and XXH64), recorded in its completion marker and verified before a resume reads it.
+#include "runtime/checkpoint/checksums.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/xxhash64.h"
+
+namespace mpitrain::checkpoint {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> checkpoint_files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& item : fs::recursive_directory_iterator(dir)) {
+    if (!item.is_regular_file()) continue;
+    const auto relative = fs::relative(item.path(), dir).string();
+    if (relative != kCompleteMarker) files.push_back(relative);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+FileChecksum checksum_file(const std::string& dir, const std::string& relative) {
+  const auto path = (fs::path(dir) / relative).string();
+  return {relative, static_cast<std::uint64_t>(fs::file_size(path)), file_xxh64(path)};
+}
+
+nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums) {
+  nlohmann::json files = nlohmann::json::object();
+  for (const auto& s : sums) files[s.path] = {{"size", s.size}, {"xxh64", s.xxh64}};
+  return files;
+}
+
+void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which, int count) {
+  if (!marker.contains("files")) return;
+  int index = 0;
+  for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it, ++index) {
+    if (index % count != which) continue;
+    const auto path = (fs::path(dir) / it.key()).string();
+    if (!fs::is_regular_file(path)) throw CheckpointError(path, "is missing (listed in " + std::string(kCompleteMarker) + ")");
+    const auto size = static_cast<std::uint64_t>(fs::file_size(path));
+    const auto expected_size = it.value().at("size").get<std::uint64_t>();
+    if (size != expected_size)
+      throw CheckpointError(path, "has " + std::to_string(size) + " bytes but " + std::to_string(expected_size) +
+                                      " were saved: the file was truncated or replaced");
+    const auto sum = file_xxh64(path);
+    if (sum != it.value().at("xxh64").get<std::string>())
+      throw CheckpointError(path, "checksum mismatch (xxh64 " + sum + ", saved " + it.value().at("xxh64").get<std::string>() +
+                                      "): the file is corrupted");
+  }
+}
+
+}  // namespace mpitrain::checkpoint

@@ -1,0 +1,28 @@
+// Checksums of a checkpoint's files (size and XXH64), recorded in its completion marker and verified before a resume reads it.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mpitrain::checkpoint {
+
+struct FileChecksum {
+  std::string path;  // relative to the checkpoint directory
+  std::uint64_t size = 0;
+  std::string xxh64;
+};
+
+// Every regular file under `dir` (relative paths, sorted) except the completion marker.
+std::vector<std::string> checkpoint_files(const std::string& dir);
+FileChecksum checksum_file(const std::string& dir, const std::string& relative);
+
+nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums);  // {path: {"size", "xxh64"}}
+
+// The files of `marker["files"]` that this verifier checks: those with index % count == which
+// (ranks share the reading). Throws CheckpointError naming the first missing, resized or
+// corrupted file. A marker without "files" (an older checkpoint) verifies nothing.
+void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which = 0, int count = 1);
+
+}  // namespace mpitrain::checkpoint

@@ -1,0 +1,66 @@
+// XXH64 against the algorithm's published values, streaming in any chunks, and checkpoint verification catching each kind of damage.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/checksums.h"
+#include "runtime/checkpoint/xxhash64.h"
+#include "tests/unit/test_files.h"
+
+namespace mpitrain::checkpoint {
+namespace {
+
+TEST(Xxh64, MatchesThePublishedValues) {
+  EXPECT_EQ(xxh64("", 0), 0xEF46DB3751D8E999ull);
+  EXPECT_EQ(xxh64("abc", 3), 0x44BC2CF5AD770999ull);
+}
+
+TEST(Xxh64, StreamingInAnyChunksEqualsOneCall) {
+  std::string data;
+  for (int i = 0; i < 1000; ++i) data += static_cast<char>(i * 37 + 11);
+  const auto whole = xxh64(data.data(), data.size());
+  for (std::size_t chunk : {1u, 3u, 7u, 31u, 32u, 33u, 100u, 999u}) {
+    Xxh64 state;
+    for (std::size_t at = 0; at < data.size(); at += chunk) state.update(data.data() + at, std::min(chunk, data.size() - at));
+    EXPECT_EQ(state.digest(), whole) << chunk;
+  }
+  EXPECT_NE(xxh64(data.data(), data.size() - 1), whole);
+}
+
+TEST(Checksums, VerificationNamesTheDamagedFile) {
+  testing::ScratchDir dir;
+  std::filesystem::create_directories(dir / "optimizer");
+  testing::write_bytes(dir / "model.safetensors", std::string(5000, 'x'));
+  testing::write_bytes(dir / "optimizer/model.safetensors", std::string(300, 'y'));
+  std::vector<FileChecksum> sums;
+  for (const auto& f : checkpoint_files(dir.path())) sums.push_back(checksum_file(dir.path(), f));
+  ASSERT_EQ(sums.size(), 2u);
+  const nlohmann::json marker = {{"files", checksums_to_json(sums)}};
+  EXPECT_NO_THROW(verify_checksums(dir.path(), marker));
+
+  auto expect_error = [&](const std::string& needle) {
+    try {
+      verify_checksums(dir.path(), marker);
+      ADD_FAILURE() << "no error, expected " << needle;
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  std::string flipped(5000, 'x');
+  flipped[2500] = 'z';  // one byte, same size
+  testing::write_bytes(dir / "model.safetensors", flipped);
+  expect_error("model.safetensors: checksum mismatch");
+  testing::write_bytes(dir / "model.safetensors", std::string(4999, 'x'));
+  expect_error("has 4999 bytes but 5000 were saved");
+  std::filesystem::remove(dir / "optimizer/model.safetensors");
+  testing::write_bytes(dir / "model.safetensors", std::string(5000, 'x'));
+  expect_error("optimizer/model.safetensors: is missing");
+  // Two verifiers split the files between them; together they check everything.
+  EXPECT_NO_THROW(verify_checksums(dir.path(), marker, 0, 2));
+  EXPECT_THROW(verify_checksums(dir.path(), marker, 1, 2), CheckpointError);
+}
+
+}  // namespace
+}  // namespace mpitrain::checkpoint
