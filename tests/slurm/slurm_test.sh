@@ -56,9 +56,9 @@ restarts() { scontrol show job "$1" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p'; }
 srun_job=$(submit slurm/single-node.sbatch single --ntasks-per-node=2 -- --max_steps=40)
 mpirun_job=$(LAUNCHER=mpirun submit slurm/single-node.sbatch viampirun --ntasks-per-node=2 -- --max_steps=40 \
              --tensor_parallel_size=2)
-# 2. A time limit of one minute, warned 55 s ahead (Slurm looks about every 30 s), so each run
-#    is cut after 5-35 s and requeued until done; beside it the same run without a limit.
-cut_job=$(submit slurm/single-node.sbatch cut --ntasks-per-node=2 --time=1 --signal=B:USR1@55 -- --max_steps=1500)
+# 2. A time limit of one minute, warned 40 s ahead (Slurm looks about every 30 s), so each run
+#    is cut after 20-50 s and requeued until done; beside it the same run without a limit.
+cut_job=$(submit slurm/single-node.sbatch cut --ntasks-per-node=2 --time=1 --signal=B:USR1@40 -- --max_steps=1500)
 uncut_job=$(submit slurm/single-node.sbatch uncut --ntasks-per-node=2 -- --max_steps=1500)
 # 3. Two nodes, dp 2 x tp 2.
 multi_job=$(OMPI_MCA_btl=self,tcp submit slurm/multi-node.sbatch multi --nodes=2 --ntasks-per-node=2 -- --max_steps=20 \
