@@ -21,9 +21,22 @@ torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard) {
   return full.reshape(view).narrow(shard.dim + 1, shard.index * length, length).reshape(local_shape).contiguous();
 }
 
-torch::Tensor ShardedLayer::register_sharded(const std::string& name, const torch::Tensor& full, const Shard& shard) {
+namespace {
+thread_local bool skip_initialisation = false;
+}  // namespace
+
+SkipInitialisation::SkipInitialisation() : previous_(skip_initialisation) { skip_initialisation = true; }
+SkipInitialisation::~SkipInitialisation() { skip_initialisation = previous_; }
+bool SkipInitialisation::active() { return skip_initialisation; }
+
+torch::Tensor ShardedLayer::register_sharded(const std::string& name, at::IntArrayRef full_shape,
+                                             const std::function<torch::Tensor(at::IntArrayRef)>& init,
+                                             const Shard& shard) {
   if (shard.dim >= 0) shards_[name] = shard;
-  return register_parameter(name, slice_for_shard(full, shard));
+  if (!SkipInitialisation::active()) return register_parameter(name, slice_for_shard(init(full_shape), shard));
+  auto local = full_shape.vec();
+  if (shard.dim >= 0) local[static_cast<std::size_t>(shard.dim)] /= shard.count;
+  return register_parameter(name, torch::empty(local));
 }
 
 namespace {
@@ -50,13 +63,18 @@ LayerShards layer_shards(const parallel::TensorParallel* tp, const TpSplit& spli
 
 bool splits_over_ranks(const TensorParallelPtr& tp) { return tp && tp->size() > 1; }
 
+std::function<torch::Tensor(at::IntArrayRef)> normal(double std) {
+  return [std](at::IntArrayRef shape) { return torch::randn(shape) * std; };
+}
+torch::Tensor zeros(at::IntArrayRef shape) { return torch::zeros(shape); }
+
 }  // namespace
 
 Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, double init_std, TensorParallelPtr tp, TpSplit split)
     : tp_(std::move(tp)), row_parallel_(split.kind == TpSplit::kRow && splits_over_ranks(tp_)) {
   const auto s = layer_shards(tp_.get(), split, /*column_dim=*/0, /*row_dim=*/1);
-  weight = register_sharded("weight", torch::randn({out, in}) * init_std, s.weight);
-  if (with_bias) bias = register_sharded("bias", torch::zeros({out}), s.bias);
+  weight = register_sharded("weight", {out, in}, normal(init_std), s.weight);
+  if (with_bias) bias = register_sharded("bias", {out}, zeros, s.bias);
 }
 
 torch::Tensor Linear::forward(const torch::Tensor& x) {
@@ -68,8 +86,8 @@ torch::Tensor Linear::forward(const torch::Tensor& x) {
 Conv1D::Conv1D(std::int64_t in, std::int64_t out, double init_std, TensorParallelPtr tp, TpSplit split)
     : tp_(std::move(tp)), row_parallel_(split.kind == TpSplit::kRow && splits_over_ranks(tp_)) {
   const auto s = layer_shards(tp_.get(), split, /*column_dim=*/1, /*row_dim=*/0);
-  weight = register_sharded("weight", torch::randn({in, out}) * init_std, s.weight);
-  bias = register_sharded("bias", torch::zeros({out}), s.bias);
+  weight = register_sharded("weight", {in, out}, normal(init_std), s.weight);
+  bias = register_sharded("bias", {out}, zeros, s.bias);
 }
 
 torch::Tensor Conv1D::forward(const torch::Tensor& x) {
@@ -107,7 +125,7 @@ Embedding::Embedding(std::int64_t count, std::int64_t dim, double init_std, Tens
     shard = {0, 1, tp_->rank(), tp_->size(), false};
     first_row_ = tp_->rank() * (count / tp_->size());
   }
-  weight = register_sharded("weight", torch::randn({count, dim}) * init_std, shard);
+  weight = register_sharded("weight", {count, dim}, normal(init_std), shard);
 }
 
 torch::Tensor Embedding::forward(const torch::Tensor& ids) {

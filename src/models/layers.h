@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,14 +40,31 @@ class ShardedLayer : public torch::nn::Module {
   const std::map<std::string, Shard>& shards() const { return shards_; }
 
  protected:
-  // Registers this rank's slice of a full tensor `full` (initialised whole, so every tp size
-  // starts from the same weights as one rank does).
-  torch::Tensor register_sharded(const std::string& name, const torch::Tensor& full, const Shard& shard);
+  // Registers this rank's slice of a tensor of `full_shape` made by `init` (initialised whole,
+  // so every tp size starts from the weights one rank would); under SkipInitialisation only
+  // the slice is allocated, uninitialised.
+  torch::Tensor register_sharded(const std::string& name, at::IntArrayRef full_shape,
+                                 const std::function<torch::Tensor(at::IntArrayRef)>& init, const Shard& shard);
   std::map<std::string, Shard> shards_;
 };
 
 // This rank's slice of `full` as `shard` describes it (contiguous).
 torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard);
+
+// While one exists on this thread, layers allocate their parameters without initialising them:
+// for models whose every weight is about to be loaded (from_pretrained), which then never
+// builds a whole tensor of a tp-split layer nor spends time on random numbers.
+class SkipInitialisation {
+ public:
+  SkipInitialisation();
+  ~SkipInitialisation();
+  SkipInitialisation(const SkipInitialisation&) = delete;
+  SkipInitialisation& operator=(const SkipInitialisation&) = delete;
+  static bool active();
+
+ private:
+  bool previous_;
+};
 
 // y = x W^T + b, weight [out, in] as torch.nn.Linear stores it. Column-parallel: this rank's
 // output rows (the caller puts the input into the region with copy_to_region, once for all

@@ -124,7 +124,10 @@ LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, Tensor
   const auto config_path = (fs::path(dir) / "config.json").string();
   if (!fs::is_directory(dir)) throw CheckpointError(dir, "is not a model directory");
   LoadedModel loaded;
-  loaded.model = create_model(read_json_file(config_path), config_path, std::move(tp));
+  {
+    SkipInitialisation every_weight_is_loaded_below;
+    loaded.model = create_model(read_json_file(config_path), config_path, std::move(tp));
+  }
   loaded.model->to(dtype);
   const auto weights = checkpoint::HfWeights::open(dir);
   check_weights(*loaded.model, weights, &loaded.ignored_tensors);

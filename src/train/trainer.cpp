@@ -588,19 +588,18 @@ json Trainer::checksum_staged_files(const std::string& staging) {
     for (std::size_t i = 0; i < files.size(); ++i)
       if (owner[i] == world.rank()) mine.push_back(checkpoint::checksum_file(staging, files[i]));
   });
+  // Each rank's share as JSON text; the lengths say where one rank's text ends in the gather.
   std::string text = checkpoint::checksums_to_json(mine).dump();
   auto bytes = torch::from_blob(text.data(), {static_cast<std::int64_t>(text.size())}, torch::kUInt8).clone();
+  auto lengths = world.allgather(torch::tensor({static_cast<std::int64_t>(text.size())}, torch::kInt64));
   auto all = world.allgatherv(bytes);
-  // allgatherv concatenates the ranks' JSON objects: split them at each "}{" boundary.
-  const std::string joined(reinterpret_cast<const char*>(all.data_ptr()), static_cast<std::size_t>(all.numel()));
+  const auto* joined = reinterpret_cast<const char*>(all.data_ptr());
   json merged = json::object();
-  std::size_t depth = 0, start = 0;
-  for (std::size_t i = 0; i < joined.size(); ++i) {
-    if (joined[i] == '{') ++depth;
-    if (joined[i] == '}' && --depth == 0) {
-      merged.update(json::parse(joined.substr(start, i + 1 - start)));
-      start = i + 1;
-    }
+  std::int64_t at = 0;
+  for (std::int64_t r = 0; r < lengths.numel(); ++r) {
+    const auto length = lengths[r].item<std::int64_t>();
+    merged.update(json::parse(std::string(joined + at, static_cast<std::size_t>(length))));
+    at += length;
   }
   return merged;
 }
