@@ -58,8 +58,10 @@ mpirun_job=$(LAUNCHER=mpirun submit slurm/single-node.sbatch viampirun --ntasks-
              --tensor_parallel_size=2)
 # 2. A time limit of one minute, warned 40 s ahead (Slurm looks about every 30 s), so each run
 #    is cut after 20-50 s and requeued until done; beside it the same run without a limit.
-cut_job=$(submit slurm/single-node.sbatch cut --ntasks-per-node=2 --time=1 --signal=B:USR1@40 -- --max_steps=1500)
-uncut_job=$(submit slurm/single-node.sbatch uncut --ntasks-per-node=2 -- --max_steps=1500)
+#    Every step's loss is logged: a resumed run's first log window starts at its resume step.
+cut_job=$(submit slurm/single-node.sbatch cut --ntasks-per-node=2 --time=1 --signal=B:USR1@40 -- --max_steps=1500 \
+          --logging_steps=1)
+uncut_job=$(submit slurm/single-node.sbatch uncut --ntasks-per-node=2 -- --max_steps=1500 --logging_steps=1)
 # 3. Two nodes, dp 2 x tp 2.
 multi_job=$(OMPI_MCA_btl=self,tcp submit slurm/multi-node.sbatch multi --nodes=2 --ntasks-per-node=2 -- --max_steps=20 \
             --tensor_parallel_size=2)
@@ -72,11 +74,11 @@ check "2-node job completes" '[ "$(wait_job "$multi_job")" = COMPLETED ]'
 check "2-node job ran dp 2 x tp 2 and saved" \
   'grep -q "2 data-parallel x 2 tensor-parallel" "$work/multi/logs/rank-0.log" && "$MPITRAIN" inspect "$work/multi" >/dev/null'
 check "2-node job used both nodes" 'grep -q "on n\[1-2\]" "$work/multi.out"'
-check "time-limited job ends" '[ "$(wait_job "$cut_job" 600)" = COMPLETED ]'
+check "time-limited job ends" '[ "$(wait_job "$cut_job" 1200)" = COMPLETED ]'
 check "it was signalled, saved and requeued" \
   'grep -q "stopped by SIGUSR1" "$work/cut.out" && grep -q "requeueing" "$work/cut.out" && [ "$(restarts "$cut_job")" -ge 1 ]'
 check "the requeued run resumed from the saved checkpoint" 'grep -q "resumed from $work/cut/checkpoint-" "$work/cut.out"'
-check "uncut job ends" '[ "$(wait_job "$uncut_job" 600)" = COMPLETED ]'
+check "uncut job ends" '[ "$(wait_job "$uncut_job" 1200)" = COMPLETED ]'
 final_loss() { grep '"loss"' "$1/metrics.jsonl" | tail -1 | sed 's/.*"loss":\([0-9.]*\).*/\1/'; }
 check "cut + resumed run ends with the uncut run's loss ($(final_loss "$work/uncut"))" \
   '[ -n "$(final_loss "$work/cut")" ] && [ "$(final_loss "$work/cut")" = "$(final_loss "$work/uncut")" ]'
