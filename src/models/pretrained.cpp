@@ -177,21 +177,25 @@ void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::
   }
 }
 
+torch::Tensor read_placed(const checkpoint::CheckpointReader& reader, const std::string& name,
+                          const ParameterPlacement& placement, at::IntArrayRef local_shape) {
+  // A checkpoint of another model fails here, on its first differing tensor, by name.
+  if (!reader.contains(name))
+    throw CheckpointError(reader.dir(), "has no tensor '" + name + "' (a checkpoint of another model?)");
+  if (reader.shape(name) != placement.shape)
+    throw CheckpointError(reader.dir(), "tensor '" + name + "' has shape " + shape_text(reader.shape(name)) +
+                                            " but the model needs " + shape_text(placement.shape) +
+                                            " (a checkpoint of another model?)");
+  return reader.read(name, placement.block, placement.view).view(local_shape);
+}
+
 void load_weights(HfModel& model, const checkpoint::CheckpointReader& reader) {
   torch::NoGradGuard no_grad;
   const auto placements = model.placements();
   std::size_t i = 0;
   for (auto& item : model.named_parameters()) {
-    const auto& name = item.key();
     const auto& placement = placements[i++].second;
-    // A checkpoint of another model fails here, on its first differing tensor, by name.
-    if (!reader.contains(name))
-      throw CheckpointError(reader.dir(), "has no tensor '" + name + "' (a checkpoint of another model?)");
-    if (reader.shape(name) != placement.shape)
-      throw CheckpointError(reader.dir(), "tensor '" + name + "' has shape " + shape_text(reader.shape(name)) +
-                                              " but the model needs " + shape_text(placement.shape) +
-                                              " (a checkpoint of another model?)");
-    item.value().copy_(reader.read(name, placement.block, placement.view).view(item.value().sizes()));
+    item.value().copy_(read_placed(reader, item.key(), placement, item.value().sizes()));
   }
 }
 

@@ -58,6 +58,10 @@ void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::
 
 // Loads every parameter from a reader of any saved layout (HF directory or sharded save).
 void load_weights(HfModel& model, const class checkpoint::CheckpointReader& reader);
+// The block of tensor `name` that `placement` describes, shaped `local_shape`; throws
+// CheckpointError naming the directory and the tensor when it is absent or of another shape.
+torch::Tensor read_placed(const class checkpoint::CheckpointReader& reader, const std::string& name,
+                          const ParameterPlacement& placement, at::IntArrayRef local_shape);
 
 // Writes config.json, generation_config.json (causal LMs) and the weights, as save_pretrained does.
 void save_pretrained(const HfModel& model, const std::string& dir, const SaveOptions& options,

@@ -259,11 +259,7 @@ void Trainer::resume(const std::string& dir) {
     std::size_t i = 0;
     for (const auto& [name, tensor] : optimizer_->state_tensors()) {
       const auto& placement = placements_[i++ / 2];  // exp_avg and exp_avg_sq of each parameter
-      if (!reader.contains(name))
-        throw checkpoint::CheckpointError(optimizer_dir.string(), "has no tensor '" + name + "'");
-      if (reader.shape(name) != placement.shape)
-        throw checkpoint::CheckpointError(optimizer_dir.string(), "tensor '" + name + "' has the wrong shape");
-      tensors.emplace_back(name, reader.read(name, placement.block, placement.view).view(tensor.sizes()));
+      tensors.emplace_back(name, models::read_placed(reader, name, placement, tensor.sizes()));
     }
     const auto meta = models::read_json_file((optimizer_dir / "optimizer.json").string());
     optimizer_->load_state(tensors, meta.value("step", state_.global_step));
@@ -464,15 +460,19 @@ std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
   return out;
 }
 
-void Trainer::save_weights(const std::string& dir, checkpoint::SaveMode mode) {
+checkpoint::DistributedSaveOptions Trainer::save_options(checkpoint::SaveMode mode) const {
   const auto& t = config_["training"];
   checkpoint::DistributedSaveOptions options;
   options.mode = mode;
   options.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
   options.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
+  return options;
+}
+
+void Trainer::save_weights(const std::string& dir, checkpoint::SaveMode mode) {
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), item.value());
-  checkpoint::save_distributed(mesh_->world(), dir, local_tensors(named, 1, mode, saved_dtype_), options);
+  checkpoint::save_distributed(mesh_->world(), dir, local_tensors(named, 1, mode, saved_dtype_), save_options(mode));
 }
 
 void Trainer::save_model_files(const std::string& dir) {
@@ -525,11 +525,8 @@ void Trainer::save_checkpoint() {
   checkpoint::crash_point("checkpoint.weights_saved", world.rank());
   if (!only_model) {
     // The moments, laid out like their parameters and saved like them: resumable at any layout.
-    checkpoint::DistributedSaveOptions options;
-    options.mode = mode;
-    options.gather_window_bytes = static_cast<std::uint64_t>(config_["training"]["gather_window_mb"].get<double>() * (1 << 20));
     checkpoint::save_distributed(world, (fs::path(staging) / kOptimizerDir).string(),
-                                 local_tensors(optimizer_->state_tensors(), 2, mode, std::nullopt), options);
+                                 local_tensors(optimizer_->state_tensors(), 2, mode, std::nullopt), save_options(mode));
   }
   comm::run_agreed(world, [&] {
     if (world.rank() == 0) {

@@ -49,6 +49,8 @@ class Trainer {
   void save_checkpoint();
   void save_model_files(const std::string& dir);  // rank 0's part of save_model: config, tokenizer, args
   void save_weights(const std::string& dir, checkpoint::SaveMode mode);  // collective
+  // The config's save settings (max_shard_size, gather window) for weights and optimizer alike.
+  checkpoint::DistributedSaveOptions save_options(checkpoint::SaveMode mode) const;
   // Tensors laid out as the model's parameters (the parameters themselves, or the optimizer's
   // `per_parameter` moments of each), with this rank's block and whether it writes it in `mode`.
   std::vector<checkpoint::LocalTensor> local_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
