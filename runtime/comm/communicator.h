@@ -42,6 +42,12 @@ class Communicator {
   virtual torch::Tensor allgatherv(const torch::Tensor& tensor) = 0;
   // Reduces `tensor` (dim 0 divisible by size) and returns this rank's dim-0 block of the result.
   virtual torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  // Nonblocking forms over flat buffers the caller keeps alive until wait() (ZeRO overlaps
+  // them with compute): `output` holds input.numel() / size() elements of the sum for
+  // reduce_scatter, and size() copies of `input` (rank order) for allgather.
+  virtual std::unique_ptr<Work> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
+                                                     ReduceOp op = ReduceOp::kSum) = 0;
+  virtual std::unique_ptr<Work> allgather_async(const torch::Tensor& input, torch::Tensor& output) = 0;
   virtual void send(const torch::Tensor& tensor, int dst, int tag) = 0;
   virtual void recv(torch::Tensor& tensor, int src, int tag) = 0;  // into a tensor of the right shape
   virtual void barrier() = 0;

@@ -233,6 +233,34 @@ torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& tensor, Reduc
   return out.to(tensor.scalar_type());
 }
 
+std::unique_ptr<Work> MpiCommunicator::reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
+                                                            ReduceOp op) {
+  require_contiguous_cpu(input, "reduce_scatter");
+  require_contiguous_cpu(output, "reduce_scatter");
+  if (output.numel() * size_ != input.numel() || output.scalar_type() != input.scalar_type())
+    throw std::invalid_argument("reduce_scatter: output must hold input.numel() / size elements of the input's dtype");
+  return submit(next_id("reduce_scatter", input), [this, input, output, op] {
+    const bool upcast = needs_upcast(input);
+    auto source = upcast ? input.to(at::kFloat) : input;
+    auto target = upcast ? torch::empty({output.numel()}, source.options()) : output;
+    MPI_Reduce_scatter_block(source.data_ptr(), target.data_ptr(), count_of(target), mpi_datatype(source.scalar_type()),
+                             mpi_op(op), comm_);
+    if (op == ReduceOp::kAvg) target.div_(size_);
+    if (upcast) output.view({-1}).copy_(target);
+  });
+}
+
+std::unique_ptr<Work> MpiCommunicator::allgather_async(const torch::Tensor& input, torch::Tensor& output) {
+  require_contiguous_cpu(input, "allgather");
+  require_contiguous_cpu(output, "allgather");
+  if (output.numel() != input.numel() * size_ || output.scalar_type() != input.scalar_type())
+    throw std::invalid_argument("allgather: output must hold size x input.numel() elements of the input's dtype");
+  return submit(next_id("allgather", input), [this, input, output] {
+    const auto type = mpi_datatype(input.scalar_type());
+    MPI_Allgather(input.data_ptr(), count_of(input), type, output.data_ptr(), count_of(input), type, comm_);
+  });
+}
+
 void MpiCommunicator::send(const torch::Tensor& tensor, int dst, int tag) {
   require_contiguous_cpu(tensor, "send");
   submit(next_id("send", tensor, false), [this, tensor, dst, tag] {

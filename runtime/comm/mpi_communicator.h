@@ -41,6 +41,8 @@ class MpiCommunicator : public Communicator {
   torch::Tensor allgather(const torch::Tensor& tensor) override;
   torch::Tensor allgatherv(const torch::Tensor& tensor) override;
   torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op) override;
+  std::unique_ptr<Work> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) override;
+  std::unique_ptr<Work> allgather_async(const torch::Tensor& input, torch::Tensor& output) override;
   void send(const torch::Tensor& tensor, int dst, int tag) override;
   void recv(torch::Tensor& tensor, int src, int tag) override;
   void barrier() override;

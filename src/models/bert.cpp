@@ -129,7 +129,7 @@ class NamedContainer : public torch::nn::Module {};
 
 }  // namespace
 
-BertModel::BertModel(const BertConfig& c, const TensorParallelPtr& tp) {
+BertModel::BertModel(const BertConfig& c, const TensorParallelPtr& tp, GroupRunnerPtr groups) : groups_(std::move(groups)) {
   embeddings = register_module("embeddings", std::make_shared<BertEmbeddings>(c, tp));
   auto encoder = register_module("encoder", std::make_shared<NamedContainer>());
   encoder_layers = encoder->register_module("layer", torch::nn::ModuleList());
@@ -140,11 +140,13 @@ BertModel::BertModel(const BertConfig& c, const TensorParallelPtr& tp) {
 }
 
 torch::Tensor BertModel::forward(const ModelInputs& inputs) {
-  auto x = embeddings->forward(inputs);
+  auto x = groups_->run({0}, [&] { return embeddings->forward(inputs); });
   auto mask = additive_attention_mask(inputs.attention_mask, x.size(0), x.size(1), /*causal=*/false, x.scalar_type())
                   .to(x.device());
-  for (const auto& layer : *encoder_layers) x = layer->as<BertLayer>()->forward(x, mask);
-  return torch::tanh(pooler_dense->forward(x.select(1, 0)));
+  for (std::size_t i = 0; i < encoder_layers->size(); ++i)
+    x = groups_->run({1 + static_cast<int>(i)}, [&] { return encoder_layers[i]->as<BertLayer>()->forward(x, mask); });
+  const int pooler = 1 + static_cast<int>(encoder_layers->size());
+  return groups_->run({pooler}, [&] { return torch::tanh(pooler_dense->forward(x.select(1, 0))); });
 }
 
 BertForSequenceClassification::BertForSequenceClassification(const nlohmann::json& config, const std::string& source,
@@ -173,14 +175,20 @@ BertForSequenceClassification::BertForSequenceClassification(const nlohmann::jso
     complete_config({{"id2label", id2label}, {"label2id", label2id}});
   }
   // The encoder is split over the tp ranks; the pooler and classifier are small and replicated.
-  bert = register_module("bert", std::make_shared<BertModel>(config_, tensor_parallel_ptr()));
+  bert = register_module("bert", std::make_shared<BertModel>(config_, tensor_parallel_ptr(), group_runner()));
   classifier = register_module(
       "classifier", std::make_shared<Linear>(config_.hidden_size, config_.num_labels, true, config_.initializer_range));
 }
 
 torch::Tensor BertForSequenceClassification::forward(const ModelInputs& inputs) {
   auto pooled = torch::dropout(bert->forward(inputs), config_.classifier_dropout, is_training());
-  return classifier->forward(pooled);
+  return run_groups({static_cast<int>(config_.num_hidden_layers) + 2}, [&] { return classifier->forward(pooled); });
+}
+
+int BertForSequenceClassification::parameter_group(const std::string& name) const {
+  if (const int layer = layer_group(name); layer >= 0) return layer;
+  if (name.rfind("bert.embeddings.", 0) == 0) return 0;
+  return static_cast<int>(config_.num_hidden_layers) + (name.rfind("bert.pooler.", 0) == 0 ? 1 : 2);
 }
 
 bool BertForSequenceClassification::is_ignorable_checkpoint_tensor(const std::string& name) const {

@@ -82,11 +82,14 @@ class BertLayer : public torch::nn::Module {
 
 class BertModel : public torch::nn::Module {
  public:
-  BertModel(const BertConfig& c, const TensorParallelPtr& tp);
+  BertModel(const BertConfig& c, const TensorParallelPtr& tp, GroupRunnerPtr groups);
   torch::Tensor forward(const ModelInputs& inputs);  // pooled output [batch, hidden]
   std::shared_ptr<BertEmbeddings> embeddings;
   torch::nn::ModuleList encoder_layers;  // registered as encoder.layer.N
   std::shared_ptr<Linear> pooler_dense;  // registered as pooler.dense
+
+ private:
+  GroupRunnerPtr groups_;
 };
 
 class BertForSequenceClassification : public HfModel {
@@ -97,6 +100,7 @@ class BertForSequenceClassification : public HfModel {
   bool is_causal_lm() const override { return false; }
   bool ties_word_embeddings() const override { return false; }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
+  int parameter_group(const std::string& name) const override;
 
   std::shared_ptr<BertModel> bert;
   std::shared_ptr<Linear> classifier;

@@ -85,7 +85,8 @@ torch::Tensor Gpt2Block::forward(const torch::Tensor& x, const torch::Tensor& ma
   return h + mlp->forward(ln_2->forward(h));
 }
 
-Gpt2Model::Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp) : config_(c) {
+Gpt2Model::Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp, GroupRunnerPtr groups)
+    : config_(c), groups_(std::move(groups)) {
   wte = register_module("wte", std::make_shared<Embedding>(c.vocab_size, c.n_embd, c.initializer_range, tp));
   wpe = register_module("wpe", std::make_shared<Embedding>(c.n_positions, c.n_embd, c.initializer_range));
   h = register_module("h", torch::nn::ModuleList());
@@ -99,11 +100,12 @@ torch::Tensor Gpt2Model::forward(const ModelInputs& inputs) {
     throw std::invalid_argument("sequence length " + std::to_string(seq) + " exceeds n_positions " +
                                 std::to_string(config_.n_positions));
   auto positions = torch::arange(seq, torch::TensorOptions().dtype(torch::kInt64).device(inputs.input_ids.device()));
-  auto x = wte->forward(inputs.input_ids) + wpe->forward(positions);
+  auto x = groups_->run({0}, [&] { return wte->forward(inputs.input_ids) + wpe->forward(positions); });
   x = torch::dropout(x, config_.embd_pdrop, is_training());
   auto mask = additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, x.scalar_type()).to(x.device());
-  for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x, mask);
-  return ln_f->forward(x);
+  for (std::size_t i = 0; i < h->size(); ++i)
+    x = groups_->run({1 + static_cast<int>(i)}, [&] { return h[i]->as<Gpt2Block>()->forward(x, mask); });
+  return groups_->run({1 + static_cast<int>(h->size())}, [&] { return ln_f->forward(x); });
 }
 
 Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp)
@@ -122,7 +124,7 @@ Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string
                    {"scale_attn_weights", c.scale_attn_weights}, {"summary_activation", nullptr},
                    {"summary_first_dropout", 0.1}, {"summary_proj_to_labels", true}, {"summary_type", "cls_index"},
                    {"summary_use_proj", true}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
-  transformer = register_module("transformer", std::make_shared<Gpt2Model>(config_, tensor_parallel_ptr()));
+  transformer = register_module("transformer", std::make_shared<Gpt2Model>(config_, tensor_parallel_ptr(), group_runner()));
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(config_.n_embd, config_.vocab_size, false,
                                                                   config_.initializer_range, tensor_parallel_ptr(),
@@ -131,7 +133,15 @@ Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string
 
 torch::Tensor Gpt2LMHeadModel::forward(const ModelInputs& inputs) {
   auto h = tensor_parallel().copy_to_region(transformer->forward(inputs));
-  return lm_head ? lm_head->forward(h) : torch::linear(h, transformer->wte->weight);
+  const int head = static_cast<int>(config_.n_layer) + 2;
+  if (lm_head) return run_groups({head}, [&] { return lm_head->forward(h); });
+  return run_groups({0}, [&] { return torch::linear(h, transformer->wte->weight); });
+}
+
+int Gpt2LMHeadModel::parameter_group(const std::string& name) const {
+  if (const int layer = layer_group(name); layer >= 0) return layer;
+  if (name.rfind("transformer.wte.", 0) == 0 || name.rfind("transformer.wpe.", 0) == 0) return 0;
+  return static_cast<int>(config_.n_layer) + (name.rfind("transformer.ln_f.", 0) == 0 ? 1 : 2);
 }
 
 bool Gpt2LMHeadModel::is_ignorable_checkpoint_tensor(const std::string& name) const {

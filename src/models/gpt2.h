@@ -55,7 +55,7 @@ class Gpt2Block : public torch::nn::Module {
 
 class Gpt2Model : public torch::nn::Module {
  public:
-  Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp);
+  Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp, GroupRunnerPtr groups);
   torch::Tensor forward(const ModelInputs& inputs);
   std::shared_ptr<Embedding> wte, wpe;
   torch::nn::ModuleList h;
@@ -63,12 +63,14 @@ class Gpt2Model : public torch::nn::Module {
 
  private:
   Gpt2Config config_;
+  GroupRunnerPtr groups_;
 };
 
 class Gpt2LMHeadModel : public HfModel {
  public:
   Gpt2LMHeadModel(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp = nullptr);
   std::int64_t logits_vocab_start() const override { return transformer->wte->first_row(); }
+  int parameter_group(const std::string& name) const override;
   torch::Tensor forward(const ModelInputs& inputs) override;
   std::string architecture() const override { return "GPT2LMHeadModel"; }
   bool is_causal_lm() const override { return true; }

@@ -147,7 +147,8 @@ torch::Tensor LlamaDecoderLayer::forward(const torch::Tensor& x, const torch::Te
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
-LlamaModel::LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp) : config_(c) {
+LlamaModel::LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp, GroupRunnerPtr groups)
+    : config_(c), groups_(std::move(groups)) {
   embed_tokens = register_module("embed_tokens",
                                  std::make_shared<Embedding>(c.vocab_size, c.hidden_size, c.initializer_range, tp));
   layers = register_module("layers", torch::nn::ModuleList());
@@ -158,7 +159,7 @@ LlamaModel::LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp) : conf
 
 torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
   const auto batch = inputs.input_ids.size(0), seq = inputs.input_ids.size(1);
-  auto h = embed_tokens->forward(inputs.input_ids);
+  auto h = groups_->run({0}, [&] { return embed_tokens->forward(inputs.input_ids); });
   const auto dtype = h.scalar_type();
   // RoPE angles in float32 whatever the compute dtype, then cast, as transformers does.
   auto positions = torch::arange(seq, torch::kInt64).to(torch::kFloat32);
@@ -166,8 +167,9 @@ torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
   auto emb = torch::cat({freqs, freqs}, -1);
   auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
   auto mask = additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, dtype).to(h.device());
-  for (const auto& layer : *layers) h = layer->as<LlamaDecoderLayer>()->forward(h, cos, sin, mask);
-  return norm->forward(h);
+  for (std::size_t i = 0; i < layers->size(); ++i)
+    h = groups_->run({1 + static_cast<int>(i)}, [&] { return layers[i]->as<LlamaDecoderLayer>()->forward(h, cos, sin, mask); });
+  return groups_->run({1 + static_cast<int>(layers->size())}, [&] { return norm->forward(h); });
 }
 
 LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp)
@@ -190,7 +192,7 @@ LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::stri
                    {"num_key_value_heads", c.num_key_value_heads}, {"pretraining_tp", 1},
                    {"rms_norm_eps", c.rms_norm_eps}, {"rope_scaling", c.rope_scaling}, {"rope_theta", c.rope_theta},
                    {"tie_word_embeddings", c.tie_word_embeddings}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
-  model = register_module("model", std::make_shared<LlamaModel>(config_, tensor_parallel_ptr()));
+  model = register_module("model", std::make_shared<LlamaModel>(config_, tensor_parallel_ptr(), group_runner()));
   // The head is split over the vocabulary like the embedding (vocab-parallel logits).
   if (!config_.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(config_.hidden_size, config_.vocab_size, false,
@@ -200,7 +202,15 @@ LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::stri
 
 torch::Tensor LlamaForCausalLM::forward(const ModelInputs& inputs) {
   auto h = tensor_parallel().copy_to_region(model->forward(inputs));
-  return lm_head ? lm_head->forward(h) : torch::linear(h, model->embed_tokens->weight);
+  const int head = static_cast<int>(config_.num_hidden_layers) + 2;
+  if (lm_head) return run_groups({head}, [&] { return lm_head->forward(h); });
+  return run_groups({0}, [&] { return torch::linear(h, model->embed_tokens->weight); });
+}
+
+int LlamaForCausalLM::parameter_group(const std::string& name) const {
+  if (const int layer = layer_group(name); layer >= 0) return layer;
+  if (name.rfind("model.embed_tokens.", 0) == 0) return 0;
+  return static_cast<int>(config_.num_hidden_layers) + (name.rfind("model.norm.", 0) == 0 ? 1 : 2);
 }
 
 bool LlamaForCausalLM::is_ignorable_checkpoint_tensor(const std::string& name) const {

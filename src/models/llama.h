@@ -56,7 +56,7 @@ class LlamaDecoderLayer : public torch::nn::Module {
 
 class LlamaModel : public torch::nn::Module {
  public:
-  LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp);
+  LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp, GroupRunnerPtr groups);
   torch::Tensor forward(const ModelInputs& inputs);  // final hidden states
   std::shared_ptr<Embedding> embed_tokens;
   torch::nn::ModuleList layers;
@@ -64,6 +64,7 @@ class LlamaModel : public torch::nn::Module {
 
  private:
   LlamaConfig config_;
+  GroupRunnerPtr groups_;
   torch::Tensor inv_freq_;  // float32, recomputed from the config (never saved)
 };
 
@@ -76,6 +77,7 @@ class LlamaForCausalLM : public HfModel {
   bool ties_word_embeddings() const override { return config_.tie_word_embeddings; }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   std::int64_t logits_vocab_start() const override { return model->embed_tokens->first_row(); }
+  int parameter_group(const std::string& name) const override;
 
   std::shared_ptr<LlamaModel> model;
   std::shared_ptr<Linear> lm_head;  // null when tied to model.embed_tokens

@@ -34,6 +34,23 @@ ParameterPlacement place(const std::vector<std::int64_t>& local_shape, const Sha
   return p;
 }
 
+int layer_group(const std::string& name) {
+  std::size_t start = 0;
+  while (start < name.size()) {
+    const auto end = std::min(name.find('.', start), name.size());
+    const auto part = name.substr(start, end - start);
+    if (!part.empty() && part.find_first_not_of("0123456789") == std::string::npos) return 1 + std::stoi(part);
+    start = end + 1;
+  }
+  return -1;
+}
+
+std::vector<int> HfModel::parameter_groups() const {
+  std::vector<int> out;
+  for (const auto& item : named_parameters()) out.push_back(parameter_group(item.key()));
+  return out;
+}
+
 HfModel::HfModel(nlohmann::json config, TensorParallelPtr tp)
     : config_(std::move(config)), tp_(tp ? std::move(tp) : std::make_shared<const parallel::TensorParallel>()) {}
 

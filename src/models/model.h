@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/checkpoint/layout.h"
+#include "runtime/parallel/parameter_groups.h"
 #include "src/models/layers.h"
 
 namespace mpitrain::models {
@@ -31,6 +32,14 @@ struct ParameterPlacement {
   int replicas = 1;                 // tp ranks holding this same slice (the tp size for unsplit tensors)
   bool partial_gradient = false;    // those ranks each compute part of its gradient (sum them)
 };
+
+// The runner a model's parts call around their forward (a sharded runtime's hooks, or nothing).
+using GroupRunnerPtr = std::shared_ptr<const parallel::ParameterGroupRunner>;
+
+// Forward groups (FSDP units) are numbered in forward order: 0 the input embeddings, 1 + i
+// decoder layer i, layers + 1 the final norm (BERT: pooler), layers + 2 the head.
+// 1 + the first numeric component of a parameter name ("model.layers.3.mlp..." -> 4), or -1.
+int layer_group(const std::string& name);
 
 // The placement of a local tensor of `local_shape` that is `shard` of its HF tensor.
 ParameterPlacement place(const std::vector<std::int64_t>& local_shape, const Shard& shard, int tp_size);
@@ -63,6 +72,13 @@ class HfModel : public torch::nn::Module {
   bool logits_split_over_vocab() const { return is_causal_lm() && tp_->size() > 1; }
   virtual std::int64_t logits_vocab_start() const { return 0; }
 
+  // The forward group of each named parameter (named_parameters() order), and where a
+  // sharded runtime installs the hooks the forward pass calls around each group.
+  std::vector<int> parameter_groups() const;
+  void install_parameter_group_hooks(std::shared_ptr<parallel::ParameterGroupHooks> hooks) {
+    group_runner_->install(std::move(hooks));
+  }
+
   // config.json as loaded (every key kept, so it round-trips) with this model's facts applied.
   const nlohmann::json& config() const { return config_; }
   nlohmann::json& mutable_config() { return config_; }
@@ -77,8 +93,16 @@ class HfModel : public torch::nn::Module {
   }
   // Throws CheckpointError naming `key` of config `source` when tp does not divide `value`.
   void require_divisible_by_tp(const std::string& source, const std::string& key, std::int64_t value) const;
+  virtual int parameter_group(const std::string& name) const = 0;
+  GroupRunnerPtr group_runner() const { return group_runner_; }
+  // Runs one part of the forward pass that uses `groups`' parameters.
+  template <class Body>
+  torch::Tensor run_groups(const std::vector<int>& groups, Body&& body) const {
+    return group_runner_->run(groups, std::forward<Body>(body));
+  }
 
  private:
+  std::shared_ptr<parallel::ParameterGroupRunner> group_runner_ = std::make_shared<parallel::ParameterGroupRunner>();
   nlohmann::json config_;
   TensorParallelPtr tp_;
 };

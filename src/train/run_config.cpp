@@ -55,7 +55,7 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "greater_is_better", Type::kBool, false, ""},
       {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
       {"training", "seed", Type::kInt, 42, ""},
-      {"training", "bf16", Type::kBool, false, "bfloat16 autocast with float32 master weights"},
+      {"training", "bf16", Type::kBool, false, "bfloat16 compute with float32 master weights (autocast; under sharding, bfloat16 parameters and gradients)"},
       {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
       {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
       {"training", "save_mode", Type::kString, "parallel",
@@ -71,7 +71,10 @@ const std::vector<KeySpec>& config_keys() {
        "run by rank 0 after each completed save, with the directory as its argument (failures are logged)"},
       // parallel
       {"parallel", "tensor_parallel_size", Type::kInt, 1, ""},
-      {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce bucket size"},
+      {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce (zero1/2: reduce-scatter) bucket size"},
+      {"parallel", "sharding", Type::kString, "none",
+       "none | zero1 (optimizer state sharded over dp) | zero2 (+ gradients) | zero3 (+ parameters)"},
+      {"parallel", "zero3_prefetch", Type::kInt, 1, "zero3: parameter groups all-gathered ahead of the compute"},
       {"parallel", "collective_timeout_s", Type::kFloat, 1800.0, "a collective slower than this ends the job"},
       {"parallel", "torch_threads", Type::kInt, 0, "0: the cores the rank is bound to, else cores per local rank"},
   };
@@ -197,6 +200,8 @@ void validate(const json& c, const std::string& where) {
   positive("parallel", "bucket_size_mb");
   non_negative("parallel", "collective_timeout_s");
   non_negative("parallel", "torch_threads");
+  non_negative("parallel", "zero3_prefetch");
+  one_of("parallel", "sharding", {"none", "zero1", "zero2", "zero3"});
   one_of("data", "task", {"causal_lm", "classification"});
   one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
   one_of("training", "eval_strategy", {"no", "steps", "epoch"});

@@ -19,6 +19,7 @@
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/parallel/gradient_reducer.h"
+#include "runtime/parallel/sharded_data_parallel.h"
 #include "src/data/byte_tokenizer.h"
 #include "src/data/prepare_data.h"
 #include "src/models/pretrained.h"
@@ -97,18 +98,20 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
 
   saved_dtype_ = t["save_dtype"].get<std::string>().empty() ? parameters_.front().scalar_type()
                                                             : models::parse_torch_dtype(t["save_dtype"]);
-  parallel::ReducerOptions reducer_options;
-  reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
-  reducer_options.loss_is_prescaled = true;  // train_step scales the loss by reducer_->loss_scale()
-  reducer_ = std::make_unique<parallel::GradientReducer>(mesh_->dp_ptr(), parameters_, reducer_options);
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), item.value());
+  if (parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone) {
+    setup_sharding();
+  } else {
+    parallel::ReducerOptions reducer_options;
+    reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
+    reducer_options.loss_is_prescaled = true;  // train_step scales the loss by reducer_->loss_scale()
+    reducer_ = std::make_unique<parallel::GradientReducer>(mesh_->dp_ptr(), parameters_, reducer_options);
+  }
   AdamWOptions adam;
   adam.beta1 = t["adam_beta1"].get<double>();
   adam.beta2 = t["adam_beta2"].get<double>();
   adam.eps = t["adam_epsilon"].get<double>();
   adam.weight_decay = t["weight_decay"].get<double>();
-  optimizer_ = std::make_unique<AdamW>(named, adam);
+  optimizer_ = std::make_unique<AdamW>(trained_tensors(), adam);
 
   // Dropout streams differ per dp rank and agree inside a tp group (its ranks compute the
   // replicated activations alike); resume replaces them with the saved ones.
@@ -248,7 +251,7 @@ std::string Trainer::resolve_resume_path() const {
 
 void Trainer::resume(const std::string& dir) {
   // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
-  models::load_weights(*model_, checkpoint::CheckpointReader(dir));
+  load_model_weights(checkpoint::CheckpointReader(dir));
   state_ = TrainerState::from_json(models::read_json_file((fs::path(dir) / "trainer_state.json").string()));
   const auto optimizer_dir = fs::path(dir) / kOptimizerDir;
   if (fs::exists(optimizer_dir)) {
@@ -258,8 +261,8 @@ void Trainer::resume(const std::string& dir) {
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
     std::size_t i = 0;
     for (const auto& [name, tensor] : optimizer_->state_tensors()) {
-      const auto& placement = placements_[i++ / 2];  // exp_avg and exp_avg_sq of each parameter
-      tensors.emplace_back(name, models::read_placed(reader, name, placement, tensor.sizes()));
+      const auto& placement = trained_placements()[i++ / 2];  // exp_avg and exp_avg_sq of each parameter
+      tensors.emplace_back(name, tensor.numel() == 0 ? tensor : models::read_placed(reader, name, placement, tensor.sizes()));
     }
     const auto meta = models::read_json_file((optimizer_dir / "optimizer.json").string());
     optimizer_->load_state(tensors, meta.value("step", state_.global_step));
@@ -268,6 +271,59 @@ void Trainer::resume(const std::string& dir) {
   }
   restore_rng(dir);
   log_->info("resumed from " + dir + " at step " + std::to_string(state_.global_step));
+}
+
+void Trainer::setup_sharding() {
+  const auto& p = config_["parallel"];
+  parallel::ShardingOptions options;
+  options.stage = parallel::parse_sharding_stage(p["sharding"]);
+  options.bucket_bytes = static_cast<std::size_t>(p["bucket_size_mb"].get<double>() * (1 << 20));
+  options.prefetch = p["zero3_prefetch"].get<int>();
+  // Mixed precision: bfloat16 parameters, activations and gradients, float32 shards and moments.
+  if (config_["training"]["bf16"].get<bool>()) options.compute_dtype = at::kBFloat16;
+  // Each tp-local tensor is split along the outer dim of its block (its dim 0, or the parts
+  // of a fused view), so a shard is again one rectangular block of the HF tensor: 2-D (dp, tp).
+  std::vector<std::int64_t> rows;
+  for (const auto& placement : placements_) rows.push_back(placement.block.sizes.empty() ? 1 : placement.block.sizes[0]);
+  sharded_ = std::make_shared<parallel::ShardedDataParallel>(mesh_->dp_ptr(), parameters_, rows,
+                                                             model_->parameter_groups(), options);
+  for (std::size_t i = 0; i < placements_.size(); ++i) {
+    auto placement = placements_[i];
+    const auto& s = sharded_->layout()[i];
+    if (!placement.block.sizes.empty()) {
+      placement.block.offsets[0] += s.start;
+      placement.block.sizes[0] = s.count;
+    }
+    shard_placements_.push_back(std::move(placement));
+  }
+  model_->install_parameter_group_hooks(sharded_);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Trainer::trained_tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  std::size_t i = 0;
+  for (const auto& item : model_->named_parameters())
+    named.emplace_back(item.key(), sharded_ ? sharded_->shards()[i++] : item.value());
+  return named;
+}
+
+const std::vector<models::ParameterPlacement>& Trainer::trained_placements() const {
+  return sharded_ ? shard_placements_ : placements_;
+}
+
+void Trainer::load_model_weights(const checkpoint::CheckpointReader& reader) {
+  if (!sharded_) {
+    models::load_weights(*model_, reader);
+    return;
+  }
+  // Only this rank's shard of each tensor is read, then spread as the stage keeps parameters.
+  torch::NoGradGuard no_grad;
+  std::size_t i = 0;
+  for (const auto& [name, shard] : trained_tensors()) {
+    const auto& placement = shard_placements_[i++];
+    if (shard.numel() > 0) shard.detach().copy_(models::read_placed(reader, name, placement, shard.sizes()));
+  }
+  sharded_->shards_updated();
 }
 
 void Trainer::restore_rng(const std::string& dir) {
@@ -321,21 +377,33 @@ double Trainer::train_step() {
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
     const auto batch = train_data_->read(sampler_->batch(epoch, first_batch + micro));
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
-    reducer_->prepare_for_backward(micro == accumulation - 1);
+    const bool sync = micro == accumulation - 1;
+    if (sharded_) sharded_->prepare_for_backward(sync);
+    else reducer_->prepare_for_backward(sync);
     auto loss = forward_loss(batch) / static_cast<double>(accumulation);
-    // The reducer sums gradients over the dp group; this scale makes the sum their average.
-    (loss * reducer_->loss_scale()).backward();
+    // Gradients are summed over the dp group; this scale makes the sum their average.
+    (loss * (sharded_ ? sharded_->loss_scale() : reducer_->loss_scale())).backward();
     loss_sum += loss.item<double>();
   }
   // What the backward pass did not hide: the wait for the last buckets.
   const auto wait_start = std::chrono::steady_clock::now();
-  reducer_->finalize();
+  if (sharded_) sharded_->finalize();
+  else reducer_->finalize();
   exposed_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
   sum_shared_slice_gradients();
-  last_grad_norm_ = clip_grad_norm(parameters_, config_["training"]["max_grad_norm"].get<double>(), norm_shares_,
-                                   mesh_->tp_size() > 1 ? &mesh_->tp() : nullptr);
+  // Shards are disjoint over dp and tp slices over tp: the norm sums over whichever is split.
+  std::vector<torch::Tensor> trained;
+  for (const auto& item : trained_tensors()) trained.push_back(item.second);
+  comm::Communicator* norm_group = sharded_ ? &mesh_->world() : mesh_->tp_size() > 1 ? &mesh_->tp() : nullptr;
+  last_grad_norm_ = clip_grad_norm(trained, config_["training"]["max_grad_norm"].get<double>(), norm_shares_, norm_group);
   optimizer_->step(lr_at(state_.global_step));
-  reducer_->zero_grad();
+  if (sharded_) {
+    sharded_->shards_updated();
+    sharded_->zero_grad();
+  } else {
+    reducer_->zero_grad();
+  }
+  ++steps_run_;
   ++state_.global_step;
   last_lr_ = lr_at(state_.global_step);
   return loss_sum;
@@ -343,12 +411,49 @@ double Trainer::train_step() {
 
 void Trainer::sum_shared_slice_gradients() {
   // A kv slice shared by several tp ranks got from each only its own query heads' part.
-  for (std::size_t i = 0; i < parameters_.size(); ++i) {
-    if (!placements_[i].partial_gradient || !parameters_[i].grad().defined()) continue;
+  const auto trained = trained_tensors();
+  for (std::size_t i = 0; i < trained.size(); ++i) {
+    const auto& tensor = trained[i].second;
+    if (!placements_[i].partial_gradient || !tensor.grad().defined()) continue;
     const auto it = slice_groups_.find(placements_[i].replicas);
-    auto grad = parameters_[i].grad();
+    auto grad = tensor.grad();
     it->second->allreduce(grad);
   }
+}
+
+json Trainer::memory_and_traffic() const {
+  // Bytes held between steps on this rank, by ZeRO's three kinds, and collective bytes per step.
+  std::uint64_t parameters = 0, gradients = 0, optimizer = 0;
+  for (const auto& [name, moment] : optimizer_->state_tensors()) optimizer += moment.nbytes();
+  json out;
+  const double ranks = mesh_->dp_size();
+  const double steps = static_cast<double>(std::max<std::int64_t>(steps_run_, 1));
+  if (sharded_) {
+    const auto m = sharded_->memory();
+    parameters = m.parameters;
+    gradients = m.gradients;
+    optimizer += m.master_shards;
+    const auto& t = sharded_->traffic();
+    // Ring algorithms: each rank sends (n-1)/n of an all-gather's or reduce-scatter's buffer.
+    out["zero_allgather_bytes_per_step"] = round_to(static_cast<double>(t.allgather_bytes) / steps, 0);
+    out["zero_reduce_scatter_bytes_per_step"] = round_to(static_cast<double>(t.reduce_scatter_bytes) / steps, 0);
+    out["comm_bytes_per_rank_per_step"] = round_to(
+        static_cast<double>(t.allgather_bytes + t.reduce_scatter_bytes) / steps * (ranks - 1) / ranks, 0);
+    if (sharded_->stage() == parallel::ShardingStage::kZero3) out["memory_peak_gathered_parameter_bytes"] = m.peak_gathered;
+  } else {
+    for (const auto& p : parameters_) {
+      parameters += p.nbytes();
+      if (p.grad().defined()) gradients += p.grad().nbytes();
+    }
+    std::uint64_t buckets = 0;
+    for (std::size_t b = 0; b < reducer_->bucket_count(); ++b) buckets += reducer_->bucket_bytes(b);
+    // A ring all-reduce sends 2 (n-1)/n of the buffer per rank.
+    out["comm_bytes_per_rank_per_step"] = round_to(static_cast<double>(buckets) * 2 * (ranks - 1) / ranks, 0);
+  }
+  out["memory_parameter_bytes"] = parameters;
+  out["memory_gradient_bytes"] = gradients;
+  out["memory_optimizer_bytes"] = optimizer;
+  return out;
 }
 
 json Trainer::evaluate() {
@@ -437,7 +542,7 @@ std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
   const auto dp_writer = checkpoint::balance_writers(bytes, mesh_->dp_size());
   std::vector<checkpoint::LocalTensor> out;
   for (std::size_t i = 0; i < named.size(); ++i) {
-    const auto& placement = placements_[i / per_parameter];
+    const auto& placement = trained_placements()[i / per_parameter];
     auto data = named[i].second.detach();
     if (dtype && *dtype != data.scalar_type()) data = data.to(*dtype);
     checkpoint::LocalTensor local;
@@ -448,7 +553,9 @@ std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
     local.layout.block = placement.block;
     const bool unsplit = placement.replicas == mesh_->tp_size();
     const bool first_of_slice = mesh_->tp_rank() % placement.replicas == 0;
-    if (mode == checkpoint::SaveMode::kGather)
+    if (sharded_)  // every dp rank holds its own rows: the first tp rank of each slice writes them
+      local.layout.writer = first_of_slice && !placement.block.empty();
+    else if (mode == checkpoint::SaveMode::kGather)
       local.layout.writer = mesh_->dp_rank() == 0 && (unsplit ? mesh_->tp_rank() == 0 : first_of_slice);
     else if (unsplit)
       local.layout.writer = world_writer[i] == world.rank();
@@ -470,9 +577,8 @@ checkpoint::DistributedSaveOptions Trainer::save_options(checkpoint::SaveMode mo
 }
 
 void Trainer::save_weights(const std::string& dir, checkpoint::SaveMode mode) {
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), item.value());
-  checkpoint::save_distributed(mesh_->world(), dir, local_tensors(named, 1, mode, saved_dtype_), save_options(mode));
+  checkpoint::save_distributed(mesh_->world(), dir, local_tensors(trained_tensors(), 1, mode, saved_dtype_),
+                               save_options(mode));
 }
 
 void Trainer::save_model_files(const std::string& dir) {
@@ -668,9 +774,7 @@ void Trainer::train() {
   const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
       checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
-    comm::run_agreed(mesh_->world(), [&] {
-      models::load_weights(*model_, checkpoint::CheckpointReader(state_.best_model_checkpoint));
-    });
+    comm::run_agreed(mesh_->world(), [&] { load_model_weights(checkpoint::CheckpointReader(state_.best_model_checkpoint)); });
     log_->info("loaded the best model from " + state_.best_model_checkpoint + " (" +
                config_["training"]["metric_for_best_model"].get<std::string>() + " " +
                std::to_string(state_.best_metric.value_or(0)) + ")");
@@ -681,6 +785,7 @@ void Trainer::train() {
                {"train_steps_per_second", round_to(static_cast<double>(steps_run) / std::max(runtime, 1e-9), 3)},
                {"train_tokens_per_second",
                 round_to(static_cast<double>(state_.tokens_seen - first_tokens) / std::max(runtime, 1e-9), 1)}};
+  summary.update(memory_and_traffic());
   if (mesh_->tp_size() > 1) {
     // The tp group's f/g all-reduces (including eval's): what the bench compares with raw MPI.
     const auto tp = model_->tensor_parallel().stats();

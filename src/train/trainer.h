@@ -20,6 +20,7 @@
 
 namespace mpitrain::parallel {
 class GradientReducer;
+class ShardedDataParallel;
 }
 
 namespace mpitrain::train {
@@ -56,6 +57,13 @@ class Trainer {
   std::vector<checkpoint::LocalTensor> local_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                                                      std::size_t per_parameter, checkpoint::SaveMode mode,
                                                      std::optional<at::ScalarType> dtype) const;
+  // What this rank trains and saves: the parameters, or under sharding their shards.
+  std::vector<std::pair<std::string, torch::Tensor>> trained_tensors() const;
+  const std::vector<models::ParameterPlacement>& trained_placements() const;
+  void setup_sharding();  // parallel.sharding != none: the ZeRO runtime in place of the reducer
+  // Reads the model's weights from a checkpoint or HF directory, each rank only its blocks.
+  void load_model_weights(const checkpoint::CheckpointReader& reader);
+  nlohmann::json memory_and_traffic() const;  // the training summary's per-rank bytes
   void sum_shared_slice_gradients();  // GQA kv slices held by several tp ranks
   void restore_rng(const std::string& dir);
   void rotate_checkpoints();
@@ -80,7 +88,9 @@ class Trainer {
   std::string tokenizer_dir_;  // where tokenizer files come from (empty: the built-in one)
   std::unique_ptr<data::Hdf5Dataset> train_data_, eval_data_;
   std::unique_ptr<data::DistributedSampler> sampler_;
-  std::unique_ptr<parallel::GradientReducer> reducer_;
+  std::unique_ptr<parallel::GradientReducer> reducer_;       // sharding none
+  std::shared_ptr<parallel::ShardedDataParallel> sharded_;  // zero1/2/3
+  std::vector<models::ParameterPlacement> shard_placements_;  // of sharded_->shards(): dim-0 blocks of placements_
   std::unique_ptr<AdamW> optimizer_;
   std::vector<torch::Tensor> parameters_;
   std::vector<models::ParameterPlacement> placements_;  // of parameters_, same order
@@ -92,6 +102,7 @@ class Trainer {
   double last_lr_ = 0, last_grad_norm_ = 0;
   double exposed_comm_seconds_ = 0;
   std::int64_t last_checkpoint_step_ = -1;
+  std::int64_t steps_run_ = 0;  // optimizer steps this process ran (traffic per step)
   std::unique_ptr<PostSaveHook> post_save_;  // rank 0
   at::ScalarType saved_dtype_ = at::kFloat;  // time in the reducer's final wait, summed over steps
 };

@@ -1,0 +1,353 @@
+// Sharded data parallelism (ZeRO-1/2/3): per-parameter dim-0 shards of optimizer state, gradients and parameters over the dp group.
+#include "runtime/parallel/sharded_data_parallel.h"
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace mpitrain::parallel {
+
+ShardingStage parse_sharding_stage(const std::string& text) {
+  if (text == "none") return ShardingStage::kNone;
+  if (text == "zero1") return ShardingStage::kZero1;
+  if (text == "zero2") return ShardingStage::kZero2;
+  if (text == "zero3") return ShardingStage::kZero3;
+  throw std::invalid_argument("parallel.sharding '" + text + "' is not one of none, zero1, zero2, zero3");
+}
+
+Dim0Shard dim0_shard(std::int64_t rows, std::int64_t numel, int rank, int ranks) {
+  Dim0Shard s;
+  s.rows = rows;
+  s.row_numel = rows > 0 ? numel / rows : 0;
+  s.rows_per_rank = (rows + ranks - 1) / ranks;
+  s.start = std::min(rows, s.rows_per_rank * rank);
+  s.count = std::min(rows, s.start + s.rows_per_rank) - s.start;
+  return s;
+}
+
+namespace {
+
+// Where this rank's shard of `p` lives: [count, rest] when the rows are dim 0; a fused view's
+// outer rows keep the parameter's number of dims (weight decay goes by it).
+std::vector<std::int64_t> shard_shape(const torch::Tensor& p, const Dim0Shard& s) {
+  if (p.dim() > 0 && p.size(0) == s.rows) {
+    auto shape = p.sizes().vec();
+    shape[0] = s.count;
+    return shape;
+  }
+  if (p.dim() <= 1) return {s.count * s.row_numel};
+  return {s.count, s.row_numel};
+}
+
+// Copies a whole parameter's elements into the [ranks, chunk] buffer, each rank's rows at
+// column `offset`; the padding columns are left as they are (zero).
+void scatter_rows(const torch::Tensor& flat, const torch::Tensor& buffer2d, std::int64_t offset, const Dim0Shard& s) {
+  const auto per = s.rows_per_rank * s.row_numel, total = s.rows * s.row_numel;
+  if (per == 0) return;
+  auto columns = buffer2d.narrow(1, offset, per);
+  const auto whole = total / per, rest = total - whole * per;
+  if (whole > 0) columns.narrow(0, 0, whole).copy_(flat.narrow(0, 0, whole * per).view({whole, per}));
+  if (rest > 0) columns[whole].narrow(0, 0, rest).copy_(flat.narrow(0, whole * per, rest));
+}
+
+// The inverse: a parameter's elements from every rank's columns, padding dropped.
+void gather_rows(const torch::Tensor& buffer2d, std::int64_t offset, const Dim0Shard& s, const torch::Tensor& flat) {
+  const auto per = s.rows_per_rank * s.row_numel, total = s.rows * s.row_numel;
+  if (per == 0) return;
+  auto columns = buffer2d.narrow(1, offset, per);
+  const auto whole = total / per, rest = total - whole * per;
+  if (whole > 0) flat.narrow(0, 0, whole * per).view({whole, per}).copy_(columns.narrow(0, 0, whole));
+  if (rest > 0) flat.narrow(0, whole * per, rest).copy_(columns[whole].narrow(0, 0, rest));
+}
+
+}  // namespace
+
+ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp, std::vector<torch::Tensor> parameters,
+                                         std::vector<std::int64_t> rows, std::vector<int> groups,
+                                         ShardingOptions options)
+    : dp_(std::move(dp)), parameters_(std::move(parameters)), options_(options) {
+  if (options_.stage == ShardingStage::kNone) throw std::invalid_argument("ShardedDataParallel needs a zero stage");
+  torch::NoGradGuard no_grad;
+  const int rank = dp_->rank(), ranks = dp_->size();
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    auto& p = parameters_[i];
+    layout_.push_back(dim0_shard(rows[i], p.numel(), rank, ranks));
+    const auto& s = layout_.back();
+    auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel).to(torch::kFloat32);
+    shards_.push_back(shard.clone().view(shard_shape(p, s)).requires_grad_(true));
+    full_shapes_.push_back(p.sizes().vec());
+    // Mixed precision: the parameters the model computes with take the compute dtype.
+    if (p.scalar_type() != options_.compute_dtype) p.set_data(p.detach().to(options_.compute_dtype));
+  }
+
+  // Units, in the order their reductions launch (roughly the order backward produces them).
+  std::vector<std::vector<std::size_t>> members;
+  if (options_.stage == ShardingStage::kZero3) {
+    const int count = groups.empty() ? 0 : *std::max_element(groups.begin(), groups.end()) + 1;
+    members.resize(static_cast<std::size_t>(count));
+    for (std::size_t i = 0; i < parameters_.size(); ++i) members[static_cast<std::size_t>(groups[i])].push_back(i);
+    std::reverse(members.begin(), members.end());
+    group_unit_.assign(static_cast<std::size_t>(count), -1);
+  } else {
+    std::size_t bytes = 0;
+    for (std::size_t k = parameters_.size(); k-- > 0;) {
+      const auto size = static_cast<std::size_t>(parameters_[k].nbytes());
+      if (members.empty() || bytes + size > options_.bucket_bytes) {
+        members.emplace_back();
+        bytes = 0;
+      }
+      members.back().push_back(k);
+      bytes += size;
+    }
+  }
+  unit_of_.resize(parameters_.size());
+  for (std::size_t u = 0; u < members.size(); ++u) {
+    if (members[u].empty()) continue;
+    Unit unit;
+    for (auto i : members[u]) {
+      unit.parameters.push_back(i);
+      unit.offsets.push_back(unit.chunk);
+      unit.chunk += layout_[i].rows_per_rank * layout_[i].row_numel;
+      unit_of_[i] = units_.size();
+    }
+    if (options_.stage == ShardingStage::kZero3)
+      group_unit_[static_cast<std::size_t>(groups[unit.parameters.front()])] = static_cast<int>(units_.size());
+    units_.push_back(std::move(unit));
+  }
+  for (std::size_t k = 0; k < parameters_.size(); ++k) {
+    auto accumulator = torch::autograd::impl::grad_accumulator(parameters_[k]);
+    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          on_gradient_ready(k);
+          return outputs;
+        }));
+    accumulators_.push_back(std::move(accumulator));
+  }
+  // zero3 keeps parameters only as shards from here on.
+  if (options_.stage == ShardingStage::kZero3)
+    for (std::size_t g = 0; g < group_unit_.size(); ++g) release(static_cast<int>(g));
+}
+
+ShardedDataParallel::~ShardedDataParallel() {
+  // Never leave a collective in flight: the other ranks would wait for it forever.
+  for (auto& unit : units_) {
+    if (unit.reduce) unit.reduce->wait();
+    if (unit.gather) unit.gather->wait();
+  }
+}
+
+void ShardedDataParallel::prepare_for_backward(bool sync) {
+  finalize();  // zero2/3 micro-steps: the previous backward's reductions land in the shards first
+  // zero1 reduces only at the sync step; zero2/3 at every micro-step.
+  active_ = sync || options_.stage != ShardingStage::kZero1;
+  next_to_launch_ = 0;
+  for (auto& unit : units_) unit.pending = unit.parameters.size();
+  last_calls_ = std::move(calls_);
+  calls_.clear();
+}
+
+void ShardedDataParallel::on_gradient_ready(std::size_t parameter) {
+  if (!active_) return;
+  auto& unit = units_[unit_of_[parameter]];
+  if (unit.pending > 0) --unit.pending;
+  launch_ready_reductions();
+}
+
+void ShardedDataParallel::launch_ready_reductions() {
+  while (next_to_launch_ < units_.size() && units_[next_to_launch_].pending == 0)
+    launch_reduction(units_[next_to_launch_++]);
+}
+
+void ShardedDataParallel::launch_reduction(Unit& unit) {
+  torch::NoGradGuard no_grad;
+  const auto ranks = dp_->size();
+  unit.reduce_input = torch::zeros({ranks * unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype));
+  const auto buffer2d = unit.reduce_input.view({ranks, unit.chunk});
+  for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
+    auto& p = parameters_[unit.parameters[j]];
+    if (p.grad().defined()) scatter_rows(p.grad().reshape({-1}), buffer2d, unit.offsets[j], layout_[unit.parameters[j]]);
+    // zero2/3 hold full gradients only until they are packed; zero1 keeps them for accumulation.
+    if (options_.stage != ShardingStage::kZero1) p.mutable_grad().reset();
+  }
+  if (options_.stage == ShardingStage::kZero3)
+    for (auto i : unit.parameters) release_parameter(i);
+  unit.reduce_output = torch::empty({unit.chunk}, unit.reduce_input.options());
+  traffic_.reduce_scatter_bytes += unit.reduce_input.nbytes();
+  ++traffic_.reduce_scatters;
+  unit.reduce = dp_->reduce_scatter_async(unit.reduce_input, unit.reduce_output, comm::ReduceOp::kSum);
+}
+
+void ShardedDataParallel::accumulate_reduction(Unit& unit) {
+  if (!unit.reduce) return;
+  unit.reduce->wait();
+  unit.reduce.reset();
+  torch::NoGradGuard no_grad;
+  for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
+    const auto i = unit.parameters[j];
+    const auto& s = layout_[i];
+    auto& shard = shards_[i];
+    auto part = unit.reduce_output.narrow(0, unit.offsets[j], s.count * s.row_numel).view(shard.sizes());
+    if (!shard.grad().defined())
+      shard.mutable_grad() = part.to(torch::kFloat32).clone();
+    else
+      shard.mutable_grad().add_(part);
+  }
+  unit.reduce_input = torch::Tensor();
+  unit.reduce_output = torch::Tensor();
+}
+
+void ShardedDataParallel::finalize() {
+  if (!active_) return;
+  // Parameters outside this step's graph never fire their hook: their units are reduced
+  // too (zeros), in order, on every rank.
+  for (auto& unit : units_) unit.pending = 0;
+  launch_ready_reductions();
+  for (auto& unit : units_) accumulate_reduction(unit);
+  active_ = false;
+}
+
+void ShardedDataParallel::zero_grad() {
+  torch::NoGradGuard no_grad;
+  for (auto& shard : shards_)
+    if (shard.grad().defined()) shard.mutable_grad().zero_();
+  for (auto& p : parameters_)
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+torch::Tensor ShardedDataParallel::pack_shards(const Unit& unit) const {
+  auto chunk = torch::zeros({unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype));
+  for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
+    const auto i = unit.parameters[j];
+    const auto& s = layout_[i];
+    chunk.narrow(0, unit.offsets[j], s.count * s.row_numel).copy_(shards_[i].detach().reshape({-1}));
+  }
+  return chunk;
+}
+
+void ShardedDataParallel::start_gather(Unit& unit) {
+  auto chunk = pack_shards(unit);
+  unit.gathered = torch::empty({dp_->size() * unit.chunk}, chunk.options());
+  traffic_.allgather_bytes += unit.gathered.nbytes();
+  ++traffic_.allgathers;
+  // The chunk must live until the gather ends: the Work's task holds its own reference.
+  unit.gather = dp_->allgather_async(chunk, unit.gathered);
+}
+
+void ShardedDataParallel::unpack_gather(Unit& unit) {
+  unit.gather->wait();
+  unit.gather.reset();
+  torch::NoGradGuard no_grad;
+  const auto buffer2d = unit.gathered.view({dp_->size(), unit.chunk});
+  for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
+    const auto i = unit.parameters[j];
+    auto& p = parameters_[i];
+    if (p.numel() == 0) p.set_data(torch::empty(full_shapes_[i], unit.gathered.options()));
+    // Through a tensor with its own version counter: autograd saved these parameters (or views
+    // of them) in forward and must not see them as modified when they come back for backward.
+    gather_rows(buffer2d, unit.offsets[j], layout_[i], p.variable_data().view({-1}));
+  }
+  unit.gathered = torch::Tensor();
+}
+
+void ShardedDataParallel::shards_updated() {
+  for (auto& unit : units_) {
+    // A prefetched gather holds the old values: finish it and drop it.
+    if (unit.gather) {
+      unit.gather->wait();
+      unit.gather.reset();
+      unit.gathered = torch::Tensor();
+    }
+  }
+  if (options_.stage == ShardingStage::kZero3) {
+    for (std::size_t g = 0; g < group_unit_.size(); ++g) release(static_cast<int>(g));
+    return;
+  }
+  // All gathers first (they overlap each other's copy-out), then the copies in order.
+  for (auto& unit : units_) start_gather(unit);
+  for (auto& unit : units_) unpack_gather(unit);
+}
+
+void ShardedDataParallel::materialise_all() {
+  if (options_.stage != ShardingStage::kZero3) return;
+  for (std::size_t g = 0; g < group_unit_.size(); ++g) materialise(static_cast<int>(g));
+}
+
+void ShardedDataParallel::materialise(int group) {
+  if (group < 0 || static_cast<std::size_t>(group) >= group_unit_.size() || group_unit_[group] < 0) return;
+  auto& unit = units_[static_cast<std::size_t>(group_unit_[group])];
+  if (unit.resident) return;
+  if (!unit.gather) start_gather(unit);
+  unpack_gather(unit);
+  unit.resident = true;
+  peak_gathered_ = std::max(peak_gathered_, resident_bytes());
+}
+
+void ShardedDataParallel::release_parameter(std::size_t parameter) {
+  auto& p = parameters_[parameter];
+  p.set_data(torch::empty({0}, torch::TensorOptions().dtype(options_.compute_dtype)));
+}
+
+void ShardedDataParallel::release(int group) {
+  if (group < 0 || static_cast<std::size_t>(group) >= group_unit_.size() || group_unit_[group] < 0) return;
+  auto& unit = units_[static_cast<std::size_t>(group_unit_[group])];
+  if (!unit.resident) return;
+  for (auto i : unit.parameters) release_parameter(i);
+  unit.resident = false;
+}
+
+std::uint64_t ShardedDataParallel::resident_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& p : parameters_) bytes += p.nbytes();
+  return bytes;
+}
+
+void ShardedDataParallel::prefetch(const std::vector<int>& groups) {
+  for (int g : groups) {
+    if (g < 0 || static_cast<std::size_t>(g) >= group_unit_.size() || group_unit_[g] < 0) continue;
+    auto& unit = units_[static_cast<std::size_t>(group_unit_[g])];
+    if (!unit.resident && !unit.gather) start_gather(unit);
+  }
+}
+
+void ShardedDataParallel::before_forward(const std::vector<int>& groups) {
+  if (options_.stage != ShardingStage::kZero3) return;
+  const auto call = calls_.size();
+  calls_.push_back(groups);
+  for (int g : groups) materialise(g);
+  // The next groups the previous forward used, while this one computes.
+  for (std::size_t ahead = 1; ahead <= static_cast<std::size_t>(std::max(0, options_.prefetch)); ++ahead)
+    if (call + ahead < last_calls_.size()) prefetch(last_calls_[call + ahead]);
+}
+
+torch::Tensor ShardedDataParallel::after_forward(const std::vector<int>& groups, const torch::Tensor& output) {
+  if (options_.stage != ShardingStage::kZero3) return output;
+  for (int g : groups) release(g);
+  if (!output.requires_grad()) return output;
+  const auto call = calls_.size() - 1;
+  // Before this part's backward runs: its parameters again, and the part before it in flight.
+  output.register_hook([this, groups, call](const torch::Tensor&) {
+    for (int g : groups) materialise(g);
+    for (std::size_t back = 1; back <= static_cast<std::size_t>(std::max(0, options_.prefetch)) && back <= call; ++back)
+      prefetch(calls_[call - back]);
+  });
+  return output;
+}
+
+ShardedMemory ShardedDataParallel::memory() const {
+  ShardedMemory m;
+  for (const auto& p : parameters_) {
+    m.parameters += p.nbytes();
+    if (p.grad().defined()) m.gradients += p.grad().nbytes();
+  }
+  for (const auto& s : shards_) {
+    m.master_shards += s.nbytes();
+    if (s.grad().defined()) m.gradients += s.grad().nbytes();
+  }
+  m.peak_gathered = peak_gathered_;
+  return m;
+}
+
+}  // namespace mpitrain::parallel
