@@ -172,8 +172,10 @@ void ShardedDataParallel::launch_reduction(Unit& unit) {
     // zero2/3 hold full gradients only until they are packed; zero1 keeps them for accumulation.
     if (options_.stage != ShardingStage::kZero1) p.mutable_grad().reset();
   }
-  if (options_.stage == ShardingStage::kZero3)
+  if (options_.stage == ShardingStage::kZero3) {  // its backward is done: the parameters go too
     for (auto i : unit.parameters) release_parameter(i);
+    unit.resident = false;
+  }
   unit.reduce_output = torch::empty({unit.chunk}, unit.reduce_input.options());
   traffic_.reduce_scatter_bytes += unit.reduce_input.nbytes();
   ++traffic_.reduce_scatters;

@@ -73,6 +73,29 @@ TEST(Communicator, BroadcastAllgatherAllgathervReduceScatter) {
   EXPECT_FLOAT_EQ(block[0][0].item<float>(), static_cast<float>(2 * w.rank() * w.size()));
 }
 
+TEST(Communicator, NonblockingReduceScatterAndAllgatherIntoBuffers) {
+  // ZeRO's flat buffers: rank r's chunk of the sum, then every rank's chunk back; bfloat16
+  // is reduced in float32 (sums of small integers stay exact).
+  auto& w = *world();
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const std::int64_t chunk = 3;
+    auto input = (torch::arange(chunk * w.size(), torch::kFloat32) + w.rank()).to(dtype);
+    auto output = torch::empty({chunk}, input.options());
+    auto reduce = w.reduce_scatter_async(input, output, ReduceOp::kSum);
+    reduce->wait();
+    const double ranks = w.size(), rank_sum = ranks * (ranks - 1) / 2;
+    for (std::int64_t i = 0; i < chunk; ++i)
+      EXPECT_DOUBLE_EQ(output[i].item<double>(), ranks * static_cast<double>(w.rank() * chunk + i) + rank_sum);
+    auto gathered = torch::empty({chunk * w.size()}, input.options());
+    auto gather = w.allgather_async(output, gathered);
+    gather->wait();
+    for (int r = 0; r < w.size(); ++r)
+      EXPECT_DOUBLE_EQ(gathered[r * chunk].item<double>(), ranks * static_cast<double>(r * chunk) + rank_sum);
+  }
+  auto wrong = torch::empty({2});
+  EXPECT_THROW(w.reduce_scatter_async(torch::zeros({3 * w.size()}), wrong, ReduceOp::kSum), std::invalid_argument);
+}
+
 TEST(Communicator, SendRecvRing) {
   auto& w = *world();
   const int next = (w.rank() + 1) % w.size(), previous = (w.rank() + w.size() - 1) % w.size();
