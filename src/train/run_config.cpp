@@ -60,6 +60,8 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
       {"training", "save_mode", Type::kString, "parallel",
        "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},
+      {"training", "async_save", Type::kBool, false,
+       "checkpoints are copied to host memory and written by a background thread while training goes on"},
       {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},
       {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
       {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},

@@ -47,6 +47,7 @@ RunLog::RunLog(const std::string& output_dir, int rank, bool progress_bar)
 RunLog::~RunLog() { finish_progress(); }
 
 void RunLog::info(const std::string& line) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   rank_log_ << timestamp() << " [info] " << line << std::endl;
   if (rank_ == 0) {
     finish_progress();
@@ -55,6 +56,7 @@ void RunLog::info(const std::string& line) {
 }
 
 void RunLog::warn(const std::string& line) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   rank_log_ << timestamp() << " [warning] " << line << std::endl;
   if (rank_ == 0) {
     finish_progress();
@@ -63,6 +65,7 @@ void RunLog::warn(const std::string& line) {
 }
 
 void RunLog::metrics(const nlohmann::json& entry) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   rank_log_ << timestamp() << " [metrics] " << entry.dump() << std::endl;
   if (rank_ != 0) return;
   metrics_ << entry.dump() << std::endl;
@@ -70,6 +73,7 @@ void RunLog::metrics(const nlohmann::json& entry) {
 }
 
 void RunLog::progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (!bar_) return;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double eta = step > 0 ? elapsed / static_cast<double>(step) * static_cast<double>(total - step) : 0;
@@ -86,6 +90,7 @@ void RunLog::progress(std::int64_t step, std::int64_t total, double loss, double
 }
 
 void RunLog::finish_progress() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (bar_drawn_) std::cerr << "\n";
   bar_drawn_ = false;
 }

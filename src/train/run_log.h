@@ -4,11 +4,13 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace mpitrain::train {
 
+// Thread-safe: a background checkpoint writer (async_save) logs beside the training loop.
 class RunLog {
  public:
   // Every rank opens <output_dir>/logs/rank-N.log; rank 0 also appends to metrics.jsonl.
@@ -28,6 +30,7 @@ class RunLog {
   std::ofstream rank_log_, metrics_;
   std::chrono::steady_clock::time_point start_;
   bool bar_drawn_ = false;
+  std::recursive_mutex mutex_;
 };
 
 // An SVG of the train and eval loss curves from transformers-style log_history entries.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
@@ -65,6 +66,7 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
   comm::run_agreed(world, [&] { check_output_dir(output_dir_); });
   log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
   install_stop_signals(t["save_on_signals"].get<std::string>());
+  if (t["async_save"].get<bool>()) save_comm_ = world.split(0, world.rank(), "save");
   if (world.rank() == 0)
     post_save_ = std::make_unique<PostSaveHook>(t["post_save_command"].get<std::string>(),
                                                 (fs::path(output_dir_) / "logs" / "post_save.log").string(),
@@ -130,7 +132,10 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
   }
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // A background save still writing finishes (its collectives need every rank's writer).
+  if (save_thread_.joinable()) save_thread_.join();
+}
 
 void Trainer::prepare_data() {
   auto& world = mesh_->world();
@@ -531,7 +536,7 @@ void Trainer::maybe_evaluate_and_save(bool epoch_end) {
 
 std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
     const std::vector<std::pair<std::string, torch::Tensor>>& named, std::size_t per_parameter,
-    checkpoint::SaveMode mode, std::optional<at::ScalarType> dtype) const {
+    checkpoint::SaveMode mode, std::optional<at::ScalarType> dtype, bool copy) const {
   auto& world = mesh_->world();
   // Writers: one rank per distinct block. In gather mode the dp group 0 writes (rank 0 then
   // receives only the tp slices it lacks); otherwise tensors are spread over the ranks by
@@ -561,7 +566,9 @@ std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
       local.layout.writer = world_writer[i] == world.rank();
     else
       local.layout.writer = dp_writer[i] == mesh_->dp_rank() && first_of_slice;
-    local.data = data.contiguous().view(placement.block.sizes);
+    auto packed = data.contiguous();
+    if (copy && packed.data_ptr() == named[i].second.data_ptr()) packed = packed.clone();
+    local.data = packed.view(placement.block.sizes);
     out.push_back(std::move(local));
   }
   return out;
@@ -616,72 +623,98 @@ void Trainer::save_model(const std::string& dir) {
 }
 
 void Trainer::save_checkpoint() {
-  auto& world = mesh_->world();
-  const auto step = state_.global_step;
-  const auto staging = checkpoint::staging_dir(output_dir_, step);
-  comm::run_agreed(world, [&] {
-    if (world.rank() == 0) {
-      for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
-      checkpoint::prepare_staging_dir(output_dir_, step);
-    }
-  });
-  const bool only_model = config_["training"]["save_only_model"].get<bool>();
-  const auto mode = checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>());
-  save_weights(staging, mode);
-  checkpoint::crash_point("checkpoint.weights_saved", world.rank());
-  if (!only_model) {
-    // The moments, laid out like their parameters and saved like them: resumable at any layout.
-    checkpoint::save_distributed(world, (fs::path(staging) / kOptimizerDir).string(),
-                                 local_tensors(optimizer_->state_tensors(), 2, mode, std::nullopt), save_options(mode));
+  const auto start = std::chrono::steady_clock::now();
+  wait_for_async_save();  // one save at a time: the previous one is complete before this starts
+  const bool async = save_comm_ != nullptr;
+  auto snapshot = snapshot_checkpoint(async);
+  last_checkpoint_step_ = snapshot.step;
+  if (async) {
+    save_thread_ = std::thread([this, snapshot = std::move(snapshot)] {
+      try {
+        write_checkpoint(snapshot, *save_comm_);
+      } catch (...) {
+        save_error_ = std::current_exception();
+      }
+    });
+  } else {
+    write_checkpoint(snapshot, mesh_->world());
   }
-  comm::run_agreed(world, [&] {
-    if (world.rank() == 0) {
-      save_model_files(staging);
-      if (!only_model) {
-        models::write_json_file((fs::path(staging) / kOptimizerDir / "optimizer.json").string(),
-                                json{{"step", optimizer_->steps()}});
-        const auto& t = config_["training"];
-        models::write_json_file((fs::path(staging) / "scheduler.json").string(),
-                                json{{"lr_scheduler_type", t["lr_scheduler_type"]},
-                                     {"base_lr", t["learning_rate"]},
-                                     {"last_epoch", step},
-                                     {"warmup_steps", warmup_steps_},
-                                     {"total_steps", total_steps_},
-                                     {"last_lr", last_lr_}});
-      }
-      models::write_json_file((fs::path(staging) / "trainer_state.json").string(), state_.to_json());
-    }
-    if (!only_model) {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      torch::Tensor rng;
-      {
-        std::lock_guard<std::mutex> lock(generator.mutex());
-        rng = generator.get_state();
-      }
-      checkpoint::write_safetensors(
-          (fs::path(staging) / ("rng_state_" + std::to_string(world.rank()) + ".safetensors")).string(),
-          {checkpoint::tensor_bytes("torch_cpu", rng)});
-    }
-  });
-  const auto files = checksum_staged_files(staging);
-  checkpoint::crash_point("checkpoint.before_commit", world.rank());
-  comm::run_agreed(world, [&] {
-    if (world.rank() != 0) return;
-    json marker = {{"step", step}, {"world_size", world.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()},
-                   {"files", files}};
-    const auto path = checkpoint::commit_staging_dir(output_dir_, step, marker.dump(2) + "\n");
-    log_->info("saved " + path);
-    post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
-    rotate_checkpoints();
-    post_save_->run(path);
-  });
-  last_checkpoint_step_ = step;
+  const double blocked = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  checkpoint_blocking_seconds_ += blocked;
+  ++checkpoints_saved_;
+  log_->info("checkpoint of step " + std::to_string(last_checkpoint_step_) + ": training waited " +
+             std::to_string(blocked) + " s" + (async ? " (written in the background)" : ""));
 }
 
-json Trainer::checksum_staged_files(const std::string& staging) {
+void Trainer::wait_for_async_save() {
+  if (save_thread_.joinable()) save_thread_.join();
+  if (save_error_) std::rethrow_exception(std::exchange(save_error_, nullptr));
+}
+
+Trainer::CheckpointSnapshot Trainer::snapshot_checkpoint(bool copy) {
+  const auto& t = config_["training"];
+  CheckpointSnapshot s;
+  s.step = state_.global_step;
+  s.mode = checkpoint::parse_save_mode(t["save_mode"].get<std::string>());
+  s.only_model = t["save_only_model"].get<bool>();
+  s.weights = local_tensors(trained_tensors(), 1, s.mode, saved_dtype_, copy);
+  s.trainer_state = state_.to_json();
+  s.best_model_checkpoint = state_.best_model_checkpoint;
+  if (s.only_model) return s;
+  // The moments, laid out like their parameters and saved like them: resumable at any layout.
+  s.moments = local_tensors(optimizer_->state_tensors(), 2, s.mode, std::nullopt, copy);
+  s.optimizer_meta = {{"step", optimizer_->steps()}};
+  s.scheduler = {{"lr_scheduler_type", t["lr_scheduler_type"]}, {"base_lr", t["learning_rate"]}, {"last_epoch", s.step},
+                 {"warmup_steps", warmup_steps_}, {"total_steps", total_steps_}, {"last_lr", last_lr_}};
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  s.rng = generator.get_state();
+  return s;
+}
+
+void Trainer::write_checkpoint(const CheckpointSnapshot& s, comm::Communicator& comm) {
+  const auto staging = checkpoint::staging_dir(output_dir_, s.step);
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) {
+      for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
+      checkpoint::prepare_staging_dir(output_dir_, s.step);
+    }
+  });
+  checkpoint::save_distributed(comm, staging, s.weights, save_options(s.mode));
+  checkpoint::crash_point("checkpoint.weights_saved", comm.rank());
+  if (!s.only_model)
+    checkpoint::save_distributed(comm, (fs::path(staging) / kOptimizerDir).string(), s.moments, save_options(s.mode));
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) {
+      save_model_files(staging);
+      if (!s.only_model) {
+        models::write_json_file((fs::path(staging) / kOptimizerDir / "optimizer.json").string(), s.optimizer_meta);
+        models::write_json_file((fs::path(staging) / "scheduler.json").string(), s.scheduler);
+      }
+      models::write_json_file((fs::path(staging) / "trainer_state.json").string(), s.trainer_state);
+    }
+    if (!s.only_model)
+      checkpoint::write_safetensors(
+          (fs::path(staging) / ("rng_state_" + std::to_string(comm.rank()) + ".safetensors")).string(),
+          {checkpoint::tensor_bytes("torch_cpu", s.rng)});
+  });
+  const auto files = checksum_staged_files(staging, comm);
+  checkpoint::crash_point("checkpoint.before_commit", comm.rank());
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    json marker = {{"step", s.step}, {"world_size", comm.size()}, {"dp", mesh_->dp_size()}, {"tp", mesh_->tp_size()},
+                   {"files", files}};
+    const auto path = checkpoint::commit_staging_dir(output_dir_, s.step, marker.dump(2) + "\n");
+    log_->info("saved " + path);
+    post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
+    rotate_checkpoints(s.best_model_checkpoint);
+    post_save_->run(path);
+  });
+}
+
+json Trainer::checksum_staged_files(const std::string& staging, comm::Communicator& world) {
   // Every rank hashes a share of the files (balanced by size); rank 0 records them all in the
   // marker, so a resume can tell a corrupted or truncated file from a good one.
-  auto& world = mesh_->world();
   std::vector<checkpoint::FileChecksum> mine;
   comm::run_agreed(world, [&] {
     const auto files = checkpoint::checkpoint_files(staging);
@@ -715,6 +748,7 @@ void Trainer::stop_if_signalled() {
   const int received = static_cast<int>(signal.item<std::int64_t>());
   if (received == 0) return;
   if (last_checkpoint_step_ != state_.global_step) save_checkpoint();
+  wait_for_async_save();  // the exit status promises a complete checkpoint
   log_->finish_progress();
   throw StoppedBySignal("stopped by " + signal_name(received) + " at step " + std::to_string(state_.global_step) +
                         " after saving " + (fs::path(output_dir_) / checkpoint::checkpoint_name(state_.global_step)).string() +
@@ -722,10 +756,10 @@ void Trainer::stop_if_signalled() {
                         std::to_string(kStoppedForRequeueExitStatus) + ")");
 }
 
-void Trainer::rotate_checkpoints() {
+void Trainer::rotate_checkpoints(const std::string& best_model_checkpoint) {
   const auto limit = config_["training"]["save_total_limit"].get<std::int64_t>();
   for (const auto& path :
-       checkpoint::checkpoints_to_rotate(checkpoint::complete_checkpoints(output_dir_), limit, state_.best_model_checkpoint)) {
+       checkpoint::checkpoints_to_rotate(checkpoint::complete_checkpoints(output_dir_), limit, best_model_checkpoint)) {
     log_->info("deleting older checkpoint " + path + " (save_total_limit " + std::to_string(limit) + ")");
     // The marker goes first, so a crash mid-delete leaves an incomplete checkpoint, not a corrupt complete one.
     fs::remove(fs::path(path) / checkpoint::kCompleteMarker);
@@ -770,6 +804,7 @@ void Trainer::train() {
     maybe_evaluate_and_save(state_.global_step % steps_per_epoch_ == 0);
     stop_if_signalled();
   }
+  wait_for_async_save();
   log_->finish_progress();
   const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
@@ -786,6 +821,10 @@ void Trainer::train() {
                {"train_tokens_per_second",
                 round_to(static_cast<double>(state_.tokens_seen - first_tokens) / std::max(runtime, 1e-9), 1)}};
   summary.update(memory_and_traffic());
+  if (checkpoints_saved_ > 0) {
+    summary["checkpoints_saved"] = checkpoints_saved_;
+    summary["checkpoint_blocking_seconds"] = round_to(checkpoint_blocking_seconds_, 4);
+  }
   if (mesh_->tp_size() > 1) {
     // The tp group's f/g all-reduces (including eval's): what the bench compares with raw MPI.
     const auto tp = model_->tensor_parallel().stats();

@@ -6,6 +6,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/comm/mesh.h"
@@ -47,16 +48,31 @@ class Trainer {
   double train_step();  // one optimizer step (all micro-batches); returns the mean loss over the dp group
   nlohmann::json evaluate();
   void log_metrics(nlohmann::json entry);
-  void save_checkpoint();
+  // Everything a checkpoint holds, taken at a step boundary: written at once, or (async_save)
+  // by a background thread from its own host copies while training goes on.
+  struct CheckpointSnapshot {
+    std::int64_t step = 0;
+    checkpoint::SaveMode mode = checkpoint::SaveMode::kParallel;
+    bool only_model = false;
+    std::vector<checkpoint::LocalTensor> weights, moments;
+    nlohmann::json trainer_state, scheduler, optimizer_meta;
+    torch::Tensor rng;
+    std::string best_model_checkpoint;  // rotation keeps it
+  };
+  void save_checkpoint();  // waits for the previous async save, snapshots, writes (or starts writing)
+  CheckpointSnapshot snapshot_checkpoint(bool copy);
+  void write_checkpoint(const CheckpointSnapshot& snapshot, comm::Communicator& comm);  // collective over comm
+  void wait_for_async_save();  // rethrows the background writer's (agreed) error
   void save_model_files(const std::string& dir);  // rank 0's part of save_model: config, tokenizer, args
   void save_weights(const std::string& dir, checkpoint::SaveMode mode);  // collective
   // The config's save settings (max_shard_size, gather window) for weights and optimizer alike.
   checkpoint::DistributedSaveOptions save_options(checkpoint::SaveMode mode) const;
   // Tensors laid out as the model's parameters (the parameters themselves, or the optimizer's
   // `per_parameter` moments of each), with this rank's block and whether it writes it in `mode`.
+  // `copy`: the data are copies the caller owns (a snapshot), never views of live tensors.
   std::vector<checkpoint::LocalTensor> local_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                                                      std::size_t per_parameter, checkpoint::SaveMode mode,
-                                                     std::optional<at::ScalarType> dtype) const;
+                                                     std::optional<at::ScalarType> dtype, bool copy = false) const;
   // What this rank trains and saves: the parameters, or under sharding their shards.
   std::vector<std::pair<std::string, torch::Tensor>> trained_tensors() const;
   const std::vector<models::ParameterPlacement>& trained_placements() const;
@@ -66,11 +82,12 @@ class Trainer {
   nlohmann::json memory_and_traffic() const;  // the training summary's per-rank bytes
   void sum_shared_slice_gradients();  // GQA kv slices held by several tp ranks
   void restore_rng(const std::string& dir);
-  void rotate_checkpoints();
+  void rotate_checkpoints(const std::string& best_model_checkpoint);
   // Agrees over the world whether any rank received a stop signal; if so saves (unless this
   // step is saved already) and throws StoppedBySignal on every rank.
   void stop_if_signalled();
-  nlohmann::json checksum_staged_files(const std::string& staging);  // collective: {path: {size, xxh64}}
+  // Collective over `comm`: {path: {size, xxh64}} of every file in `staging`.
+  nlohmann::json checksum_staged_files(const std::string& staging, comm::Communicator& comm);
   void maybe_evaluate_and_save(bool epoch_end);
   std::string resolve_resume_path() const;
   double metric_value(const nlohmann::json& eval) const;
@@ -103,6 +120,13 @@ class Trainer {
   double exposed_comm_seconds_ = 0;
   std::int64_t last_checkpoint_step_ = -1;
   std::int64_t steps_run_ = 0;  // optimizer steps this process ran (traffic per step)
+  // async_save: the background writer, its own communicator (its collectives never mix with
+  // training's), and what it threw.
+  std::shared_ptr<comm::Communicator> save_comm_;
+  std::thread save_thread_;
+  std::exception_ptr save_error_;
+  double checkpoint_blocking_seconds_ = 0;  // training time spent in save_checkpoint
+  std::int64_t checkpoints_saved_ = 0;
   std::unique_ptr<PostSaveHook> post_save_;  // rank 0
   at::ScalarType saved_dtype_ = at::kFloat;  // time in the reducer's final wait, summed over steps
 };
