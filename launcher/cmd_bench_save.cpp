@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "launcher/bench_stats.h"
 #include "launcher/options.h"
@@ -32,17 +34,31 @@ double timed(comm::Communicator& world, F&& op) {
   return t.item<double>();
 }
 
+// A /proc/self/status field in bytes (VmRSS: resident now; VmHWM: peak since the last reset).
+std::uint64_t status_bytes(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1)) * 1024;
+  return 0;
+}
+
+// Resets VmHWM to the current resident set (Linux: "5" to clear_refs).
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
 }  // namespace
 
 int run_bench_save(const Args& args) {
   po::options_description options("bench save options");
   std::size_t size_mb = 1024, tensor_mb = 16;
+  double window_mb = 64;
   int repeats = 4;
   std::string dir = "bench-save-tmp", mode_name = "parallel";
   options.add_options()("size_mb", po::value(&size_mb)->default_value(size_mb), "model size in MiB")(
       "tensor_mb", po::value(&tensor_mb)->default_value(tensor_mb), "size of each tensor in MiB")(
       "repeats", po::value(&repeats)->default_value(repeats), "runs (even: the order alternates)")(
       "mode", po::value(&mode_name)->default_value(mode_name), "gather | parallel | sharded")(
+      "window_mb", po::value(&window_mb)->default_value(window_mb), "gather mode: rank 0's receive window")(
       "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure");
   po::variables_map values;
   if (!parse_options("bench save", "[options] (under mpirun)", args, options, {}, values)) return 0;
@@ -71,6 +87,7 @@ int run_bench_save(const Args& args) {
   const double total_gb = static_cast<double>(count) * static_cast<double>(elements) * 4 / 1e9;
   checkpoint::DistributedSaveOptions save;
   save.mode = checkpoint::parse_save_mode(mode_name);
+  save.gather_window_bytes = static_cast<std::uint64_t>(window_mb * (1 << 20));
   const fs::path root(dir);
   if (rank == 0) fs::create_directories(root);
 
@@ -93,7 +110,14 @@ int run_bench_save(const Args& args) {
     ::fsync(fd);
     ::close(fd);
   };
-  auto ours = [&] { checkpoint::save_distributed(*world, (root / "save").string(), tensors, save); };
+  // Rank 0's resident-set growth during each save, beyond what it held before (its own share).
+  std::vector<double> rank0_growth;
+  auto ours = [&] {
+    const auto before = status_bytes("VmRSS");
+    reset_peak_rss();
+    checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
+    rank0_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
+  };
   auto clean = [&] {
     world->barrier();
     if (rank == 0) {
@@ -120,6 +144,8 @@ int run_bench_save(const Args& args) {
     std::printf("  save (%s)%*s %.3f GB/s\n", mode_name.c_str(), static_cast<int>(15 - mode_name.size()), "",
                 total_gb / median(ours_t));
     std::printf("  ratio (save/raw throughput, median over run pairs) %.3f\n", median(ratios));
+    std::printf("  rank 0 peak RSS growth during the save %.1f MB (its own share %.1f MB; gather window %.0f MB)\n",
+                median(rank0_growth) / 1e6, static_cast<double>(my_bytes) / 1e6, window_mb);
   }
   return 0;
 }

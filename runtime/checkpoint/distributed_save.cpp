@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -208,14 +209,17 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
   });
   constexpr int kTag = 4242;
   // Every rank walks the same plan in the same order: tensor by tensor, writer block by
-  // writer block, window by window. Rank 0 receives each window and writes it at its place;
-  // its memory beyond its own tensors is one window, whatever the model's size.
+  // writer block, window by window. Rank 0 receives each window and writes it at its place,
+  // double-buffered: window k+1 arrives while a helper thread writes window k. Its memory
+  // beyond its own tensors is two windows, whatever the model's size.
   comm::run_agreed(comm, [&] {
     std::unique_ptr<OpenFiles> files;
-    torch::Tensor buffer;
+    torch::Tensor buffers[2];
+    std::future<void> writing;  // the write of the other buffer, in flight
+    int next = 0;
     if (comm.rank() == 0) {
       files = std::make_unique<OpenFiles>(dir, plan);
-      buffer = torch::empty({static_cast<std::int64_t>(window)}, torch::kUInt8);
+      for (auto& b : buffers) b = torch::empty({static_cast<std::int64_t>(window)}, torch::kUInt8);
     }
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& planned = plan.tensors[i];
@@ -239,14 +243,20 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
                                           {static_cast<std::int64_t>(length)}, torch::kUInt8);
             comm.send(chunk, 0, kTag);
           } else {
-            auto chunk = buffer.narrow(0, 0, static_cast<std::int64_t>(length));
+            auto chunk = buffers[next].narrow(0, 0, static_cast<std::int64_t>(length));
             comm.recv(chunk, rb.rank, kTag);
-            write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), rb.block,
-                               chunk.data_ptr<std::uint8_t>(), begin, begin, begin + length);
+            if (writing.valid()) writing.get();  // the other buffer is free again (or its error surfaces)
+            writing = std::async(std::launch::async, [&files, &planned, &tensors, i, path, block = rb.block, chunk,
+                                                      begin, length] {
+              write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), block,
+                                 chunk.data_ptr<std::uint8_t>(), begin, begin, begin + length);
+            });
+            next ^= 1;
           }
         }
       }
     }
+    if (writing.valid()) writing.get();
     if (files) files->sync_all();
   });
   comm::run_agreed(comm, [&] {
