@@ -4,6 +4,9 @@
 #include "launcher/options.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/hf_index.h"
+#include "runtime/comm/agreement.h"
+#include "runtime/comm/launch.h"
+#include "runtime/comm/mpi_communicator.h"
 
 namespace mpitrain::launcher {
 
@@ -23,8 +26,17 @@ int run_consolidate(const Args& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string("consolidate: ") + e.what());
   }
-  checkpoint::consolidate_sharded(source, output, limit);
-  std::cout << "consolidated " << source << " into " << output << "\n";
+  comm::MpiSession mpi(nullptr, nullptr);
+  auto world = comm::MpiCommunicator::world();
+  try {
+    checkpoint::consolidate_sharded(*world, source, output, limit);
+  } catch (const comm::AgreedError& e) {
+    // Every rank has the same message; one line is enough.
+    if (world->rank() == 0) std::cerr << "mpitrain: error: " << e.what() << std::endl;
+    return 1;
+  }
+  if (world->rank() == 0)
+    std::cout << "consolidated " << source << " into " << output << " (" << world->size() << " processes)\n";
   return 0;
 }
 

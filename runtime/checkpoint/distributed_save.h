@@ -40,8 +40,11 @@ inline constexpr const char* kShardedIndexFile = "sharded_index.json";
 void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
                       const DistributedSaveOptions& options);
 
-// One process turns a sharded save into a standard HF directory (and copies the other files).
-void consolidate_sharded(const std::string& source_dir, const std::string& output_dir, std::uint64_t max_shard_size);
+// Turns a sharded save into a standard HF directory (and copies the other files); collective
+// over `comm`: the ranks share the blocks by bytes (one process, or mpirun to go faster).
+// Throws comm::AgreedError with the same message on every rank.
+void consolidate_sharded(comm::Communicator& comm, const std::string& source_dir, const std::string& output_dir,
+                         std::uint64_t max_shard_size);
 
 // Reads any block of any tensor from an HF directory or a sharded save, whatever layout
 // wrote it: only the bytes of the block are read.

@@ -143,6 +143,23 @@ TEST_F(ZeroTrain, Zero3StartedFromAFixtureSavesTheFixtureBytes) {
   }
 }
 
+TEST_F(ZeroTrain, ShardedCheckpointsOfAFixtureConsolidateToItsBytes) {
+  // The sharded mode at np 4 (dp 2 x tp 2, and dp 4 under zero3): one step at learning rate
+  // 0 leaves the weights as loaded; the consolidated checkpoint is the fixture's file.
+  for (const auto& [tp, sharding] : std::vector<std::pair<int, std::string>>{{2, "none"}, {1, "zero3"}, {2, "zero3"}}) {
+    const auto name = "sharded_tp" + std::to_string(tp) + "_" + sharding;
+    const auto config = fixture_config(name, fixture("llama/single"), false,
+                                       {{"max_steps", 1}, {"learning_rate", 0.0}, {"save_mode", "sharded"},
+                                        {"save_strategy", "steps"}, {"save_steps", 1}});
+    auto r = run(4, "train " + config + " --tensor_parallel_size=" + std::to_string(tp) + " --sharding=" + sharding);
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    r = run(2, "consolidate " + out(name) + "/checkpoint-1 " + out(name + "_consolidated"));
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    EXPECT_TRUE(testing::read_bytes(out(name + "_consolidated") + "/model.safetensors") ==
+                testing::read_bytes(fixture("llama/single/model.safetensors"))) << name;
+  }
+}
+
 TEST_F(ZeroTrain, CheckpointsResumeOnEveryOtherLayout) {
   // The resharding matrix: saved at (dp 2, tp 2), (dp 4, zero3), (dp 2, tp 1), each resumed
   // at the two others (global batch 4); losses continue as the uninterrupted run's.

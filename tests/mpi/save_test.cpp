@@ -136,10 +136,9 @@ TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
   sharded.mode = SaveMode::kSharded;
   save_distributed(*world(), root + "/sharded", locals, sharded);
   world()->barrier();
-  if (world()->rank() == 0) {
-    consolidate_sharded(root + "/sharded", root + "/consolidated", max_shard);
-    expect_same_files(root + "/reference", root + "/consolidated");
-  }
+  // Collective: every rank writes its share of the blocks.
+  consolidate_sharded(*world(), root + "/sharded", root + "/consolidated", max_shard);
+  if (world()->rank() == 0) expect_same_files(root + "/reference", root + "/consolidated");
   // Any block reads back from either kind of directory: here the column-parallel tensor
   // split along dim 1 instead, and the row-parallel one along dim 0 (a reshard).
   for (const char* source : {"sharded", "parallel"}) {
@@ -160,9 +159,10 @@ TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
 INSTANTIATE_TEST_SUITE_P(ShardSizes, DistributedSave, ::testing::Values(5'000'000'000ull, 300ull));
 
 TEST(DistributedSave, BadShardedDirectoriesAreClearErrors) {
+  // Not a sharded checkpoint (here: nothing at all): the same error on every rank.
+  EXPECT_THROW(consolidate_sharded(*world(), "/nonexistent/checkpoint", "/nonexistent/out", 1000), comm::AgreedError);
   if (world()->rank() != 0) return;
   testing::ScratchDir dir;
-  EXPECT_THROW(consolidate_sharded(dir.path(), dir / "out", 1000), CheckpointError);  // not a sharded checkpoint
   testing::write_bytes(dir / "sharded_index.json",
                        R"({"format": "mpitrain-sharded", "version": 1, "tensors": [{"name": "w", "dtype": "F32",
                            "shape": [2], "blocks": [{"file": "../escape.safetensors", "offsets": [0], "sizes": [2]}]}]})");
