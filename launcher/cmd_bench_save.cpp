@@ -53,41 +53,53 @@ int run_bench_save(const Args& args) {
   std::size_t size_mb = 1024, tensor_mb = 16;
   double window_mb = 64;
   int repeats = 4;
-  std::string dir = "bench-save-tmp", mode_name = "parallel";
+  std::string dir = "bench-save-tmp", mode_name = "parallel", io = "auto";
+  int split_dim = 0;
   options.add_options()("size_mb", po::value(&size_mb)->default_value(size_mb), "model size in MiB")(
       "tensor_mb", po::value(&tensor_mb)->default_value(tensor_mb), "size of each tensor in MiB")(
       "repeats", po::value(&repeats)->default_value(repeats), "runs (even: the order alternates)")(
       "mode", po::value(&mode_name)->default_value(mode_name), "gather | parallel | sharded")(
+      "io", po::value(&io)->default_value(io), "parallel mode: auto | mpiio | posix")(
+      "split_dim", po::value(&split_dim)->default_value(split_dim),
+      "0: each rank holds rows (contiguous in the file); 1: columns of 4096-column tensors (strided, as row-parallel TP)")(
       "window_mb", po::value(&window_mb)->default_value(window_mb), "gather mode: rank 0's receive window")(
       "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure");
   po::variables_map values;
   if (!parse_options("bench save", "[options] (under mpirun)", args, options, {}, values)) return 0;
   if (repeats < 2 || repeats % 2) throw UsageError("bench save: repeats must be an even number >= 2");
+  if (split_dim != 0 && split_dim != 1) throw UsageError("bench save: --split_dim must be 0 or 1");
 
   comm::MpiSession mpi(nullptr, nullptr);
   auto world = comm::MpiCommunicator::world();
   const int n = world->size(), rank = world->rank();
-  // Every tensor is split along dim 0 over the ranks (as TP or ZeRO leave it): each rank
-  // holds and writes 1/n of the model.
+  // Every tensor is split over the ranks (as TP or ZeRO leave it): each rank holds and writes
+  // 1/n of the model, along dim 0 (one contiguous run in the file) or dim 1 (one run per row).
   const auto elements = static_cast<std::int64_t>((tensor_mb << 20) / 4);
   const auto count = std::max<std::size_t>(1, size_mb / tensor_mb);
+  const std::int64_t columns = split_dim == 1 ? 4096 : 1, rows = elements / columns;
+  const auto split_length = split_dim == 1 ? columns : rows;
+  const auto base = split_length / n, extra = split_length % n;
+  const auto size = base + (rank < extra ? 1 : 0), offset = rank * base + std::min<std::int64_t>(rank, extra);
   std::vector<checkpoint::LocalTensor> tensors;
   std::uint64_t my_bytes = 0;
   for (std::size_t i = 0; i < count; ++i) {
     checkpoint::LocalTensor t;
     t.layout.name = "layers." + std::to_string(i) + ".weight";
-    t.layout.shape = {elements};
-    const auto base = elements / n, extra = elements % n;
-    const auto size = base + (rank < extra ? 1 : 0), offset = rank * base + std::min<std::int64_t>(rank, extra);
-    t.layout.block = {{offset}, {size}};
-    t.data = torch::rand({size});
+    t.layout.shape = {rows, columns};
+    t.layout.block = split_dim == 1 ? checkpoint::Block{{0, offset}, {rows, size}} : checkpoint::Block{{offset, 0}, {size, columns}};
+    t.data = torch::rand(t.layout.block.sizes);
     my_bytes += t.data.nbytes();
     tensors.push_back(std::move(t));
   }
-  const double total_gb = static_cast<double>(count) * static_cast<double>(elements) * 4 / 1e9;
+  const double total_gb = static_cast<double>(count) * static_cast<double>(rows * columns) * 4 / 1e9;
   checkpoint::DistributedSaveOptions save;
   save.mode = checkpoint::parse_save_mode(mode_name);
   save.gather_window_bytes = static_cast<std::uint64_t>(window_mb * (1 << 20));
+  try {
+    save.io = checkpoint::parse_save_io(io);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("bench save: ") + e.what());
+  }
   const fs::path root(dir);
   if (rank == 0) fs::create_directories(root);
 
@@ -138,8 +150,8 @@ int run_bench_save(const Args& args) {
   clean();
   if (rank == 0) {
     fs::remove_all(root);
-    std::printf("bench save: %zu tensors, %.3f GB, %d ranks, mode %s, %d runs\n", count, total_gb, n, mode_name.c_str(),
-                repeats);
+    std::printf("bench save: %zu tensors, %.3f GB, %d ranks, mode %s (io %s), %d runs\n", count, total_gb, n,
+                mode_name.c_str(), io.c_str(), repeats);
     std::printf("  raw parallel write+fsync  %.3f GB/s\n", total_gb / median(raw_t));
     std::printf("  save (%s)%*s %.3f GB/s\n", mode_name.c_str(), static_cast<int>(15 - mode_name.size()), "",
                 total_gb / median(ours_t));

@@ -16,10 +16,12 @@
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/crash_point.h"
 #include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/mpiio_writer.h"
 #include "runtime/checkpoint/safetensors_file.h"
 #include "runtime/checkpoint/save_plan.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
+#include "runtime/comm/mpi_communicator.h"
 
 namespace mpitrain::checkpoint {
 
@@ -31,6 +33,13 @@ SaveMode parse_save_mode(const std::string& name) {
   if (name == "parallel") return SaveMode::kParallel;
   if (name == "sharded") return SaveMode::kSharded;
   throw std::invalid_argument("save_mode '" + name + "' is not one of gather, parallel, sharded");
+}
+
+SaveIo parse_save_io(const std::string& name) {
+  if (name == "auto") return SaveIo::kAuto;
+  if (name == "mpiio") return SaveIo::kMpiio;
+  if (name == "posix") return SaveIo::kPosix;
+  throw std::invalid_argument("save_io '" + name + "' is not one of auto, mpiio, posix");
 }
 
 namespace {
@@ -174,12 +183,66 @@ void check_local(const LocalTensor& t) {
     throw CheckpointError(t.layout.name, "local block is not a contiguous CPU tensor of the layout's dtype and block shape");
 }
 
+// Whether parallel mode writes through MPI-IO: asked for (or, for kAuto, some writer block is
+// strided) and every block fits MPI's int counts. Decided from the gathered layouts, so every
+// rank takes the same path.
+bool use_mpiio(SaveIo io, const std::vector<LocalTensor>& tensors, const std::vector<std::vector<RankBlock>>& layouts) {
+  if (io == SaveIo::kPosix) return false;
+  bool strided = false;
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    for (const auto& rb : layouts[i]) {
+      if (!rb.writer || rb.block.empty()) continue;
+      const auto& coords = tensors[i].layout.coords();
+      const auto element = dtype_size(tensors[i].layout.dtype);
+      if (!fits_mpiio(coords, rb.block, element)) return false;
+      if (!strided) {
+        int runs = 0;
+        for_each_run(coords, element, rb.block, [&](std::uint64_t, std::uint64_t, std::uint64_t) { ++runs; });
+        strided = runs > 1;
+      }
+    }
+  return io == SaveIo::kMpiio || strided;
+}
+
 void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                   const SavePlan& plan) {
+                   const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, SaveIo io) {
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
   crash_point("save.files_created", comm.rank());
+  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm);
+  if (mpi && use_mpiio(io, tensors, layouts)) {
+    // Checked apart, agreed before any collective write: a rank that threw midway would leave
+    // the others inside MPI-IO calls it never makes.
+    std::vector<std::vector<FileBlock>> by_file(plan.files.size());
+    comm::run_agreed(comm, [&] {
+      for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const auto& t = tensors[i];
+        if (!t.layout.writer || t.layout.block.empty()) continue;
+        check_local(t);
+        const auto& planned = plan.tensors[i];
+        by_file[planned.file].push_back(
+            {planned.offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype), t.data.data_ptr()});
+      }
+    });
+    comm::run_agreed(comm, [&] {
+      std::exception_ptr first_error;  // every file's collective calls are made regardless
+      for (std::size_t f = 0; f < plan.files.size(); ++f) {
+        try {
+          write_blocks_collectively(mpi->handle(), temp_name(dir, plan.files[f].name), by_file[f]);
+        } catch (const CheckpointError&) {
+          if (!first_error) first_error = std::current_exception();
+        }
+        if (f == 0) crash_point("save.writing", comm.rank());  // one file written, maybe not all
+      }
+      if (first_error) std::rethrow_exception(first_error);
+    });
+    crash_point("save.before_rename", comm.rank());
+    comm::run_agreed(comm, [&] {
+      if (comm.rank() == 0) commit_planned_files(dir, plan);
+    });
+    return;
+  }
   comm::run_agreed(comm, [&] {
     OpenFiles files(dir, plan);
     bool wrote = false;
@@ -313,7 +376,7 @@ void save_distributed(comm::Communicator& comm, const std::string& dir, const st
   const auto plan = plan_hf_save(specs_of(tensors), options.max_shard_size);
   try {
     if (options.mode == SaveMode::kParallel)
-      save_parallel(comm, dir, tensors, plan);
+      save_parallel(comm, dir, tensors, plan, layouts, options.io);
     else
       save_gather(comm, dir, tensors, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
   } catch (...) {

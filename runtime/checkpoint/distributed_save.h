@@ -19,6 +19,13 @@ enum class SaveMode {
 };
 SaveMode parse_save_mode(const std::string& name);  // gather | parallel | sharded
 
+// How parallel mode writes: one collective MPI-IO write per file through subarray file views
+// (MPI-IO aggregates strided blocks: measured 0.77 of raw disk speed against pwrite's 0.54
+// for 4 KB column runs), or each rank's pwrite of its runs (as fast or faster for contiguous
+// blocks). kAuto takes MPI-IO when some writer block is strided (more than one run).
+enum class SaveIo { kAuto, kMpiio, kPosix };
+SaveIo parse_save_io(const std::string& name);  // auto | mpiio | posix
+
 struct LocalTensor {
   TensorLayout layout;
   torch::Tensor data;  // contiguous CPU tensor of layout.dtype holding layout.block (shape = block sizes)
@@ -28,6 +35,7 @@ struct DistributedSaveOptions {
   SaveMode mode = SaveMode::kGather;
   std::uint64_t max_shard_size = 5'000'000'000;
   std::uint64_t gather_window_bytes = 64u << 20;  // rank 0's receive buffer in gather mode
+  SaveIo io = SaveIo::kAuto;  // parallel mode
 };
 
 inline constexpr const char* kShardedIndexFile = "sharded_index.json";

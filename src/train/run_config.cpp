@@ -62,6 +62,8 @@ const std::vector<KeySpec>& config_keys() {
        "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},
       {"training", "async_save", Type::kBool, false,
        "checkpoints are copied to host memory and written by a background thread while training goes on"},
+      {"training", "save_io", Type::kString, "auto",
+       "parallel mode: mpiio (collective writes through subarray views) | posix (pwrite) | auto (mpiio for strided blocks)"},
       {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},
       {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
       {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
@@ -209,6 +211,7 @@ void validate(const json& c, const std::string& where) {
   one_of("training", "eval_strategy", {"no", "steps", "epoch"});
   one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
   one_of("training", "save_mode", {"gather", "parallel", "sharded"});
+  one_of("training", "save_io", {"auto", "mpiio", "posix"});
   {
     std::stringstream signals(c["training"]["save_on_signals"].get<std::string>());
     std::string name;

@@ -580,6 +580,7 @@ checkpoint::DistributedSaveOptions Trainer::save_options(checkpoint::SaveMode mo
   options.mode = mode;
   options.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
   options.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
+  options.io = checkpoint::parse_save_io(t["save_io"].get<std::string>());
   return options;
 }
 

@@ -96,29 +96,34 @@ TEST_F(Crash, FullDiskIsAClearErrorAndKeepsThePreviousCheckpoint) {
   std::uintmax_t bytes = 0;
   for (const auto& item : fs::recursive_directory_iterator(out("measure") + "/checkpoint-2"))
     if (item.is_regular_file()) bytes += item.file_size();
-  const auto disk = local_ / "disk";
-  fs::create_directories(disk);
-  const auto size = "size=" + std::to_string((bytes * 3 / 2 / 4096 + 16) * 4096);
-  ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", 0, size.c_str()), 0) << std::strerror(errno);
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{disk};
-  json config = saving(6);
-  config["output_dir"] = disk + "/run";
-  r = run(2, "train " + write_config("full", config));
-  expect_one_line_error(r, "No space left on device");
-  const auto complete = checkpoint::complete_checkpoints(disk + "/run");
-  ASSERT_EQ(complete.size(), 1u);
-  EXPECT_EQ(complete[0].step, 2);
-  // Nothing half-written under a final name: the failed save left only its staging directory.
-  EXPECT_FALSE(fs::exists(disk + "/run/checkpoint-4"));
-  // The saved checkpoint is whole: training resumes from it (on a disk with room).
-  json resumed = saving(4);
-  resumed["resume_from_checkpoint"] = complete[0].path;
-  r = run(2, "train " + write_config("after_full", resumed));
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("resumed from " + complete[0].path), std::string::npos);
+  // Through pwrite and through MPI-IO's collective write alike.
+  for (const std::string io : {"posix", "mpiio"}) {
+    SCOPED_TRACE(io);
+    const auto disk = local_ / ("disk_" + io);
+    fs::create_directories(disk);
+    const auto size = "size=" + std::to_string((bytes * 3 / 2 / 4096 + 16) * 4096);
+    ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", 0, size.c_str()), 0) << std::strerror(errno);
+    struct Unmount {
+      std::string path;
+      ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+    } unmount{disk};
+    json config = saving(6);
+    config["save_io"] = io;
+    config["output_dir"] = disk + "/run";
+    r = run(2, "train " + write_config("full_" + io, config));
+    expect_one_line_error(r, "No space left on device");
+    const auto complete = checkpoint::complete_checkpoints(disk + "/run");
+    ASSERT_EQ(complete.size(), 1u);
+    EXPECT_EQ(complete[0].step, 2);
+    // Nothing half-written under a final name: the failed save left only its staging directory.
+    EXPECT_FALSE(fs::exists(disk + "/run/checkpoint-4"));
+    // The saved checkpoint is whole: training resumes from it (on a disk with room).
+    json resumed = saving(4);
+    resumed["resume_from_checkpoint"] = complete[0].path;
+    r = run(2, "train " + write_config("after_full_" + io, resumed));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("resumed from " + complete[0].path), std::string::npos);
+  }
 }
 
 }  // namespace

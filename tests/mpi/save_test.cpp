@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <tuple>
 
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/distributed_save.h"
@@ -123,9 +124,15 @@ TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
   const auto root = shared_scratch("modes");
   const auto max_shard = GetParam();
   if (world()->rank() == 0) write_reference(root + "/reference", global, max_shard);
-  for (const auto& [mode, name] : {std::pair<SaveMode, const char*>{SaveMode::kGather, "gather"}, {SaveMode::kParallel, "parallel"}}) {
+  // Parallel mode through each writer: MPI-IO subarray views, pwrite, and the automatic choice.
+  const std::vector<std::tuple<SaveMode, SaveIo, const char*>> ways = {{SaveMode::kGather, SaveIo::kAuto, "gather"},
+                                                                       {SaveMode::kParallel, SaveIo::kMpiio, "parallel"},
+                                                                       {SaveMode::kParallel, SaveIo::kPosix, "posix"},
+                                                                       {SaveMode::kParallel, SaveIo::kAuto, "auto"}};
+  for (const auto& [mode, io, name] : ways) {
     DistributedSaveOptions options;
     options.mode = mode;
+    options.io = io;
     options.max_shard_size = max_shard;
     options.gather_window_bytes = 40;  // many windows, not aligned with rows
     save_distributed(*world(), root + "/" + name, locals, options);

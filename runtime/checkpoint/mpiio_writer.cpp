@@ -1,0 +1,94 @@
+// One collective MPI-IO write per file: every rank's blocks through a file view of subarrays, so MPI-IO can aggregate strided blocks.
+#include "runtime/checkpoint/mpiio_writer.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "runtime/checkpoint/checkpoint_error.h"
+
+namespace mpitrain::checkpoint {
+
+namespace {
+
+void check(int code, const std::string& path, const char* what) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  throw CheckpointError(path, std::string(what) + " failed: " + std::string(text, static_cast<std::size_t>(length)));
+}
+
+// The block as an MPI subarray of bytes: the last dim counts bytes, so any dtype works.
+MPI_Datatype subarray_of(const FileBlock& b) {
+  const auto dims = b.coords.empty() ? std::size_t{1} : b.coords.size();
+  std::vector<int> sizes(dims, 1), subsizes(dims, 1), starts(dims, 0);
+  for (std::size_t d = 0; d < b.coords.size(); ++d) {
+    const auto scale = d + 1 == dims ? static_cast<std::int64_t>(b.element_size) : 1;
+    sizes[d] = static_cast<int>(b.coords[d] * scale);
+    subsizes[d] = static_cast<int>(b.block.sizes[d] * scale);
+    starts[d] = static_cast<int>(b.block.offsets[d] * scale);
+  }
+  if (b.coords.empty()) sizes[0] = subsizes[0] = static_cast<int>(b.element_size);  // a scalar
+  MPI_Datatype type;
+  MPI_Type_create_subarray(static_cast<int>(dims), sizes.data(), subsizes.data(), starts.data(), MPI_ORDER_C, MPI_BYTE,
+                           &type);
+  return type;
+}
+
+}  // namespace
+
+bool fits_mpiio(const std::vector<std::int64_t>& coords, const Block& block, std::size_t element_size) {
+  const auto limit = static_cast<std::int64_t>(INT_MAX);
+  for (auto d : coords)
+    if (d * static_cast<std::int64_t>(element_size) >= limit) return false;
+  return block.numel() * static_cast<std::int64_t>(element_size) < limit;
+}
+
+void write_blocks_collectively(MPI_Comm comm, const std::string& path, std::vector<FileBlock> blocks) {
+  // File views need nondecreasing displacements: tensors in file order.
+  std::stable_sort(blocks.begin(), blocks.end(),
+                   [](const FileBlock& a, const FileBlock& b) { return a.tensor_offset < b.tensor_offset; });
+  blocks.erase(std::remove_if(blocks.begin(), blocks.end(), [](const FileBlock& b) { return b.block.empty(); }),
+               blocks.end());
+  MPI_File file;
+  check(MPI_File_open(comm, path.c_str(), MPI_MODE_WRONLY, MPI_INFO_NULL, &file), path, "MPI_File_open");
+  std::vector<MPI_Datatype> parts;
+  std::vector<int> ones(blocks.size(), 1), lengths;
+  std::vector<MPI_Aint> file_offsets, addresses;
+  for (const auto& b : blocks) {
+    parts.push_back(subarray_of(b));
+    file_offsets.push_back(static_cast<MPI_Aint>(b.tensor_offset));
+    MPI_Aint address;
+    MPI_Get_address(b.data, &address);
+    addresses.push_back(address);
+    lengths.push_back(static_cast<int>(b.block.numel() * static_cast<std::int64_t>(b.element_size)));
+  }
+  MPI_Datatype file_type = MPI_BYTE, memory_type = MPI_BYTE;
+  int count = 0;
+  if (!blocks.empty()) {
+    MPI_Type_create_struct(static_cast<int>(blocks.size()), ones.data(), file_offsets.data(), parts.data(), &file_type);
+    MPI_Type_commit(&file_type);
+    MPI_Type_create_hindexed(static_cast<int>(blocks.size()), lengths.data(), addresses.data(), MPI_BYTE, &memory_type);
+    MPI_Type_commit(&memory_type);
+    count = 1;
+  }
+  // Every rank makes every collective call whatever failed before (a rank that skipped one
+  // would leave the others waiting); a rank whose view failed writes nothing.
+  const int view = MPI_File_set_view(file, 0, MPI_BYTE, file_type, "native", MPI_INFO_NULL);
+  const bool viewed = view == MPI_SUCCESS;
+  MPI_Status status;
+  const int write = MPI_File_write_all(file, viewed && count ? MPI_BOTTOM : nullptr, viewed ? count : 0,
+                                       viewed ? memory_type : MPI_BYTE, &status);
+  const int sync = MPI_File_sync(file);
+  MPI_File_close(&file);
+  for (auto& p : parts) MPI_Type_free(&p);
+  if (!blocks.empty()) {
+    MPI_Type_free(&file_type);
+    MPI_Type_free(&memory_type);
+  }
+  check(view, path, "MPI_File_set_view");
+  check(write, path, "MPI-IO write");
+  check(sync, path, "MPI_File_sync");
+}
+
+}  // namespace mpitrain::checkpoint
