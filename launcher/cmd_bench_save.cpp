@@ -1,4 +1,4 @@
-// `mpitrain bench save` (under mpirun): the collective save of a sharded ~1 GB model against a raw parallel write of the same bytes.
+// `mpitrain bench save` (under mpirun): the collective save of a sharded ~1 GB model against a raw parallel write, and its resharded load against a raw read, of the same bytes.
 #include <fcntl.h>
 #include <mpi.h>
 #include <unistd.h>
@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "launcher/bench_stats.h"
@@ -61,7 +62,8 @@ int run_bench_save(const Args& args) {
       "mode", po::value(&mode_name)->default_value(mode_name), "gather | parallel | sharded")(
       "io", po::value(&io)->default_value(io), "parallel mode: auto | mpiio | posix")(
       "split_dim", po::value(&split_dim)->default_value(split_dim),
-      "0: each rank holds rows (contiguous in the file); 1: columns of 4096-column tensors (strided, as row-parallel TP)")(
+      "tensors of 4096 columns held by rows (0: contiguous in the file) or columns (1: strided, as row-parallel TP); "
+      "the load reads them back split along the other dim")(
       "window_mb", po::value(&window_mb)->default_value(window_mb), "gather mode: rank 0's receive window")(
       "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure");
   po::variables_map values;
@@ -76,10 +78,18 @@ int run_bench_save(const Args& args) {
   // 1/n of the model, along dim 0 (one contiguous run in the file) or dim 1 (one run per row).
   const auto elements = static_cast<std::int64_t>((tensor_mb << 20) / 4);
   const auto count = std::max<std::size_t>(1, size_mb / tensor_mb);
-  const std::int64_t columns = split_dim == 1 ? 4096 : 1, rows = elements / columns;
-  const auto split_length = split_dim == 1 ? columns : rows;
-  const auto base = split_length / n, extra = split_length % n;
-  const auto size = base + (rank < extra ? 1 : 0), offset = rank * base + std::min<std::int64_t>(rank, extra);
+  const std::int64_t columns = 4096, rows = elements / columns;
+  // This rank's share of `length` (offset, size).
+  const auto share = [&](std::int64_t length) {
+    const auto base = length / n, extra = length % n;
+    return std::pair<std::int64_t, std::int64_t>{rank * base + std::min<std::int64_t>(rank, extra),
+                                                 base + (rank < extra ? 1 : 0)};
+  };
+  const auto [offset, size] = share(split_dim == 1 ? columns : rows);
+  // The resharded load: each rank reads the blocks split along the other dim.
+  const auto [load_offset, load_size] = share(split_dim == 1 ? rows : columns);
+  const checkpoint::Block load_block = split_dim == 1 ? checkpoint::Block{{load_offset, 0}, {load_size, columns}}
+                                                      : checkpoint::Block{{0, load_offset}, {rows, load_size}};
   std::vector<checkpoint::LocalTensor> tensors;
   std::uint64_t my_bytes = 0;
   for (std::size_t i = 0; i < count; ++i) {
@@ -130,6 +140,38 @@ int run_bench_save(const Args& args) {
     checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
     rank0_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
   };
+  // Reading back: every page evicted first, so both reads come from the disk.
+  auto evict = [&] {
+    world->barrier();
+    if (rank == 0)
+      for (const auto& item : fs::recursive_directory_iterator(root)) {
+        if (!item.is_regular_file()) continue;
+        const int fd = ::open(item.path().c_str(), O_RDONLY);
+        if (fd < 0) continue;
+        ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        ::close(fd);
+      }
+    world->barrier();
+  };
+  const auto load_bytes = static_cast<std::uint64_t>(load_block.numel()) * 4 * count;
+  auto raw_read = [&] {
+    // The same number of bytes, this rank's contiguous share of the raw file, into fresh
+    // memory as a load must (the loaded tensors are new allocations too).
+    const int fd = ::open((root / "raw.bin").c_str(), O_RDONLY);
+    std::unique_ptr<char[]> memory(new char[load_bytes]);
+    std::uint64_t at = static_cast<std::uint64_t>(rank) * load_bytes, done = 0;
+    while (done < load_bytes) {
+      const auto got = ::pread(fd, memory.get() + done, std::min<std::uint64_t>(load_bytes - done, 16u << 20),
+                               static_cast<off_t>(at + done));
+      if (got <= 0) break;
+      done += static_cast<std::uint64_t>(got);
+    }
+    ::close(fd);
+  };
+  auto ours_read = [&] {
+    checkpoint::CheckpointReader reader((root / "save").string());
+    for (const auto& t : tensors) reader.read(t.layout.name, load_block);
+  };
   auto clean = [&] {
     world->barrier();
     if (rank == 0) {
@@ -139,13 +181,18 @@ int run_bench_save(const Args& args) {
     }
     world->barrier();
   };
-  std::vector<double> raw_t, ours_t, ratios;
+  std::vector<double> raw_t, ours_t, ratios, raw_read_t, load_t, load_ratios;
   for (int r = 0; r < repeats; ++r) {
     clean();
     if (r % 2) ours_t.push_back(timed(*world, ours));
     raw_t.push_back(timed(*world, raw));
     if (r % 2 == 0) ours_t.push_back(timed(*world, ours));
     if (r % 2) ratios.push_back((raw_t[r - 1] + raw_t[r]) / (ours_t[r - 1] + ours_t[r]));
+    evict();
+    raw_read_t.push_back(timed(*world, raw_read));
+    evict();
+    load_t.push_back(timed(*world, ours_read));
+    load_ratios.push_back(raw_read_t.back() / load_t.back());
   }
   clean();
   if (rank == 0) {
@@ -156,6 +203,11 @@ int run_bench_save(const Args& args) {
     std::printf("  save (%s)%*s %.3f GB/s\n", mode_name.c_str(), static_cast<int>(15 - mode_name.size()), "",
                 total_gb / median(ours_t));
     std::printf("  ratio (save/raw throughput, median over run pairs) %.3f\n", median(ratios));
+    const double load_gb = static_cast<double>(load_bytes) * n / 1e9;
+    std::printf("  raw parallel read         %.3f GB/s\n", load_gb / median(raw_read_t));
+    std::printf("  load, resharded along dim %d %.3f GB/s (each rank's blocks come from every saved block)\n",
+                1 - split_dim, load_gb / median(load_t));
+    std::printf("  ratio (load/raw read throughput, median) %.3f\n", median(load_ratios));
     std::printf("  rank 0 peak RSS growth during the save %.1f MB (its own share %.1f MB; gather window %.0f MB)\n",
                 median(rank0_growth) / 1e6, static_cast<double>(my_bytes) / 1e6, window_mb);
   }

@@ -79,7 +79,31 @@ void SafetensorsFile::read_slice(const TensorEntry& entry, const std::vector<std
     if (offsets[d] < 0 || sizes[d] < 0 || offsets[d] + sizes[d] > entry.shape[d])
       throw CheckpointError(path_, "slice of tensor '" + entry.name + "' is out of bounds in dimension " +
                                        std::to_string(d));
-  copy_block(data(entry), entry.shape, dtype_size(entry.dtype), offsets, sizes, static_cast<std::uint8_t*>(dst));
+  const auto* base = data(entry);
+  std::int64_t count = 1;
+  for (auto n : sizes) count *= n;
+  // Large slices are read with pread, run by run: the kernel gets requests of whole runs
+  // (faulting mapped pages in on a cold cache read a few pages at a time: ~0.6 of a raw
+  // read's speed measured here, against ~0.8-1.0 this way).
+  if (static_cast<std::uint64_t>(count) * dtype_size(entry.dtype) >= (1u << 20)) {
+    const auto file_base = static_cast<std::uint64_t>(base - mapping_);
+    auto* out = static_cast<std::uint8_t*>(dst);
+    for_each_run(entry.shape, dtype_size(entry.dtype), Block{offsets, sizes},
+                 [&](std::uint64_t in_tensor, std::uint64_t in_block, std::uint64_t length) {
+                   std::uint64_t done = 0;
+                   while (done < length) {
+                     const auto got = ::pread(fd_, out + in_block + done, length - done,
+                                              static_cast<off_t>(file_base + in_tensor + done));
+                     if (got < 0 && errno == EINTR) continue;
+                     if (got <= 0)
+                       throw CheckpointError(path_, "cannot read tensor '" + entry.name + "': " +
+                                                        (got < 0 ? std::strerror(errno) : "unexpected end of file"));
+                     done += static_cast<std::uint64_t>(got);
+                   }
+                 });
+    return;
+  }
+  copy_block(base, entry.shape, dtype_size(entry.dtype), offsets, sizes, static_cast<std::uint8_t*>(dst));
 }
 
 void copy_block(const std::uint8_t* src, const std::vector<std::int64_t>& shape, std::size_t elem_size,

@@ -105,6 +105,29 @@ TEST(Safetensors, ReadsRectangularSlicesWithoutTheRest) {
   EXPECT_THROW(file.read_slice(e, {3, 4, 5}, {2, 1, 1}, out.data()), CheckpointError);
 }
 
+TEST(Safetensors, LargeSlicesReadByPreadEqualTheMappedBytes) {
+  // Slices of 1 MB and more are read with pread, run by run; smaller ones from the mapping.
+  ScratchDir dir;
+  const std::int64_t rows = 512, columns = 1024;  // 2 MB of float32
+  std::vector<float> values(static_cast<std::size_t>(rows * columns));
+  std::iota(values.begin(), values.end(), 0.f);
+  write_safetensors(dir / "big.safetensors", {{{"small", DType::F32, {3}}, values.data()},
+                                              {{"w", DType::F32, {rows, columns}}, values.data()}});
+  SafetensorsFile file(dir / "big.safetensors");
+  const auto& e = file.entry("w");
+  for (const auto& [offsets, sizes] : std::vector<std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>>{
+           {{0, 256}, {rows, 512}},       // 1 MB in 512 strided runs (a dim-1 block)
+           {{128, 0}, {384, columns}},    // 1.5 MB in one run (a dim-0 block)
+           {{1, 1}, {300, 900}}}) {       // a box, just over 1 MB
+    std::vector<float> out(static_cast<std::size_t>(sizes[0] * sizes[1]));
+    file.read_slice(e, offsets, sizes, out.data());
+    std::size_t k = 0;
+    for (std::int64_t i = 0; i < sizes[0]; ++i)
+      for (std::int64_t j = 0; j < sizes[1]; ++j)
+        ASSERT_EQ(out[k++], values[static_cast<std::size_t>((offsets[0] + i) * columns + offsets[1] + j)]);
+  }
+}
+
 TEST(Safetensors, EmptyFileOfNoTensorsIsValid) {
   ScratchDir dir;
   write_safetensors(dir / "e.safetensors", {});
