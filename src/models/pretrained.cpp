@@ -105,22 +105,30 @@ std::vector<std::string> check_weights(const HfModel& model, const checkpoint::H
 void load_weights(HfModel& model, const checkpoint::HfWeights& weights) {
   const auto problems = check_weights(model, weights);
   if (!problems.empty()) throw CheckpointError(problems.front());
+  std::vector<ParameterPlacement> placements;
+  for (auto& [name, placement] : model.placements()) placements.push_back(std::move(placement));
+  load_weight_blocks(model, weights, placements, model.parameters());
+}
+
+void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weights,
+                        const std::vector<ParameterPlacement>& placements, const std::vector<torch::Tensor>& targets) {
   torch::NoGradGuard no_grad;
-  const auto placements = model.placements();
   std::size_t i = 0;
-  for (auto& item : model.named_parameters()) {
-    const auto& placement = placements[i++].second;
+  for (const auto& item : model.named_parameters()) {
+    const auto& placement = placements[i];
+    auto target = targets[i++].detach();
+    if (target.numel() == 0) continue;
     const auto name = find_checkpoint_name(model, weights, item.key());
     const auto& file = weights.file_of(name);
-    // Only this rank's slice is read; a fused tensor is read through its [parts, length] view.
+    // Only this rank's block is read; a fused tensor is read through its [parts, length] view.
     auto entry = file.entry(name);
     entry.shape = placement.view;
     auto slice = checkpoint::read_tensor_slice(file, entry, placement.block.offsets, placement.block.sizes);
-    item.value().copy_(slice.view(item.value().sizes()));  // copy_ converts the dtype
+    target.copy_(slice.view(target.sizes()));  // copy_ converts the dtype
   }
 }
 
-LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, TensorParallelPtr tp) {
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, TensorParallelPtr tp, bool load_now) {
   const auto config_path = (fs::path(dir) / "config.json").string();
   if (!fs::is_directory(dir)) throw CheckpointError(dir, "is not a model directory");
   LoadedModel loaded;
@@ -130,8 +138,13 @@ LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, Tensor
   }
   loaded.model->to(dtype);
   const auto weights = checkpoint::HfWeights::open(dir);
-  check_weights(*loaded.model, weights, &loaded.ignored_tensors);
-  load_weights(*loaded.model, weights);
+  const auto problems = check_weights(*loaded.model, weights, &loaded.ignored_tensors);
+  if (!problems.empty()) throw CheckpointError(problems.front());
+  if (load_now) load_weight_blocks(*loaded.model, weights, [&] {
+    std::vector<ParameterPlacement> placements;
+    for (auto& [name, placement] : loaded.model->placements()) placements.push_back(std::move(placement));
+    return placements;
+  }(), loaded.model->parameters());
   const auto generation_path = fs::path(dir) / "generation_config.json";
   if (fs::exists(generation_path)) loaded.generation_config = read_json_file(generation_path.string());
   return loaded;

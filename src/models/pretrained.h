@@ -34,9 +34,11 @@ struct LoadedModel {
 
 // Reads config.json and the weights (single or sharded; F32/BF16/F16 on disk) into a model
 // computing in `dtype`. Every model tensor must be present with the shape the config implies.
-// Under a tensor-parallel group each rank reads only its own slices.
+// Under a tensor-parallel group each rank reads only its own slices. With `load_now` false the
+// weights are checked but not read, and the parameters are left uninitialised: a sharded
+// runtime reads each rank's shards itself (load_weight_blocks).
 LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype = torch::kFloat32,
-                            TensorParallelPtr tp = nullptr);
+                            TensorParallelPtr tp = nullptr, bool load_now = true);
 
 // Problems between a model (its config) and a set of weights: missing tensors, shapes that
 // don't fit, non-float dtypes. `unused` receives the names the model does not take.
@@ -45,6 +47,11 @@ std::vector<std::string> check_weights(const HfModel& model, const checkpoint::H
 
 // Copies the weights into the model; throws CheckpointError on the first check_weights problem.
 void load_weights(HfModel& model, const checkpoint::HfWeights& weights);
+// Reads block `placements[i]` of each parameter's HF tensor into `targets[i]` (parameters in
+// named_parameters() order; empty targets are skipped), without check_weights: for weights
+// checked when the model was built (from_pretrained with load_now false).
+void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weights,
+                        const std::vector<ParameterPlacement>& placements, const std::vector<torch::Tensor>& targets);
 
 struct SaveOptions {
   std::uint64_t max_shard_size = 5'000'000'000;  // transformers' default "5GB"

@@ -102,6 +102,13 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
                                                             : models::parse_torch_dtype(t["save_dtype"]);
   if (parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone) {
     setup_sharding();
+    if (!weights_to_shard_.empty())
+      comm::run_agreed(world, [&] {
+        std::vector<torch::Tensor> shards;
+        for (const auto& [name, shard] : trained_tensors()) shards.push_back(shard);
+        models::load_weight_blocks(*model_, checkpoint::HfWeights::open(weights_to_shard_), shard_placements_, shards);
+      });
+    if (!weights_to_shard_.empty()) sharded_->shards_updated();  // collective: after every rank has read
   } else {
     parallel::ReducerOptions reducer_options;
     reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
@@ -189,8 +196,10 @@ void Trainer::build_model() {
   auto tp = std::make_shared<const parallel::TensorParallel>(mesh_->tp_ptr());
   comm::run_agreed(world, [&] {
     if (!name.empty()) {
-      // Each rank reads only its tp slices.
-      auto loaded = models::from_pretrained(name, torch::kFloat32, tp);
+      // Each rank reads only its tp slices; under sharding only its shards of them, later.
+      const bool sharded = config_["parallel"]["sharding"] != "none";
+      auto loaded = models::from_pretrained(name, torch::kFloat32, tp, /*load_now=*/!sharded);
+      if (sharded) weights_to_shard_ = name;
       model_ = loaded.model;
       generation_config_ = loaded.generation_config;
       // The model's own tokenizer travels with it, unless the data names another.
@@ -218,8 +227,9 @@ void Trainer::build_model() {
               : mesh_->tp().split(mesh_->tp_rank() / placement.replicas, mesh_->tp_rank(), "tp-slice");
     placements_.push_back(std::move(placement));
   }
-  // Every replica starts from its dp group's rank 0 weights, whatever each rank's initialisation did.
-  parallel::broadcast_parameters(mesh_->dp(), parameters_);
+  // Every replica starts from its dp group's rank 0 weights, whatever each rank's initialisation
+  // did (weights read later as shards are the same file on every rank).
+  if (weights_to_shard_.empty()) parallel::broadcast_parameters(mesh_->dp(), parameters_);
   std::int64_t count = 0, local = 0;
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     std::int64_t numel = 1;

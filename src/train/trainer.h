@@ -108,6 +108,9 @@ class Trainer {
   std::unique_ptr<parallel::GradientReducer> reducer_;       // sharding none
   std::shared_ptr<parallel::ShardedDataParallel> sharded_;  // zero1/2/3
   std::vector<models::ParameterPlacement> shard_placements_;  // of sharded_->shards(): dim-0 blocks of placements_
+  // Under sharding, the HF directory whose weights each rank reads as shards once they exist
+  // (the model is built without reading them, so no rank holds the whole of it).
+  std::string weights_to_shard_;
   std::unique_ptr<AdamW> optimizer_;
   std::vector<torch::Tensor> parameters_;
   std::vector<models::ParameterPlacement> placements_;  // of parameters_, same order

@@ -133,16 +133,19 @@ TEST_F(ZeroTrain, MixedPrecisionKeepsFloat32MastersAndTracksFloat32) {
   }
 }
 
-TEST_F(ZeroTrain, Zero3StartedFromAFixtureSavesTheFixtureBytes) {
-  // (model, ranks, tp, save_mode): zero3 loads each rank's shard of each slice and saves them back.
-  const std::vector<std::tuple<std::string, int, int, std::string>> cases = {
-      {"llama", 4, 1, "gather"}, {"llama", 4, 2, "parallel"}, {"llama_tied", 4, 1, "parallel"},
-      {"gpt2", 4, 1, "parallel"}, {"gpt2", 4, 2, "gather"}, {"bert_seqcls", 4, 2, "parallel"}};
-  for (const auto& [model, np, tp, mode] : cases) {
-    const auto name = model + "_np" + std::to_string(np) + "_tp" + std::to_string(tp) + "_" + mode;
+TEST_F(ZeroTrain, StartedFromAFixtureEveryStageSavesTheFixtureBytes) {
+  // (model, ranks, tp, save_mode, stage): each rank reads only its shards of its tp slices
+  // from the fixture (never the whole model) and saves them back.
+  const std::vector<std::tuple<std::string, int, int, std::string, std::string>> cases = {
+      {"llama", 4, 1, "gather", "zero3"},       {"llama", 4, 2, "parallel", "zero3"},
+      {"llama_tied", 4, 1, "parallel", "zero3"}, {"gpt2", 4, 1, "parallel", "zero3"},
+      {"gpt2", 4, 2, "gather", "zero3"},         {"bert_seqcls", 4, 2, "parallel", "zero3"},
+      {"llama", 4, 2, "parallel", "zero1"},      {"gpt2", 2, 1, "gather", "zero2"}};
+  for (const auto& [model, np, tp, mode, stage] : cases) {
+    const auto name = model + "_np" + std::to_string(np) + "_tp" + std::to_string(tp) + "_" + mode + "_" + stage;
     const auto config = fixture_config(name, fixture(model + "/single"), model == "bert_seqcls",
                                        {{"max_steps", 0}, {"save_mode", mode}});
-    const auto r = run(np, "train " + config + " --tensor_parallel_size=" + std::to_string(tp) + " --sharding=zero3");
+    const auto r = run(np, "train " + config + " --tensor_parallel_size=" + std::to_string(tp) + " --sharding=" + stage);
     ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
     EXPECT_TRUE(testing::read_bytes(out(name) + "/model.safetensors") ==
                 testing::read_bytes(fixture(model + "/single/model.safetensors"))) << name;
