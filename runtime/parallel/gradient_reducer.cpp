@@ -1,9 +1,7 @@
 // Data-parallel gradient reduction in buckets, launched from autograd hooks in one fixed order on all ranks.
 #include "runtime/parallel/gradient_reducer.h"
 
-#include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
-#include <torch/csrc/autograd/variable.h>
+#include "runtime/parallel/gradient_hooks.h"
 
 namespace mpitrain::parallel {
 
@@ -45,15 +43,7 @@ GradientReducer::GradientReducer(std::shared_ptr<comm::Communicator> dp, std::ve
     bucket.parameters = group;
     buckets_.push_back(std::move(bucket));
   }
-  for (std::size_t k = 0; k < parameters_.size(); ++k) {
-    auto accumulator = torch::autograd::impl::grad_accumulator(parameters_[k]);
-    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          on_gradient_ready(k);
-          return outputs;
-        }));
-    accumulators_.push_back(std::move(accumulator));
-  }
+  accumulators_ = on_each_gradient(parameters_, [this](std::size_t k) { on_gradient_ready(k); });
 }
 
 GradientReducer::~GradientReducer() {

@@ -1,12 +1,10 @@
 // Sharded data parallelism (ZeRO-1/2/3): per-parameter dim-0 shards of optimizer state, gradients and parameters over the dp group.
 #include "runtime/parallel/sharded_data_parallel.h"
 
-#include <torch/csrc/autograd/function.h>
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
-#include <torch/csrc/autograd/variable.h>
-
 #include <algorithm>
 #include <stdexcept>
+
+#include "runtime/parallel/gradient_hooks.h"
 
 namespace mpitrain::parallel {
 
@@ -117,15 +115,7 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
       group_unit_[static_cast<std::size_t>(groups[unit.parameters.front()])] = static_cast<int>(units_.size());
     units_.push_back(std::move(unit));
   }
-  for (std::size_t k = 0; k < parameters_.size(); ++k) {
-    auto accumulator = torch::autograd::impl::grad_accumulator(parameters_[k]);
-    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-          on_gradient_ready(k);
-          return outputs;
-        }));
-    accumulators_.push_back(std::move(accumulator));
-  }
+  accumulators_ = on_each_gradient(parameters_, [this](std::size_t k) { on_gradient_ready(k); });
   // zero3 keeps parameters only as shards from here on.
   if (options_.stage == ShardingStage::kZero3)
     for (std::size_t g = 0; g < group_unit_.size(); ++g) release(static_cast<int>(g));

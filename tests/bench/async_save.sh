@@ -8,9 +8,7 @@ layers=${2:-8}
 runs=${3:-3}
 world=${4:-2}
 
-flags=(--oversubscribe); [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/async-save-bench.XXXXXX"); trap 'rm -rf "$scratch"' EXIT
-build/bin/mpitrain prepare-data configs/data/sotu "$scratch/data.h5" >/dev/null
+source tests/bench/common.sh
 # The tiny-llama run with a larger model, so a checkpoint (weights + 2 moments) is hundreds of MB.
 python3 - "$hidden" "$layers" "$scratch/config.json" <<'PY'
 import json, sys
@@ -20,8 +18,6 @@ config["model"]["config"].update(hidden_size=hidden, num_hidden_layers=layers, i
                                  num_attention_heads=hidden // 64, num_key_value_heads=hidden // 128)
 json.dump(config, open(path, "w"))
 PY
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], 0))' "$1" "$2"; }
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 declare -A blocked runtime
 steps=8

@@ -11,11 +11,7 @@ config=${4:-configs/tiny-llama.json}
 global_batch=16
 tps=""
 for t in 1 2 4; do if [ $((world % t)) -eq 0 ]; then tps+="$t "; fi; done
-flags=(--oversubscribe); [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
-scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
-build/bin/mpitrain prepare-data configs/data/sotu "$scratch/data.h5" >/dev/null
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], 0))' "$1" "$2"; }
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+source tests/bench/common.sh
 
 declare -A tokens bytes us
 # Runs alternate tp sizes (1 2 4, 1 2 4, ...) so drift on this shared machine hits them alike.

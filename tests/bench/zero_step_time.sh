@@ -10,11 +10,7 @@ config=${4:-configs/tiny-llama.json}
 
 global_batch=16
 stages="none zero1 zero2 zero3"
-flags=(--oversubscribe); [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
-scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
-build/bin/mpitrain prepare-data configs/data/sotu "$scratch/data.h5" >/dev/null
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], 0))' "$1" "$2"; }
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+source tests/bench/common.sh
 
 declare -A step_ms params grads optimizer traffic
 # Runs alternate the stages (none zero1 zero2 zero3, none ...) so drift on this shared
