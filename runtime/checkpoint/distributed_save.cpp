@@ -204,45 +204,39 @@ bool use_mpiio(SaveIo io, const std::vector<LocalTensor>& tensors, const std::ve
   return io == SaveIo::kMpiio || strided;
 }
 
-void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                   const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, SaveIo io) {
+// Parallel mode's writes through MPI-IO: one collective write per file.
+void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::string& dir,
+                          const std::vector<LocalTensor>& tensors, const SavePlan& plan) {
+  // Checked apart, agreed before any collective write: a rank that threw midway would leave
+  // the others inside MPI-IO calls it never makes.
+  std::vector<std::vector<FileBlock>> by_file(plan.files.size());
   comm::run_agreed(comm, [&] {
-    if (comm.rank() == 0) create_planned_files(dir, plan);
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& t = tensors[i];
+      if (!t.layout.writer || t.layout.block.empty()) continue;
+      check_local(t);
+      const auto& planned = plan.tensors[i];
+      by_file[planned.file].push_back(
+          {planned.offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype), t.data.data_ptr()});
+    }
   });
-  crash_point("save.files_created", comm.rank());
-  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm);
-  if (mpi && use_mpiio(io, tensors, layouts)) {
-    // Checked apart, agreed before any collective write: a rank that threw midway would leave
-    // the others inside MPI-IO calls it never makes.
-    std::vector<std::vector<FileBlock>> by_file(plan.files.size());
-    comm::run_agreed(comm, [&] {
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const auto& t = tensors[i];
-        if (!t.layout.writer || t.layout.block.empty()) continue;
-        check_local(t);
-        const auto& planned = plan.tensors[i];
-        by_file[planned.file].push_back(
-            {planned.offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype), t.data.data_ptr()});
+  comm::run_agreed(comm, [&] {
+    std::exception_ptr first_error;  // every file's collective calls are made regardless
+    for (std::size_t f = 0; f < plan.files.size(); ++f) {
+      try {
+        write_blocks_collectively(handle, temp_name(dir, plan.files[f].name), by_file[f]);
+      } catch (const CheckpointError&) {
+        if (!first_error) first_error = std::current_exception();
       }
-    });
-    comm::run_agreed(comm, [&] {
-      std::exception_ptr first_error;  // every file's collective calls are made regardless
-      for (std::size_t f = 0; f < plan.files.size(); ++f) {
-        try {
-          write_blocks_collectively(mpi->handle(), temp_name(dir, plan.files[f].name), by_file[f]);
-        } catch (const CheckpointError&) {
-          if (!first_error) first_error = std::current_exception();
-        }
-        if (f == 0) crash_point("save.writing", comm.rank());  // one file written, maybe not all
-      }
-      if (first_error) std::rethrow_exception(first_error);
-    });
-    crash_point("save.before_rename", comm.rank());
-    comm::run_agreed(comm, [&] {
-      if (comm.rank() == 0) commit_planned_files(dir, plan);
-    });
-    return;
-  }
+      if (f == 0) crash_point("save.writing", comm.rank());  // one file written, maybe not all
+    }
+    if (first_error) std::rethrow_exception(first_error);
+  });
+}
+
+// Parallel mode's writes with each rank's pwrite of its runs.
+void write_parallel_posix(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                          const SavePlan& plan) {
   comm::run_agreed(comm, [&] {
     OpenFiles files(dir, plan);
     bool wrote = false;
@@ -259,6 +253,19 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
     }
     files.sync_all();
   });
+}
+
+void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                   const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, SaveIo io) {
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() == 0) create_planned_files(dir, plan);
+  });
+  crash_point("save.files_created", comm.rank());
+  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm);
+  if (mpi && use_mpiio(io, tensors, layouts))
+    write_parallel_mpiio(comm, mpi->handle(), dir, tensors, plan);
+  else
+    write_parallel_posix(comm, dir, tensors, plan);
   crash_point("save.before_rename", comm.rank());
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) commit_planned_files(dir, plan);

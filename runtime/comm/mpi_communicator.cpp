@@ -179,15 +179,11 @@ void MpiCommunicator::broadcast(torch::Tensor& tensor, int root) {
 }
 
 torch::Tensor MpiCommunicator::allgather(const torch::Tensor& tensor) {
-  require_contiguous_cpu(tensor, "allgather");
   auto shape = tensor.sizes().vec();
   if (shape.empty()) shape.push_back(1);
   shape[0] *= size_;
   auto out = torch::empty(shape, tensor.options());
-  submit(next_id("allgather", tensor), [this, tensor, out] {
-    const auto type = mpi_datatype(tensor.scalar_type());
-    MPI_Allgather(tensor.data_ptr(), count_of(tensor), type, out.data_ptr(), count_of(tensor), type, comm_);
-  })->wait();
+  allgather_async(tensor, out)->wait();
   return out;
 }
 
@@ -221,16 +217,11 @@ torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& tensor, Reduc
   if (tensor.dim() == 0 || tensor.size(0) % size_ != 0)
     throw std::invalid_argument("reduce_scatter: dim 0 (" + std::to_string(tensor.dim() ? tensor.size(0) : 0) +
                                 ") must be divisible by the communicator size " + std::to_string(size_));
-  auto input = needs_upcast(tensor) ? tensor.to(at::kFloat) : tensor;
-  auto shape = input.sizes().vec();
+  auto shape = tensor.sizes().vec();
   shape[0] /= size_;
-  auto out = torch::empty(shape, input.options());
-  submit(next_id("reduce_scatter", tensor), [this, input, out, op] {
-    MPI_Reduce_scatter_block(input.data_ptr(), out.data_ptr(), count_of(out), mpi_datatype(input.scalar_type()),
-                             mpi_op(op), comm_);
-  })->wait();
-  if (op == ReduceOp::kAvg) out.div_(size_);
-  return out.to(tensor.scalar_type());
+  auto out = torch::empty(shape, tensor.options());
+  reduce_scatter_async(tensor, out, op)->wait();
+  return out;
 }
 
 std::unique_ptr<Work> MpiCommunicator::reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,

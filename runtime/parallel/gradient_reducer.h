@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/comm/communicator.h"
+#include "runtime/parallel/data_parallel_gradients.h"
 
 namespace mpitrain::parallel {
 
@@ -26,26 +27,27 @@ struct ReducerOptions {
 // parameters in reverse registration order, roughly the order backward produces them. When
 // the last gradient of a bucket has been accumulated, its averaging allreduce starts, but
 // only after every earlier bucket has started: all ranks launch in the same order.
-class GradientReducer {
+class GradientReducer : public DataParallelGradients {
  public:
   GradientReducer(std::shared_ptr<comm::Communicator> dp, std::vector<torch::Tensor> parameters,
                   ReducerOptions options = {});
-  ~GradientReducer();
+  ~GradientReducer() override;
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
   // Call before each backward. With sync=false (gradient accumulation micro-steps) the
   // hooks do nothing and gradients just accumulate locally.
-  void prepare_for_backward(bool sync);
+  void prepare_for_backward(bool sync) override;
   // Call after the backward of a sync step: starts what is left, waits for every bucket.
   // Afterwards each .grad holds the average over the dp group.
-  void finalize();
+  void finalize() override;
   // Sets every gradient to zero in place (the views must survive).
   void zero_grad();
+  void step_done() override { zero_grad(); }
 
   std::size_t bucket_count() const { return buckets_.size(); }
   // The factor a caller with loss_is_prescaled multiplies its loss by.
-  double loss_scale() const { return 1.0 / dp_->size(); }
+  double loss_scale() const override { return 1.0 / dp_->size(); }
   std::size_t bucket_bytes(std::size_t i) const;
 
  private:

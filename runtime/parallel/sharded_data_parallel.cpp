@@ -162,13 +162,9 @@ void ShardedDataParallel::launch_reduction(Unit& unit) {
     // zero2/3 hold full gradients only until they are packed; zero1 keeps them for accumulation.
     if (options_.stage != ShardingStage::kZero1) p.mutable_grad().reset();
   }
-  if (options_.stage == ShardingStage::kZero3) {  // its backward is done: the parameters go too
-    for (auto i : unit.parameters) release_parameter(i);
-    unit.resident = false;
-  }
+  if (options_.stage == ShardingStage::kZero3) release_unit(unit);  // its backward is done: the parameters go too
   unit.reduce_output = torch::empty({unit.chunk}, unit.reduce_input.options());
   traffic_.reduce_scatter_bytes += unit.reduce_input.nbytes();
-  ++traffic_.reduce_scatters;
   unit.reduce = dp_->reduce_scatter_async(unit.reduce_input, unit.reduce_output, comm::ReduceOp::kSum);
 }
 
@@ -223,7 +219,6 @@ void ShardedDataParallel::start_gather(Unit& unit) {
   auto chunk = pack_shards(unit);
   unit.gathered = torch::empty({dp_->size() * unit.chunk}, chunk.options());
   traffic_.allgather_bytes += unit.gathered.nbytes();
-  ++traffic_.allgathers;
   // The chunk must live until the gather ends: the Work's task holds its own reference.
   unit.gather = dp_->allgather_async(chunk, unit.gathered);
 }
@@ -262,31 +257,27 @@ void ShardedDataParallel::shards_updated() {
   for (auto& unit : units_) unpack_gather(unit);
 }
 
-void ShardedDataParallel::materialise_all() {
-  if (options_.stage != ShardingStage::kZero3) return;
-  for (std::size_t g = 0; g < group_unit_.size(); ++g) materialise(static_cast<int>(g));
+ShardedDataParallel::Unit* ShardedDataParallel::unit_of_group(int group) {
+  if (group < 0 || static_cast<std::size_t>(group) >= group_unit_.size() || group_unit_[group] < 0) return nullptr;
+  return &units_[static_cast<std::size_t>(group_unit_[group])];
 }
 
 void ShardedDataParallel::materialise(int group) {
-  if (group < 0 || static_cast<std::size_t>(group) >= group_unit_.size() || group_unit_[group] < 0) return;
-  auto& unit = units_[static_cast<std::size_t>(group_unit_[group])];
-  if (unit.resident) return;
-  if (!unit.gather) start_gather(unit);
-  unpack_gather(unit);
-  unit.resident = true;
+  auto* unit = unit_of_group(group);
+  if (!unit || unit->resident) return;
+  if (!unit->gather) start_gather(*unit);
+  unpack_gather(*unit);
+  unit->resident = true;
   peak_gathered_ = std::max(peak_gathered_, resident_bytes());
 }
 
-void ShardedDataParallel::release_parameter(std::size_t parameter) {
-  auto& p = parameters_[parameter];
-  p.set_data(torch::empty({0}, torch::TensorOptions().dtype(options_.compute_dtype)));
+void ShardedDataParallel::release(int group) {
+  if (auto* unit = unit_of_group(group); unit && unit->resident) release_unit(*unit);
 }
 
-void ShardedDataParallel::release(int group) {
-  if (group < 0 || static_cast<std::size_t>(group) >= group_unit_.size() || group_unit_[group] < 0) return;
-  auto& unit = units_[static_cast<std::size_t>(group_unit_[group])];
-  if (!unit.resident) return;
-  for (auto i : unit.parameters) release_parameter(i);
+void ShardedDataParallel::release_unit(Unit& unit) {
+  for (auto i : unit.parameters)
+    parameters_[i].set_data(torch::empty({0}, torch::TensorOptions().dtype(options_.compute_dtype)));
   unit.resident = false;
 }
 
@@ -297,11 +288,8 @@ std::uint64_t ShardedDataParallel::resident_bytes() const {
 }
 
 void ShardedDataParallel::prefetch(const std::vector<int>& groups) {
-  for (int g : groups) {
-    if (g < 0 || static_cast<std::size_t>(g) >= group_unit_.size() || group_unit_[g] < 0) continue;
-    auto& unit = units_[static_cast<std::size_t>(group_unit_[g])];
-    if (!unit.resident && !unit.gather) start_gather(unit);
-  }
+  for (int g : groups)
+    if (auto* unit = unit_of_group(g); unit && !unit->resident && !unit->gather) start_gather(*unit);
 }
 
 void ShardedDataParallel::before_forward(const std::vector<int>& groups) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/comm/communicator.h"
+#include "runtime/parallel/data_parallel_gradients.h"
 #include "runtime/parallel/parameter_groups.h"
 
 namespace mpitrain::parallel {
@@ -46,7 +47,6 @@ struct ShardedMemory {
 // Bytes handed to each collective since construction (whole buffers, padding included).
 struct ShardedTraffic {
   std::uint64_t allgather_bytes = 0, reduce_scatter_bytes = 0;
-  std::int64_t allgathers = 0, reduce_scatters = 0;
 };
 
 // The runtime side of ZeRO over one dp group. Each parameter is split along its first dim
@@ -61,7 +61,7 @@ struct ShardedTraffic {
 //    backward, and freed after each.
 // zero1/2 all-gather the updated shards back into the parameters after each optimizer step.
 // Collectives are launched in one fixed order on every rank.
-class ShardedDataParallel : public ParameterGroupHooks {
+class ShardedDataParallel : public DataParallelGradients, public ParameterGroupHooks {
  public:
   // `rows[i]`: the rows parameter i is sharded along; `groups[i]`: its forward group (zero3).
   ShardedDataParallel(std::shared_ptr<comm::Communicator> dp, std::vector<torch::Tensor> parameters,
@@ -75,17 +75,18 @@ class ShardedDataParallel : public ParameterGroupHooks {
   const std::vector<torch::Tensor>& shards() const { return shards_; }
   const std::vector<Dim0Shard>& layout() const { return layout_; }
 
-  void prepare_for_backward(bool sync);  // before each backward, as GradientReducer
+  void prepare_for_backward(bool sync) override;
   // After the sync micro-step's backward: every reduce-scatter done; each shard's .grad holds
   // the dp-summed gradient (callers scale the loss by loss_scale() to make it the mean).
-  void finalize();
+  void finalize() override;
   void zero_grad();
-  double loss_scale() const { return 1.0 / dp_->size(); }
+  double loss_scale() const override { return 1.0 / dp_->size(); }
+  void step_done() override {
+    shards_updated();
+    zero_grad();
+  }
   // After the optimizer changed the shards: zero1/2 all-gather them into the parameters.
   void shards_updated();
-  // Makes every parameter whole from the shards (zero3: until the next forward frees them),
-  // for callers that read the full model (a final evaluation, logits).
-  void materialise_all();
 
   ShardedMemory memory() const;
   const ShardedTraffic& traffic() const { return traffic_; }
@@ -113,9 +114,10 @@ class ShardedDataParallel : public ParameterGroupHooks {
   torch::Tensor pack_shards(const Unit& unit) const;  // this rank's chunk of the master shards
   void start_gather(Unit& unit);
   void unpack_gather(Unit& unit);  // waits, then copies the gathered rows into the parameters
+  Unit* unit_of_group(int group);  // zero3; null for a group without parameters
   void materialise(int group);
   void release(int group);
-  void release_parameter(std::size_t parameter);  // drops a parameter's storage (keeps its autograd identity)
+  void release_unit(Unit& unit);  // drops its parameters' storage (keeps their autograd identity)
   void prefetch(const std::vector<int>& groups);  // starts their all-gathers (zero3)
   std::uint64_t resident_bytes() const;
 

@@ -186,9 +186,7 @@ torch::Tensor BertForSequenceClassification::forward(const ModelInputs& inputs) 
 }
 
 int BertForSequenceClassification::parameter_group(const std::string& name) const {
-  if (const int layer = layer_group(name); layer >= 0) return layer;
-  if (name.rfind("bert.embeddings.", 0) == 0) return 0;
-  return static_cast<int>(config_.num_hidden_layers) + (name.rfind("bert.pooler.", 0) == 0 ? 1 : 2);
+  return forward_group(name, config_.num_hidden_layers, {"bert.embeddings."}, "bert.pooler.");
 }
 
 bool BertForSequenceClassification::is_ignorable_checkpoint_tensor(const std::string& name) const {

@@ -139,9 +139,7 @@ torch::Tensor Gpt2LMHeadModel::forward(const ModelInputs& inputs) {
 }
 
 int Gpt2LMHeadModel::parameter_group(const std::string& name) const {
-  if (const int layer = layer_group(name); layer >= 0) return layer;
-  if (name.rfind("transformer.wte.", 0) == 0 || name.rfind("transformer.wpe.", 0) == 0) return 0;
-  return static_cast<int>(config_.n_layer) + (name.rfind("transformer.ln_f.", 0) == 0 ? 1 : 2);
+  return forward_group(name, config_.n_layer, {"transformer.wte.", "transformer.wpe."}, "transformer.ln_f.");
 }
 
 bool Gpt2LMHeadModel::is_ignorable_checkpoint_tensor(const std::string& name) const {

@@ -208,9 +208,7 @@ torch::Tensor LlamaForCausalLM::forward(const ModelInputs& inputs) {
 }
 
 int LlamaForCausalLM::parameter_group(const std::string& name) const {
-  if (const int layer = layer_group(name); layer >= 0) return layer;
-  if (name.rfind("model.embed_tokens.", 0) == 0) return 0;
-  return static_cast<int>(config_.num_hidden_layers) + (name.rfind("model.norm.", 0) == 0 ? 1 : 2);
+  return forward_group(name, config_.num_hidden_layers, {"model.embed_tokens."}, "model.norm.");
 }
 
 bool LlamaForCausalLM::is_ignorable_checkpoint_tensor(const std::string& name) const {

@@ -34,7 +34,8 @@ ParameterPlacement place(const std::vector<std::int64_t>& local_shape, const Sha
   return p;
 }
 
-int layer_group(const std::string& name) {
+int forward_group(const std::string& name, std::int64_t layers, std::initializer_list<const char*> inputs,
+                  const char* final_prefix) {
   std::size_t start = 0;
   while (start < name.size()) {
     const auto end = std::min(name.find('.', start), name.size());
@@ -42,7 +43,9 @@ int layer_group(const std::string& name) {
     if (!part.empty() && part.find_first_not_of("0123456789") == std::string::npos) return 1 + std::stoi(part);
     start = end + 1;
   }
-  return -1;
+  for (const char* prefix : inputs)
+    if (name.rfind(prefix, 0) == 0) return 0;
+  return static_cast<int>(layers) + (name.rfind(final_prefix, 0) == 0 ? 1 : 2);
 }
 
 std::vector<int> HfModel::parameter_groups() const {

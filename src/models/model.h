@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -37,9 +38,11 @@ struct ParameterPlacement {
 using GroupRunnerPtr = std::shared_ptr<const parallel::ParameterGroupRunner>;
 
 // Forward groups (FSDP units) are numbered in forward order: 0 the input embeddings, 1 + i
-// decoder layer i, layers + 1 the final norm (BERT: pooler), layers + 2 the head.
-// 1 + the first numeric component of a parameter name ("model.layers.3.mlp..." -> 4), or -1.
-int layer_group(const std::string& name);
+// decoder layer i, layers + 1 the final norm (BERT: pooler), layers + 2 the head. A name's
+// layer is its first numeric component ("model.layers.3.mlp..." -> group 4); other names are
+// inputs (a prefix in `inputs`), the final norm (`final_prefix`) or the head.
+int forward_group(const std::string& name, std::int64_t layers, std::initializer_list<const char*> inputs,
+                  const char* final_prefix);
 
 // The placement of a local tensor of `local_shape` that is `shard` of its HF tensor.
 ParameterPlacement place(const std::vector<std::int64_t>& local_shape, const Shard& shard, int tp_size);

@@ -102,12 +102,21 @@ std::vector<std::string> check_weights(const HfModel& model, const checkpoint::H
   return problems;
 }
 
-void load_weights(HfModel& model, const checkpoint::HfWeights& weights) {
-  const auto problems = check_weights(model, weights);
-  if (!problems.empty()) throw CheckpointError(problems.front());
+namespace {
+
+// Every parameter's own block, for weights already checked.
+void load_every_parameter(HfModel& model, const checkpoint::HfWeights& weights) {
   std::vector<ParameterPlacement> placements;
   for (auto& [name, placement] : model.placements()) placements.push_back(std::move(placement));
   load_weight_blocks(model, weights, placements, model.parameters());
+}
+
+}  // namespace
+
+void load_weights(HfModel& model, const checkpoint::HfWeights& weights) {
+  const auto problems = check_weights(model, weights);
+  if (!problems.empty()) throw CheckpointError(problems.front());
+  load_every_parameter(model, weights);
 }
 
 void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weights,
@@ -140,11 +149,7 @@ LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, Tensor
   const auto weights = checkpoint::HfWeights::open(dir);
   const auto problems = check_weights(*loaded.model, weights, &loaded.ignored_tensors);
   if (!problems.empty()) throw CheckpointError(problems.front());
-  if (load_now) load_weight_blocks(*loaded.model, weights, [&] {
-    std::vector<ParameterPlacement> placements;
-    for (auto& [name, placement] : loaded.model->placements()) placements.push_back(std::move(placement));
-    return placements;
-  }(), loaded.model->parameters());
+  if (load_now) load_every_parameter(*loaded.model, weights);
   const auto generation_path = fs::path(dir) / "generation_config.json";
   if (fs::exists(generation_path)) loaded.generation_config = read_json_file(generation_path.string());
   return loaded;

@@ -104,16 +104,15 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
     setup_sharding();
     if (!weights_to_shard_.empty())
       comm::run_agreed(world, [&] {
-        std::vector<torch::Tensor> shards;
-        for (const auto& [name, shard] : trained_tensors()) shards.push_back(shard);
-        models::load_weight_blocks(*model_, checkpoint::HfWeights::open(weights_to_shard_), shard_placements_, shards);
+        models::load_weight_blocks(*model_, checkpoint::HfWeights::open(weights_to_shard_), shard_placements_, trained_);
       });
-    if (!weights_to_shard_.empty()) sharded_->shards_updated();  // collective: after every rank has read
   } else {
     parallel::ReducerOptions reducer_options;
     reducer_options.bucket_bytes = static_cast<std::size_t>(config_["parallel"]["bucket_size_mb"].get<double>() * (1 << 20));
-    reducer_options.loss_is_prescaled = true;  // train_step scales the loss by reducer_->loss_scale()
+    reducer_options.loss_is_prescaled = true;  // train_step scales the loss by gradients_->loss_scale()
     reducer_ = std::make_unique<parallel::GradientReducer>(mesh_->dp_ptr(), parameters_, reducer_options);
+    gradients_ = reducer_.get();
+    trained_ = parameters_;
   }
   AdamWOptions adam;
   adam.beta1 = t["adam_beta1"].get<double>();
@@ -137,6 +136,9 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::m
       });
     comm::run_agreed(world, [&] { resume(resume_path); });
   }
+  // Shards loaded (from the HF directory or the checkpoint) become the parameters zero1/2
+  // compute with; collective, so after every rank's reading has been agreed.
+  if (sharded_ && (!weights_to_shard_.empty() || !resume_path.empty())) sharded_->shards_updated();
 }
 
 Trainer::~Trainer() {
@@ -312,13 +314,14 @@ void Trainer::setup_sharding() {
     shard_placements_.push_back(std::move(placement));
   }
   model_->install_parameter_group_hooks(sharded_);
+  gradients_ = sharded_.get();
+  trained_ = sharded_->shards();
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> Trainer::trained_tensors() const {
   std::vector<std::pair<std::string, torch::Tensor>> named;
   std::size_t i = 0;
-  for (const auto& item : model_->named_parameters())
-    named.emplace_back(item.key(), sharded_ ? sharded_->shards()[i++] : item.value());
+  for (const auto& item : model_->named_parameters()) named.emplace_back(item.key(), trained_[i++]);
   return named;
 }
 
@@ -331,14 +334,13 @@ void Trainer::load_model_weights(const checkpoint::CheckpointReader& reader) {
     models::load_weights(*model_, reader);
     return;
   }
-  // Only this rank's shard of each tensor is read, then spread as the stage keeps parameters.
+  // Only this rank's shard of each tensor is read.
   torch::NoGradGuard no_grad;
   std::size_t i = 0;
   for (const auto& [name, shard] : trained_tensors()) {
     const auto& placement = shard_placements_[i++];
     if (shard.numel() > 0) shard.detach().copy_(models::read_placed(reader, name, placement, shard.sizes()));
   }
-  sharded_->shards_updated();
 }
 
 void Trainer::restore_rng(const std::string& dir) {
@@ -392,32 +394,22 @@ double Trainer::train_step() {
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
     const auto batch = train_data_->read(sampler_->batch(epoch, first_batch + micro));
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
-    const bool sync = micro == accumulation - 1;
-    if (sharded_) sharded_->prepare_for_backward(sync);
-    else reducer_->prepare_for_backward(sync);
+    gradients_->prepare_for_backward(micro == accumulation - 1);
     auto loss = forward_loss(batch) / static_cast<double>(accumulation);
     // Gradients are summed over the dp group; this scale makes the sum their average.
-    (loss * (sharded_ ? sharded_->loss_scale() : reducer_->loss_scale())).backward();
+    (loss * gradients_->loss_scale()).backward();
     loss_sum += loss.item<double>();
   }
   // What the backward pass did not hide: the wait for the last buckets.
   const auto wait_start = std::chrono::steady_clock::now();
-  if (sharded_) sharded_->finalize();
-  else reducer_->finalize();
+  gradients_->finalize();
   exposed_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
   sum_shared_slice_gradients();
   // Shards are disjoint over dp and tp slices over tp: the norm sums over whichever is split.
-  std::vector<torch::Tensor> trained;
-  for (const auto& item : trained_tensors()) trained.push_back(item.second);
   comm::Communicator* norm_group = sharded_ ? &mesh_->world() : mesh_->tp_size() > 1 ? &mesh_->tp() : nullptr;
-  last_grad_norm_ = clip_grad_norm(trained, config_["training"]["max_grad_norm"].get<double>(), norm_shares_, norm_group);
+  last_grad_norm_ = clip_grad_norm(trained_, config_["training"]["max_grad_norm"].get<double>(), norm_shares_, norm_group);
   optimizer_->step(lr_at(state_.global_step));
-  if (sharded_) {
-    sharded_->shards_updated();
-    sharded_->zero_grad();
-  } else {
-    reducer_->zero_grad();
-  }
+  gradients_->step_done();
   ++steps_run_;
   ++state_.global_step;
   last_lr_ = lr_at(state_.global_step);
@@ -426,12 +418,10 @@ double Trainer::train_step() {
 
 void Trainer::sum_shared_slice_gradients() {
   // A kv slice shared by several tp ranks got from each only its own query heads' part.
-  const auto trained = trained_tensors();
-  for (std::size_t i = 0; i < trained.size(); ++i) {
-    const auto& tensor = trained[i].second;
-    if (!placements_[i].partial_gradient || !tensor.grad().defined()) continue;
+  for (std::size_t i = 0; i < trained_.size(); ++i) {
+    if (!placements_[i].partial_gradient || !trained_[i].grad().defined()) continue;
     const auto it = slice_groups_.find(placements_[i].replicas);
-    auto grad = tensor.grad();
+    auto grad = trained_[i].grad();
     it->second->allreduce(grad);
   }
 }
@@ -821,6 +811,7 @@ void Trainer::train() {
   if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
       checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
     comm::run_agreed(mesh_->world(), [&] { load_model_weights(checkpoint::CheckpointReader(state_.best_model_checkpoint)); });
+    if (sharded_) sharded_->shards_updated();
     log_->info("loaded the best model from " + state_.best_model_checkpoint + " (" +
                config_["training"]["metric_for_best_model"].get<std::string>() + " " +
                std::to_string(state_.best_metric.value_or(0)) + ")");

@@ -20,6 +20,7 @@
 #include "src/train/trainer_state.h"
 
 namespace mpitrain::parallel {
+class DataParallelGradients;
 class GradientReducer;
 class ShardedDataParallel;
 }
@@ -77,7 +78,9 @@ class Trainer {
   std::vector<std::pair<std::string, torch::Tensor>> trained_tensors() const;
   const std::vector<models::ParameterPlacement>& trained_placements() const;
   void setup_sharding();  // parallel.sharding != none: the ZeRO runtime in place of the reducer
-  // Reads the model's weights from a checkpoint or HF directory, each rank only its blocks.
+  // Reads the model's weights from a checkpoint, each rank only its blocks (under sharding,
+  // into the shards: the caller then calls sharded_->shards_updated(), a collective, outside
+  // any agreed block).
   void load_model_weights(const checkpoint::CheckpointReader& reader);
   nlohmann::json memory_and_traffic() const;  // the training summary's per-rank bytes
   void sum_shared_slice_gradients();  // GQA kv slices held by several tp ranks
@@ -107,6 +110,8 @@ class Trainer {
   std::unique_ptr<data::DistributedSampler> sampler_;
   std::unique_ptr<parallel::GradientReducer> reducer_;       // sharding none
   std::shared_ptr<parallel::ShardedDataParallel> sharded_;  // zero1/2/3
+  parallel::DataParallelGradients* gradients_ = nullptr;    // whichever of the two runs
+  std::vector<torch::Tensor> trained_;  // what the optimizer updates: parameters_, or the shards
   std::vector<models::ParameterPlacement> shard_placements_;  // of sharded_->shards(): dim-0 blocks of placements_
   // Under sharding, the HF directory whose weights each rank reads as shards once they exist
   // (the model is built without reading them, so no rank holds the whole of it).
