@@ -10,6 +10,7 @@
 #include "runtime/comm/collective_timeout.h"
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
+#include "runtime/device/device.h"
 #include "src/train/run_config.h"
 #include "src/train/stop_signal.h"
 #include "src/train/trainer.h"
@@ -53,9 +54,15 @@ int run_train(const Args& args) {
     signal_ready_when_every_rank_is(*world);
     comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());
     const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
+    at::Device device = at::kCPU;
+    comm::run_agreed(*world, [&] {
+      device = device::select_device(config["training"]["device"].get<std::string>(), launch.local_rank, "training.device");
+    });
+    // On a GPU, device tensors travel over NCCL and CPU tensors over MPI.
+    const auto compute_world = device::world_for(device, world);
     std::shared_ptr<comm::Mesh> mesh;
-    comm::run_agreed(*world, [&] { mesh = std::make_shared<comm::Mesh>(world, tp); });
-    train::Trainer trainer(config, mesh);
+    comm::run_agreed(*world, [&] { mesh = std::make_shared<comm::Mesh>(compute_world, tp); });
+    train::Trainer trainer(config, mesh, device);
     trainer.train();
     trainer.save_model(config["training"]["output_dir"].get<std::string>());
     return 0;

@@ -177,10 +177,12 @@ std::vector<TensorSpec> specs_of(const std::vector<LocalTensor>& tensors) {
   return specs;
 }
 
-void check_local(const LocalTensor& t) {
-  if (!t.data.is_contiguous() || !t.data.device().is_cpu() || from_scalar_type(t.data.scalar_type()) != t.layout.dtype ||
-      t.data.sizes().vec() != t.layout.block.sizes)
-    throw CheckpointError(t.layout.name, "local block is not a contiguous CPU tensor of the layout's dtype and block shape");
+// `data`: the block as staged to the host (the LocalTensor's own data when it is a CPU tensor).
+const torch::Tensor& check_local(const LocalTensor& t, const torch::Tensor& data) {
+  if (!data.is_contiguous() || !data.device().is_cpu() || from_scalar_type(data.scalar_type()) != t.layout.dtype ||
+      data.sizes().vec() != t.layout.block.sizes)
+    throw CheckpointError(t.layout.name, "local block is not a contiguous tensor of the layout's dtype and block shape");
+  return data;
 }
 
 // Whether parallel mode writes through MPI-IO: asked for (or, for kAuto, some writer block is
@@ -206,7 +208,7 @@ bool use_mpiio(SaveIo io, const std::vector<LocalTensor>& tensors, const std::ve
 
 // Parallel mode's writes through MPI-IO: one collective write per file.
 void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::string& dir,
-                          const std::vector<LocalTensor>& tensors, const SavePlan& plan) {
+                          const std::vector<LocalTensor>& tensors, HostStaging& staged, const SavePlan& plan) {
   // Checked apart, agreed before any collective write: a rank that threw midway would leave
   // the others inside MPI-IO calls it never makes.
   std::vector<std::vector<FileBlock>> by_file(plan.files.size());
@@ -214,10 +216,10 @@ void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& t = tensors[i];
       if (!t.layout.writer || t.layout.block.empty()) continue;
-      check_local(t);
+      const auto& data = check_local(t, staged.host(i));
       const auto& planned = plan.tensors[i];
       by_file[planned.file].push_back(
-          {planned.offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype), t.data.data_ptr()});
+          {planned.offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype), data.data_ptr()});
     }
   });
   comm::run_agreed(comm, [&] {
@@ -236,18 +238,18 @@ void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::
 
 // Parallel mode's writes with each rank's pwrite of its runs.
 void write_parallel_posix(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                          const SavePlan& plan) {
+                          HostStaging& staged, const SavePlan& plan) {
   comm::run_agreed(comm, [&] {
     OpenFiles files(dir, plan);
     bool wrote = false;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& t = tensors[i];
       if (!t.layout.writer || t.layout.block.empty()) continue;
-      check_local(t);
+      const auto& data = check_local(t, staged.host(i));
       const auto& planned = plan.tensors[i];
-      const auto* bytes = static_cast<const std::uint8_t*>(t.data.data_ptr());
+      const auto* bytes = static_cast<const std::uint8_t*>(data.data_ptr());
       write_packed_range(files.fd(planned.file), temp_name(dir, plan.files[planned.file].name), planned,
-                         t.layout.coords(), t.layout.block, bytes, 0, 0, t.data.nbytes());
+                         t.layout.coords(), t.layout.block, bytes, 0, 0, data.nbytes());
       if (!wrote) crash_point("save.writing", comm.rank());  // some bytes written, most not
       wrote = true;
     }
@@ -256,16 +258,17 @@ void write_parallel_posix(comm::Communicator& comm, const std::string& dir, cons
 }
 
 void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                   const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, SaveIo io) {
+                   HostStaging& staged, const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts,
+                   SaveIo io) {
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
   crash_point("save.files_created", comm.rank());
   const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm);
   if (mpi && use_mpiio(io, tensors, layouts))
-    write_parallel_mpiio(comm, mpi->handle(), dir, tensors, plan);
+    write_parallel_mpiio(comm, mpi->handle(), dir, tensors, staged, plan);
   else
-    write_parallel_posix(comm, dir, tensors, plan);
+    write_parallel_posix(comm, dir, tensors, staged, plan);
   crash_point("save.before_rename", comm.rank());
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) commit_planned_files(dir, plan);
@@ -273,7 +276,7 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
 }
 
 void save_gather(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                 const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, std::uint64_t window) {
+                 HostStaging& staged, const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, std::uint64_t window) {
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
@@ -299,17 +302,17 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
         const std::uint64_t bytes = static_cast<std::uint64_t>(rb.block.numel()) * element;
         const auto path = temp_name(dir, plan.files[planned.file].name);
         if (rb.rank == 0 && comm.rank() == 0) {
-          check_local(tensors[i]);
+          const auto& data = check_local(tensors[i], staged.host(i));
           write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), rb.block,
-                             static_cast<const std::uint8_t*>(tensors[i].data.data_ptr()), 0, 0, bytes);
+                             static_cast<const std::uint8_t*>(data.data_ptr()), 0, 0, bytes);
           continue;
         }
         if (comm.rank() != 0 && comm.rank() != rb.rank) continue;
         for (std::uint64_t begin = 0; begin < bytes; begin += window) {
           const auto length = std::min(window, bytes - begin);
           if (comm.rank() == rb.rank) {
-            check_local(tensors[i]);
-            auto chunk = torch::from_blob(static_cast<std::uint8_t*>(tensors[i].data.data_ptr()) + begin,
+            const auto& data = check_local(tensors[i], staged.host(i));
+            auto chunk = torch::from_blob(static_cast<std::uint8_t*>(data.data_ptr()) + begin,
                                           {static_cast<std::int64_t>(length)}, torch::kUInt8);
             comm.send(chunk, 0, kTag);
           } else {
@@ -341,14 +344,15 @@ std::string shard_file(int rank) {
 }
 
 void save_sharded(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                  const std::vector<std::vector<RankBlock>>& layouts) {
+                  HostStaging& staged, const std::vector<std::vector<RankBlock>>& layouts) {
   comm::run_agreed(comm, [&] { fs::create_directories(dir); });
   comm::run_agreed(comm, [&] {
     std::vector<TensorBytes> mine;
-    for (const auto& t : tensors) {
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& t = tensors[i];
       if (!t.layout.writer || t.layout.block.empty()) continue;
-      check_local(t);
-      mine.push_back({{t.layout.name, t.layout.dtype, t.layout.block.sizes}, t.data.data_ptr()});
+      const auto& data = check_local(t, staged.host(i));
+      mine.push_back({{t.layout.name, t.layout.dtype, t.layout.block.sizes}, data.data_ptr()});
     }
     write_safetensors((fs::path(dir) / shard_file(comm.rank())).string(), mine);
   });
@@ -379,13 +383,17 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const std::v
 void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
                       const DistributedSaveOptions& options) {
   const auto layouts = gather_layouts(comm, tensors);
-  if (options.mode == SaveMode::kSharded) return save_sharded(comm, dir, tensors, layouts);
+  // The blocks this rank writes, copied off a GPU while the writes of earlier ones go on.
+  std::vector<torch::Tensor> written;
+  for (const auto& t : tensors) written.push_back(t.layout.writer && !t.layout.block.empty() ? t.data : torch::Tensor());
+  HostStaging staged(std::move(written), options.staging);
+  if (options.mode == SaveMode::kSharded) return save_sharded(comm, dir, tensors, staged, layouts);
   const auto plan = plan_hf_save(specs_of(tensors), options.max_shard_size);
   try {
     if (options.mode == SaveMode::kParallel)
-      save_parallel(comm, dir, tensors, plan, layouts, options.io);
+      save_parallel(comm, dir, tensors, staged, plan, layouts, options.io);
     else
-      save_gather(comm, dir, tensors, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
+      save_gather(comm, dir, tensors, staged, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
   } catch (...) {
     if (comm.rank() == 0) remove_temporaries(dir, plan);  // nothing half-written stays behind
     throw;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/checkpoint/host_staging.h"
 #include "runtime/checkpoint/layout.h"
 #include "runtime/comm/communicator.h"
 
@@ -28,7 +29,9 @@ SaveIo parse_save_io(const std::string& name);  // auto | mpiio | posix
 
 struct LocalTensor {
   TensorLayout layout;
-  torch::Tensor data;  // contiguous CPU tensor of layout.dtype holding layout.block (shape = block sizes)
+  // Contiguous tensor of layout.dtype holding layout.block (shape = block sizes), on the CPU
+  // or a GPU (then staged to the host in bounded chunks while the save writes).
+  torch::Tensor data;
 };
 
 struct DistributedSaveOptions {
@@ -36,6 +39,7 @@ struct DistributedSaveOptions {
   std::uint64_t max_shard_size = 5'000'000'000;
   std::uint64_t gather_window_bytes = 64u << 20;  // rank 0's receive buffer in gather mode
   SaveIo io = SaveIo::kAuto;  // parallel mode
+  StagingOptions staging;     // blocks on a GPU
 };
 
 inline constexpr const char* kShardedIndexFile = "sharded_index.json";

@@ -154,7 +154,7 @@ void ShardedDataParallel::launch_ready_reductions() {
 void ShardedDataParallel::launch_reduction(Unit& unit) {
   torch::NoGradGuard no_grad;
   const auto ranks = dp_->size();
-  unit.reduce_input = torch::zeros({ranks * unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype));
+  unit.reduce_input = torch::zeros({ranks * unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device));
   const auto buffer2d = unit.reduce_input.view({ranks, unit.chunk});
   for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
     auto& p = parameters_[unit.parameters[j]];
@@ -206,7 +206,7 @@ void ShardedDataParallel::zero_grad() {
 }
 
 torch::Tensor ShardedDataParallel::pack_shards(const Unit& unit) const {
-  auto chunk = torch::zeros({unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype));
+  auto chunk = torch::zeros({unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device));
   for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
     const auto i = unit.parameters[j];
     const auto& s = layout_[i];
@@ -277,7 +277,7 @@ void ShardedDataParallel::release(int group) {
 
 void ShardedDataParallel::release_unit(Unit& unit) {
   for (auto i : unit.parameters)
-    parameters_[i].set_data(torch::empty({0}, torch::TensorOptions().dtype(options_.compute_dtype)));
+    parameters_[i].set_data(torch::empty({0}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device)));
   unit.resident = false;
 }
 

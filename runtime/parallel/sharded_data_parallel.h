@@ -33,6 +33,7 @@ struct ShardingOptions {
   // Mixed precision: the dtype parameters are materialised, computed and their gradients
   // reduced in (bfloat16), while the shards (master weights) stay float32.
   at::ScalarType compute_dtype = at::kFloat;
+  at::Device device = at::kCPU;  // where the parameters live: buffers are made there
 };
 
 // Bytes this rank holds now, by kind (the ZeRO paper's accounting; optimizer moments are the

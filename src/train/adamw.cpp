@@ -56,11 +56,15 @@ void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>&
 double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm, const std::vector<double>& shares,
                       comm::Communicator* group) {
   torch::NoGradGuard no_grad;
-  double total = 0;
+  // Summed where the gradients live: one read back to the host per step, not one per tensor.
+  torch::Tensor squares;
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     const auto& p = parameters[i];
-    if (p.grad().defined()) total += p.grad().to(torch::kDouble).pow(2).sum().item<double>() * (shares.empty() ? 1.0 : shares[i]);
+    if (!p.grad().defined()) continue;
+    auto term = p.grad().to(torch::kDouble).pow(2).sum() * (shares.empty() ? 1.0 : shares[i]);
+    squares = squares.defined() ? squares + term : term;
   }
+  double total = squares.defined() ? squares.item<double>() : 0.0;
   if (group && group->size() > 1) {
     auto sum = torch::tensor({total}, torch::kFloat64);
     group->allreduce(sum);

@@ -55,6 +55,7 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "greater_is_better", Type::kBool, false, ""},
       {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
       {"training", "seed", Type::kInt, 42, ""},
+      {"training", "device", Type::kString, "cpu", "cpu | cuda (one GPU per local rank, NCCL collectives; needs a CUDA LibTorch build)"},
       {"training", "bf16", Type::kBool, false, "bfloat16 compute with float32 master weights (autocast; under sharding, bfloat16 parameters and gradients)"},
       {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
       {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
@@ -212,6 +213,7 @@ void validate(const json& c, const std::string& where) {
   one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
   one_of("training", "save_mode", {"gather", "parallel", "sharded"});
   one_of("training", "save_io", {"auto", "mpiio", "posix"});
+  one_of("training", "device", {"cpu", "cuda"});
   {
     std::stringstream signals(c["training"]["save_on_signals"].get<std::string>());
     std::string name;

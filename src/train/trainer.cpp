@@ -1,7 +1,6 @@
 // The Trainer: Hugging Face Trainer semantics (steps, eval, checkpoints, rotation, best model, resume) over DP ranks.
 #include "src/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,6 +24,7 @@
 #include "src/data/prepare_data.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
+#include "src/train/autocast.h"
 #include "src/train/losses.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "src/train/lr_schedule.h"
@@ -59,7 +59,8 @@ void check_output_dir(const std::string& dir) {
 
 }  // namespace
 
-Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh) : config_(std::move(config)), mesh_(std::move(mesh)) {
+Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device device)
+    : config_(std::move(config)), mesh_(std::move(mesh)), device_(device) {
   auto& world = mesh_->world();
   const auto& t = config_["training"];
   output_dir_ = t["output_dir"].get<std::string>();
@@ -219,6 +220,7 @@ void Trainer::build_model() {
       throw std::runtime_error(train_data_->path() + ": data vocab_size " + std::to_string(train_data_->vocab_size()) +
                                " exceeds the model's vocab_size " + std::to_string(vocab));
   });
+  model_->to(device_);  // keeps each parameter's identity (its data moves)
   for (const auto& p : model_->parameters()) parameters_.push_back(p);
   for (auto& [name, placement] : model_->placements()) {
     norm_shares_.push_back(1.0 / placement.replicas);
@@ -296,6 +298,7 @@ void Trainer::setup_sharding() {
   options.stage = parallel::parse_sharding_stage(p["sharding"]);
   options.bucket_bytes = static_cast<std::size_t>(p["bucket_size_mb"].get<double>() * (1 << 20));
   options.prefetch = p["zero3_prefetch"].get<int>();
+  options.device = device_;
   // Mixed precision: bfloat16 parameters, activations and gradients, float32 shards and moments.
   if (config_["training"]["bf16"].get<bool>()) options.compute_dtype = at::kBFloat16;
   // Each tp-local tensor is split along the outer dim of its block (its dim 0, or the parts
@@ -358,18 +361,33 @@ void Trainer::restore_rng(const std::string& dir) {
   const auto rng_file = fs::path(dir) / ("rng_state_" + std::to_string(source) + ".safetensors");
   if (source < 0 || !fs::exists(rng_file)) return;
   checkpoint::SafetensorsFile file(rng_file.string());
-  auto generator = at::detail::getDefaultCPUGenerator();
+  auto& generator = this->generator();
   std::lock_guard<std::mutex> lock(generator.mutex());
-  generator.set_state(checkpoint::read_tensor(file, file.entry("torch_cpu")));
+  // Dropout draws from the device's generator: a GPU state is saved under its own name.
+  const char* key = device_.is_cpu() ? "torch_cpu" : "torch_cuda";
+  if (!file.header().find(key))
+    throw std::runtime_error(rng_file.string() + ": no '" + key + "' state (saved on another device type)");
+  generator.set_state(checkpoint::read_tensor(file, file.entry(key)));
+}
+
+at::Generator& Trainer::generator() const {
+  return const_cast<at::Generator&>(at::globalContext().defaultGenerator(device_));
+}
+
+data::Batch Trainer::on_device(data::Batch batch) const {
+  if (device_.is_cpu()) return batch;
+  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.labels})
+    if (t->defined()) *t = t->to(device_, /*non_blocking=*/true);
+  return batch;
 }
 
 torch::Tensor Trainer::forward_loss(const data::Batch& batch) {
   models::ModelInputs inputs{batch.input_ids, batch.attention_mask, {}};
-  const bool bf16 = config_["training"]["bf16"].get<bool>();
-  at::autocast::set_cpu_enabled(bf16);
-  if (bf16) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  auto logits = model_->forward(inputs);
-  at::autocast::set_cpu_enabled(false);
+  torch::Tensor logits;
+  {
+    AutocastScope scope(device_, config_["training"]["bf16"].get<bool>());
+    logits = model_->forward(inputs);
+  }
   return loss_of(logits, batch).loss;
 }
 
@@ -392,7 +410,7 @@ double Trainer::train_step() {
   double loss_sum = 0;
   model_->train();
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
-    const auto batch = train_data_->read(sampler_->batch(epoch, first_batch + micro));
+    const auto batch = on_device(train_data_->read(sampler_->batch(epoch, first_batch + micro)));
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
     gradients_->prepare_for_backward(micro == accumulation - 1);
     auto loss = forward_loss(batch) / static_cast<double>(accumulation);
@@ -473,8 +491,8 @@ json Trainer::evaluate() {
   std::int64_t count_sum = 0;
   for (std::size_t start = 0; start < mine.size(); start += static_cast<std::size_t>(batch)) {
     const auto end = std::min(mine.size(), start + static_cast<std::size_t>(batch));
-    const auto data = eval_data_->read(std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(start),
-                                                                 mine.begin() + static_cast<std::ptrdiff_t>(end)));
+    const auto data = on_device(eval_data_->read(std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(start),
+                                                                 mine.begin() + static_cast<std::ptrdiff_t>(end))));
     models::ModelInputs inputs{data.input_ids, data.attention_mask, {}};
     auto logits = model_->forward(inputs);
     const auto loss = loss_of(logits, data);
@@ -567,7 +585,11 @@ std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
     else
       local.layout.writer = dp_writer[i] == mesh_->dp_rank() && first_of_slice;
     auto packed = data.contiguous();
-    if (copy && packed.data_ptr() == named[i].second.data_ptr()) packed = packed.clone();
+    // A snapshot is a host copy (a GPU's memory is kept for training).
+    if (copy && !packed.is_cpu())
+      packed = packed.to(torch::kCPU);
+    else if (copy && packed.data_ptr() == named[i].second.data_ptr())
+      packed = packed.clone();
     local.data = packed.view(placement.block.sizes);
     out.push_back(std::move(local));
   }
@@ -667,7 +689,7 @@ Trainer::CheckpointSnapshot Trainer::snapshot_checkpoint(bool copy) {
   s.optimizer_meta = {{"step", optimizer_->steps()}};
   s.scheduler = {{"lr_scheduler_type", t["lr_scheduler_type"]}, {"base_lr", t["learning_rate"]}, {"last_epoch", s.step},
                  {"warmup_steps", warmup_steps_}, {"total_steps", total_steps_}, {"last_lr", last_lr_}};
-  auto generator = at::detail::getDefaultCPUGenerator();
+  auto& generator = this->generator();
   std::lock_guard<std::mutex> lock(generator.mutex());
   s.rng = generator.get_state();
   return s;
@@ -697,7 +719,7 @@ void Trainer::write_checkpoint(const CheckpointSnapshot& s, comm::Communicator& 
     if (!s.only_model)
       checkpoint::write_safetensors(
           (fs::path(staging) / ("rng_state_" + std::to_string(comm.rank()) + ".safetensors")).string(),
-          {checkpoint::tensor_bytes("torch_cpu", s.rng)});
+          {checkpoint::tensor_bytes(device_.is_cpu() ? "torch_cpu" : "torch_cuda", s.rng)});
   });
   const auto files = checksum_staged_files(staging, comm);
   checkpoint::crash_point("checkpoint.before_commit", comm.rank());

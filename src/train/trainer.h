@@ -31,7 +31,9 @@ class Trainer {
  public:
   // `config` is load_run_config's result; collective over the mesh's world. Throws for bad
   // input (data, model directory, output_dir) with the same message on every rank.
-  Trainer(nlohmann::json config, std::shared_ptr<comm::Mesh> mesh);
+  // `device`: where parameters, activations and collectives live (the mesh's communicators
+  // must suit it: NCCL for a GPU).
+  Trainer(nlohmann::json config, std::shared_ptr<comm::Mesh> mesh, at::Device device = at::kCPU);
   ~Trainer();
 
   void train();
@@ -99,8 +101,12 @@ class Trainer {
   LossValue loss_of(const torch::Tensor& logits, const data::Batch& batch) const;  // the task's loss
   double lr_at(std::int64_t step) const;  // learning rate after `step` optimizer steps
 
+  data::Batch on_device(data::Batch batch) const;
+  at::Generator& generator() const;  // the device's default generator (dropout streams)
+
   nlohmann::json config_;
   std::shared_ptr<comm::Mesh> mesh_;
+  at::Device device_;
   std::string output_dir_;
   std::unique_ptr<RunLog> log_;
   std::shared_ptr<models::HfModel> model_;

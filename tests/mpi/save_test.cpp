@@ -129,20 +129,28 @@ TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
                                                                        {SaveMode::kParallel, SaveIo::kMpiio, "parallel"},
                                                                        {SaveMode::kParallel, SaveIo::kPosix, "posix"},
                                                                        {SaveMode::kParallel, SaveIo::kAuto, "auto"}};
-  for (const auto& [mode, io, name] : ways) {
-    DistributedSaveOptions options;
-    options.mode = mode;
-    options.io = io;
-    options.max_shard_size = max_shard;
-    options.gather_window_bytes = 40;  // many windows, not aligned with rows
-    save_distributed(*world(), root + "/" + name, locals, options);
-    world()->barrier();
-    if (world()->rank() == 0) expect_same_files(root + "/reference", root + "/" + name);
-  }
+  // Each way also with every block staged through the two-buffer pipeline a GPU's blocks take
+  // (7-byte chunks: many, not aligned with elements or rows).
+  for (const bool staged : {false, true})
+    for (const auto& [mode, io, name] : ways) {
+      DistributedSaveOptions options;
+      options.mode = mode;
+      options.io = io;
+      options.max_shard_size = max_shard;
+      options.gather_window_bytes = 40;  // many windows, not aligned with rows
+      options.staging = {7, staged};
+      const auto out = root + "/" + name + (staged ? "-staged" : "");
+      save_distributed(*world(), out, locals, options);
+      world()->barrier();
+      if (world()->rank() == 0) expect_same_files(root + "/reference", out);
+    }
   DistributedSaveOptions sharded;
   sharded.mode = SaveMode::kSharded;
   save_distributed(*world(), root + "/sharded", locals, sharded);
+  sharded.staging = {7, true};
+  save_distributed(*world(), root + "/sharded-staged", locals, sharded);
   world()->barrier();
+  if (world()->rank() == 0) expect_same_files(root + "/sharded", root + "/sharded-staged");
   // Collective: every rank writes its share of the blocks.
   consolidate_sharded(*world(), root + "/sharded", root + "/consolidated", max_shard);
   if (world()->rank() == 0) expect_same_files(root + "/reference", root + "/consolidated");

@@ -1,0 +1,42 @@
+# Finds what the GPU path needs: sets MPITRAIN_HAVE_CUDA (CUDA runtime + NCCL found),
+# MPITRAIN_TORCH_CUDA (this LibTorch was built with CUDA), NCCL_INCLUDE_DIR and NCCL_LIBRARY.
+set(MPITRAIN_HAVE_CUDA OFF)
+set(MPITRAIN_TORCH_CUDA OFF)
+if(TORCH_CUDA_LIBRARIES)
+  set(MPITRAIN_TORCH_CUDA ON)
+endif()
+if(NOT MPITRAIN_WITH_CUDA)
+  return()
+endif()
+find_package(CUDAToolkit QUIET)
+if(NOT CUDAToolkit_FOUND)
+  return()
+endif()
+
+# NCCL: $NCCL_ROOT first, then pip's nvidia-nccl package (the library a pip LibTorch itself
+# loads: two different libnccl.so.2 in one process would clash), then the CUDA toolkit's.
+set(nccl_hints "")
+if(DEFINED ENV{NCCL_ROOT})
+  list(APPEND nccl_hints "$ENV{NCCL_ROOT}")
+endif()
+find_package(Python3 QUIET COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  execute_process(COMMAND ${Python3_EXECUTABLE} -c "import nvidia; print(';'.join(nvidia.__path__))"
+                  OUTPUT_VARIABLE pip_nvidia OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  foreach(dir IN LISTS pip_nvidia)
+    file(GLOB_RECURSE pip_nccl_headers "${dir}/*/nccl.h")
+    foreach(header IN LISTS pip_nccl_headers)
+      get_filename_component(include_dir "${header}" DIRECTORY)
+      get_filename_component(root "${include_dir}" DIRECTORY)
+      list(APPEND nccl_hints "${root}")
+    endforeach()
+  endforeach()
+endif()
+list(APPEND nccl_hints "${CUDAToolkit_LIBRARY_ROOT}" "${CUDAToolkit_TARGET_DIR}")
+find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${nccl_hints} PATH_SUFFIXES include)
+# pip ships only libnccl.so.2 (no unversioned link).
+find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${nccl_hints} PATH_SUFFIXES lib lib64)
+if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+  set(MPITRAIN_HAVE_CUDA ON)
+  message(STATUS "mpitrain: NCCL ${NCCL_LIBRARY} (headers ${NCCL_INCLUDE_DIR})")
+endif()

@@ -1,0 +1,42 @@
+// GPU-to-host copies through two pinned buffers on a copy stream of their own (the CUDA DeviceCopier).
+#include "runtime/device/cuda_copier.h"
+
+#include "runtime/device/compute_stream.h"
+#include "runtime/device/cuda_error.h"
+
+namespace mpitrain::device {
+
+CudaCopier::CudaCopier(const at::Device& device, std::size_t chunk_bytes)
+    : device_index_(device.index()), chunk_(chunk_bytes) {
+  MPITRAIN_CUDA(cudaSetDevice(device_index_));
+  MPITRAIN_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  for (int slot = 0; slot < 2; ++slot) {
+    MPITRAIN_CUDA(cudaHostAlloc(&pinned_[slot], chunk_, cudaHostAllocDefault));
+    MPITRAIN_CUDA(cudaEventCreateWithFlags(&done_[slot], cudaEventDisableTiming));
+  }
+  cudaEvent_t produced = nullptr;
+  MPITRAIN_CUDA(cudaEventCreateWithFlags(&produced, cudaEventDisableTiming));
+  MPITRAIN_CUDA(cudaEventRecord(produced, compute_stream()));
+  MPITRAIN_CUDA(cudaStreamWaitEvent(stream_, produced, 0));
+  MPITRAIN_CUDA(cudaEventDestroy(produced));
+}
+
+CudaCopier::~CudaCopier() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (int slot = 0; slot < 2; ++slot) {
+    if (done_[slot]) cudaEventDestroy(done_[slot]);
+    if (pinned_[slot]) cudaFreeHost(pinned_[slot]);
+  }
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaCopier::copy_async(int slot, const void* source, std::size_t bytes) {
+  // The staging thread is not the one that chose the device: CUDA's current device is per thread.
+  MPITRAIN_CUDA(cudaSetDevice(device_index_));
+  MPITRAIN_CUDA(cudaMemcpyAsync(pinned_[slot], source, bytes, cudaMemcpyDeviceToHost, stream_));
+  MPITRAIN_CUDA(cudaEventRecord(done_[slot], stream_));
+}
+
+void CudaCopier::wait(int slot) { MPITRAIN_CUDA(cudaEventSynchronize(done_[slot])); }
+
+}  // namespace mpitrain::device
