@@ -16,6 +16,7 @@
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
+#include "runtime/device/device.h"
 
 namespace mpitrain::launcher {
 namespace {
@@ -54,7 +55,7 @@ int run_bench_save(const Args& args) {
   std::size_t size_mb = 1024, tensor_mb = 16;
   double window_mb = 64;
   int repeats = 4;
-  std::string dir = "bench-save-tmp", mode_name = "parallel", io = "auto";
+  std::string dir = "bench-save-tmp", mode_name = "parallel", io = "auto", device_name = "cpu";
   int split_dim = 0;
   options.add_options()("size_mb", po::value(&size_mb)->default_value(size_mb), "model size in MiB")(
       "tensor_mb", po::value(&tensor_mb)->default_value(tensor_mb), "size of each tensor in MiB")(
@@ -65,7 +66,10 @@ int run_bench_save(const Args& args) {
       "tensors of 4096 columns held by rows (0: contiguous in the file) or columns (1: strided, as row-parallel TP); "
       "the load reads them back split along the other dim")(
       "window_mb", po::value(&window_mb)->default_value(window_mb), "gather mode: rank 0's receive window")(
-      "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure");
+      "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure")(
+      "device", po::value(&device_name)->default_value(device_name),
+      "cpu | cuda: where the saved tensors live (cuda: staged to the host while writing; the raw write starts from "
+      "host memory)");
   po::variables_map values;
   if (!parse_options("bench save", "[options] (under mpirun)", args, options, {}, values)) return 0;
   if (repeats < 2 || repeats % 2) throw UsageError("bench save: repeats must be an even number >= 2");
@@ -74,6 +78,13 @@ int run_bench_save(const Args& args) {
   comm::MpiSession mpi(nullptr, nullptr);
   auto world = comm::MpiCommunicator::world();
   const int n = world->size(), rank = world->rank();
+  at::Device device = at::kCPU;
+  try {
+    const auto launch = comm::detect_launch();
+    device = device::select_device(device_name, launch.local_rank, launch.local_size, "--device");
+  } catch (const std::runtime_error& e) {
+    throw UsageError(std::string("bench save: ") + e.what());
+  }
   // Every tensor is split over the ranks (as TP or ZeRO leave it): each rank holds and writes
   // 1/n of the model, along dim 0 (one contiguous run in the file) or dim 1 (one run per row).
   const auto elements = static_cast<std::int64_t>((tensor_mb << 20) / 4);
@@ -91,13 +102,15 @@ int run_bench_save(const Args& args) {
   const checkpoint::Block load_block = split_dim == 1 ? checkpoint::Block{{load_offset, 0}, {load_size, columns}}
                                                       : checkpoint::Block{{0, load_offset}, {rows, load_size}};
   std::vector<checkpoint::LocalTensor> tensors;
+  std::vector<torch::Tensor> host_data;  // what the raw write writes: the same bytes, in host memory
   std::uint64_t my_bytes = 0;
   for (std::size_t i = 0; i < count; ++i) {
     checkpoint::LocalTensor t;
     t.layout.name = "layers." + std::to_string(i) + ".weight";
     t.layout.shape = {rows, columns};
     t.layout.block = split_dim == 1 ? checkpoint::Block{{0, offset}, {rows, size}} : checkpoint::Block{{offset, 0}, {size, columns}};
-    t.data = torch::rand(t.layout.block.sizes);
+    host_data.push_back(torch::rand(t.layout.block.sizes));
+    t.data = host_data.back().to(device);
     my_bytes += t.data.nbytes();
     tensors.push_back(std::move(t));
   }
@@ -118,9 +131,9 @@ int run_bench_save(const Args& args) {
     const auto path = (root / "raw.bin").string();
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT, 0644);
     std::uint64_t offset = static_cast<std::uint64_t>(rank) * my_bytes;
-    for (const auto& t : tensors) {
-      const auto* p = static_cast<const char*>(t.data.data_ptr());
-      std::uint64_t left = t.data.nbytes();
+    for (const auto& data : host_data) {
+      const auto* p = static_cast<const char*>(data.data_ptr());
+      std::uint64_t left = data.nbytes();
       while (left > 0) {
         const auto w = ::pwrite(fd, p, left, static_cast<off_t>(offset));
         if (w <= 0) break;
@@ -197,8 +210,8 @@ int run_bench_save(const Args& args) {
   clean();
   if (rank == 0) {
     fs::remove_all(root);
-    std::printf("bench save: %zu tensors, %.3f GB, %d ranks, mode %s (io %s), %d runs\n", count, total_gb, n,
-                mode_name.c_str(), io.c_str(), repeats);
+    std::printf("bench save: %zu tensors, %.3f GB, %d ranks, mode %s (io %s), tensors on %s, %d runs\n", count,
+                total_gb, n, mode_name.c_str(), io.c_str(), device.str().c_str(), repeats);
     std::printf("  raw parallel write+fsync  %.3f GB/s\n", total_gb / median(raw_t));
     std::printf("  save (%s)%*s %.3f GB/s\n", mode_name.c_str(), static_cast<int>(15 - mode_name.size()), "",
                 total_gb / median(ours_t));

@@ -11,6 +11,13 @@ namespace mpitrain::comm {
 
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
 
+// Elements per dim-0 row (allgatherv's unit), from the shape: also right for a rank holding no rows.
+inline std::int64_t row_numel(const torch::Tensor& t) {
+  std::int64_t n = 1;
+  for (std::int64_t d = 1; d < t.dim(); ++d) n *= t.size(d);
+  return n;
+}
+
 // A nonblocking operation in flight. wait() completes it (applying any post-processing such
 // as the division of an average) or ends the job when it exceeds the collective timeout.
 class Work {

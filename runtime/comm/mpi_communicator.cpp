@@ -191,7 +191,7 @@ torch::Tensor MpiCommunicator::allgatherv(const torch::Tensor& tensor) {
   require_contiguous_cpu(tensor, "allgatherv");
   // First every rank's dim-0 size (same trailing shape everywhere, by contract).
   auto all_rows = allgather(torch::tensor({tensor.dim() ? tensor.size(0) : 1}, torch::kInt64));
-  const std::int64_t row_elems = tensor.dim() ? tensor.numel() / std::max<std::int64_t>(1, tensor.size(0)) : 1;
+  const std::int64_t row_elems = row_numel(tensor);
   std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
   std::int64_t total_rows = 0;
   for (int r = 0; r < size_; ++r) {

@@ -33,7 +33,7 @@ CudaCopier::~CudaCopier() {
 void CudaCopier::copy_async(int slot, const void* source, std::size_t bytes) {
   // The staging thread is not the one that chose the device: CUDA's current device is per thread.
   MPITRAIN_CUDA(cudaSetDevice(device_index_));
-  MPITRAIN_CUDA(cudaMemcpyAsync(pinned_[slot], source, bytes, cudaMemcpyDeviceToHost, stream_));
+  MPITRAIN_CUDA(cudaMemcpyAsync(pinned_[slot], source, bytes, cudaMemcpyDefault, stream_));
   MPITRAIN_CUDA(cudaEventRecord(done_[slot], stream_));
 }
 

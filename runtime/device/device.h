@@ -13,10 +13,11 @@ namespace mpitrain::device {
 // True when this build has the NCCL backend and the CUDA staging (runtime/device/*cuda*).
 bool cuda_backend_built();
 
-// `name` is "cpu" or "cuda" (the value of config key `key`, named in errors). For cuda, the
-// GPU local_rank % visible GPUs becomes this process's current device. Throws
-// std::runtime_error with one line when the build, the LibTorch or the machine cannot.
-at::Device select_device(const std::string& name, int local_rank, const std::string& key);
+// `name` is "cpu" or "cuda" (the value of config key `key`, named in errors). For cuda, GPU
+// `local_rank` becomes this process's current device: one GPU per rank, as NCCL requires.
+// Throws std::runtime_error with one line when the build, the LibTorch or the machine cannot
+// (no GPU, or fewer GPUs than ranks on this node).
+at::Device select_device(const std::string& name, int local_rank, int local_size, const std::string& key);
 
 // The world communicator for `device`: `host` itself on the CPU; on a GPU an NCCL
 // communicator for device tensors that keeps `host` (MPI) for CPU tensors. Collective.

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "runtime/comm/agreement.h"
 #include "runtime/device/compute_stream.h"
 #include "runtime/device/cuda_error.h"
 
@@ -50,9 +51,11 @@ cudaEvent_t new_event() {
 // memory is queued on that stream, after the collective.
 class EventWork : public comm::Work {
  public:
-  EventWork(cudaEvent_t done, std::vector<torch::Tensor> keep) : done_(done), keep_(std::move(keep)) {}
+  // `launched_on`: LibTorch's stream when the collective was queued (its tensors' stream).
+  EventWork(cudaEvent_t done, cudaStream_t launched_on, std::vector<torch::Tensor> keep)
+      : done_(done), launched_on_(launched_on), keep_(std::move(keep)) {}
   ~EventWork() override {
-    if (!waited_) cudaStreamWaitEvent(compute_stream(), done_, 0);
+    if (!waited_) cudaStreamWaitEvent(launched_on_, done_, 0);
     cudaEventDestroy(done_);
   }
   bool test() override {
@@ -62,13 +65,18 @@ class EventWork : public comm::Work {
     return true;
   }
   void wait() override {
-    MPITRAIN_CUDA(cudaStreamWaitEvent(compute_stream(), done_, 0));
+    // The stream the tensors were used on first (their memory's reuse is ordered there), and
+    // the caller's, should it be another.
+    MPITRAIN_CUDA(cudaStreamWaitEvent(launched_on_, done_, 0));
+    const auto current = compute_stream();
+    if (current != launched_on_) MPITRAIN_CUDA(cudaStreamWaitEvent(current, done_, 0));
     waited_ = true;
     keep_.clear();
   }
 
  private:
   cudaEvent_t done_;
+  cudaStream_t launched_on_;
   std::vector<torch::Tensor> keep_;
   bool waited_ = false;
 };
@@ -96,7 +104,7 @@ struct NcclCommunicator::Impl {
   std::unique_ptr<comm::Work> finish(std::vector<torch::Tensor> keep) const {
     auto done = new_event();
     MPITRAIN_CUDA(cudaEventRecord(done, stream));
-    return std::make_unique<EventWork>(done, std::move(keep));
+    return std::make_unique<EventWork>(done, compute_stream(), std::move(keep));
   }
 };
 
@@ -110,8 +118,12 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<comm::Communicator> host, con
   auto bytes = torch::from_blob(&id, {static_cast<std::int64_t>(sizeof(id))}, torch::kUInt8).clone();
   host_->broadcast(bytes, 0);
   std::memcpy(&id, bytes.data_ptr(), sizeof(id));
-  MPITRAIN_CUDA(cudaSetDevice(device.index()));
-  MPITRAIN_CUDA(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  // What can fail on one rank alone is agreed first: a rank that threw before joining
+  // ncclCommInitRank would leave the others waiting in it.
+  comm::run_agreed(*host_, [&] {
+    MPITRAIN_CUDA(cudaSetDevice(device.index()));
+    MPITRAIN_CUDA(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+  });
   MPITRAIN_NCCL(ncclCommInitRank(&impl_->comm, host_->size(), id, host_->rank()));
 }
 
@@ -155,7 +167,7 @@ torch::Tensor NcclCommunicator::allgatherv(const torch::Tensor& tensor) {
   impl_->require(tensor, "allgatherv");
   // Every rank's dim-0 size over MPI, then one broadcast per rank inside an NCCL group.
   auto rows = host_->allgather(torch::tensor({tensor.dim() ? tensor.size(0) : 1}, torch::kInt64));
-  const std::int64_t row_elems = tensor.dim() ? tensor.numel() / std::max<std::int64_t>(1, tensor.size(0)) : 1;
+  const std::int64_t row_elems = comm::row_numel(tensor);
   std::int64_t total_rows = 0;
   std::vector<std::int64_t> first_row;
   for (int r = 0; r < size(); ++r) {

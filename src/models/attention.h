@@ -8,14 +8,21 @@ namespace mpitrain::models {
 // Additive mask [batch, 1, seq, seq] in `dtype`: 0 where a query may attend a key, the
 // dtype's lowest value where it may not (a padded key, or a future key when `causal`).
 // An undefined attention_mask means every position is a real token.
+// Built on `device`.
 torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::int64_t batch, std::int64_t seq,
-                                      bool causal, at::ScalarType dtype);
+                                      bool causal, at::ScalarType dtype, const at::Device& device = at::kCPU);
+
+// Whether dot_product_attention runs LibTorch's fused kernel (flash or memory-efficient
+// attention: LibTorch 2.1 or later, on a GPU) for tensors like `like`. A causal model with no
+// padding then passes no mask at all: the kernel applies causality itself.
+bool fused_attention(const torch::Tensor& like);
 
 struct AttentionOptions {
   double scale = 1.0;              // multiplies q·k
   bool softmax_in_float32 = true;  // Llama upcasts; GPT-2 and BERT do not
   double dropout = 0.0;
   bool training = false;
+  bool causal = false;  // with no additive mask given, keys after the query are still masked
 };
 
 // q [b, h, s, d], k/v [b, h, s, d] (kv heads already repeated); returns [b, s, h*d].

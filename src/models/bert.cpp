@@ -141,8 +141,8 @@ BertModel::BertModel(const BertConfig& c, const TensorParallelPtr& tp, GroupRunn
 
 torch::Tensor BertModel::forward(const ModelInputs& inputs) {
   auto x = groups_->run({0}, [&] { return embeddings->forward(inputs); });
-  auto mask = additive_attention_mask(inputs.attention_mask, x.size(0), x.size(1), /*causal=*/false, x.scalar_type())
-                  .to(x.device());
+  auto mask =
+      additive_attention_mask(inputs.attention_mask, x.size(0), x.size(1), /*causal=*/false, x.scalar_type(), x.device());
   for (std::size_t i = 0; i < encoder_layers->size(); ++i)
     x = groups_->run({1 + static_cast<int>(i)}, [&] { return encoder_layers[i]->as<BertLayer>()->forward(x, mask); });
   const int pooler = 1 + static_cast<int>(encoder_layers->size());

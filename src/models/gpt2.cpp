@@ -55,6 +55,7 @@ torch::Tensor Gpt2Attention::forward(const torch::Tensor& x, const torch::Tensor
   options.softmax_in_float32 = config_.reorder_and_upcast_attn;
   options.dropout = config_.attn_pdrop;
   options.training = is_training();
+  options.causal = true;
   auto out = c_proj->forward(dot_product_attention(q, k, v, mask, options));
   return torch::dropout(out, config_.resid_pdrop, is_training());
 }
@@ -102,7 +103,10 @@ torch::Tensor Gpt2Model::forward(const ModelInputs& inputs) {
   auto positions = torch::arange(seq, torch::TensorOptions().dtype(torch::kInt64).device(inputs.input_ids.device()));
   auto x = groups_->run({0}, [&] { return wte->forward(inputs.input_ids) + wpe->forward(positions); });
   x = torch::dropout(x, config_.embd_pdrop, is_training());
-  auto mask = additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, x.scalar_type()).to(x.device());
+  const auto mask = !inputs.attention_mask.defined() && fused_attention(x)
+                        ? torch::Tensor()
+                        : additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, x.scalar_type(),
+                                                  x.device());
   for (std::size_t i = 0; i < h->size(); ++i)
     x = groups_->run({1 + static_cast<int>(i)}, [&] { return h[i]->as<Gpt2Block>()->forward(x, mask); });
   return groups_->run({1 + static_cast<int>(h->size())}, [&] { return ln_f->forward(x); });

@@ -116,6 +116,7 @@ torch::Tensor LlamaAttention::forward(const torch::Tensor& input, const torch::T
   options.softmax_in_float32 = true;
   options.dropout = dropout_;
   options.training = is_training();
+  options.causal = true;
   return o_proj->forward(dot_product_attention(q, k, v, mask, options));
 }
 
@@ -162,11 +163,14 @@ torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
   auto h = groups_->run({0}, [&] { return embed_tokens->forward(inputs.input_ids); });
   const auto dtype = h.scalar_type();
   // RoPE angles in float32 whatever the compute dtype, then cast, as transformers does.
-  auto positions = torch::arange(seq, torch::kInt64).to(torch::kFloat32);
+  auto positions = torch::arange(seq, torch::TensorOptions().dtype(torch::kFloat32).device(h.device()));
   auto freqs = torch::outer(positions, inv_freq_.to(h.device()));
   auto emb = torch::cat({freqs, freqs}, -1);
   auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
-  auto mask = additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, dtype).to(h.device());
+  // No padding and a fused kernel: causality needs no mask tensor.
+  const auto mask = !inputs.attention_mask.defined() && fused_attention(h)
+                        ? torch::Tensor()
+                        : additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, dtype, h.device());
   for (std::size_t i = 0; i < layers->size(); ++i)
     h = groups_->run({1 + static_cast<int>(i)}, [&] { return layers[i]->as<LlamaDecoderLayer>()->forward(h, cos, sin, mask); });
   return groups_->run({1 + static_cast<int>(layers->size())}, [&] { return norm->forward(h); });

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <utility>
 
@@ -365,8 +366,10 @@ void Trainer::restore_rng(const std::string& dir) {
   std::lock_guard<std::mutex> lock(generator.mutex());
   // Dropout draws from the device's generator: a GPU state is saved under its own name.
   const char* key = device_.is_cpu() ? "torch_cpu" : "torch_cuda";
-  if (!file.header().find(key))
-    throw std::runtime_error(rng_file.string() + ": no '" + key + "' state (saved on another device type)");
+  if (!file.header().find(key)) {  // saved on the other kind of device: its stream does not apply
+    log_->warn(rng_file.string() + " holds no '" + key + "' state (saved on another device type): dropout streams reseeded");
+    return;
+  }
   generator.set_state(checkpoint::read_tensor(file, file.entry(key)));
 }
 
@@ -633,12 +636,16 @@ void Trainer::save_model(const std::string& dir) {
   auto& world = mesh_->world();
   // The final model is always an HF directory: a sharded save_mode writes it in parallel.
   const auto mode = checkpoint::parse_save_mode(config_["training"]["save_mode"].get<std::string>());
+  const auto start = std::chrono::steady_clock::now();
   save_weights(dir, mode == checkpoint::SaveMode::kSharded ? checkpoint::SaveMode::kParallel : mode);
+  const double weights_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Config and tokenizer files are small: rank 0 writes them; the agreement is the others' wait.
   comm::run_agreed(world, [&] {
     if (world.rank() == 0) save_model_files(dir);
   });
-  log_->info("saved the model to " + dir);
+  char took[64];
+  std::snprintf(took, sizeof took, " (weights written in %.3f s)", weights_seconds);
+  log_->info("saved the model to " + dir + took);
   if (post_save_) {
     post_save_->run(dir);
     post_save_->finish();  // the run ends here: the last upload is waited for

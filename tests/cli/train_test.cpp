@@ -257,9 +257,21 @@ TEST_F(Train, DeviceCudaTrainsLikeTheCpuOrSaysWhyNot) {
   ASSERT_EQ(r.status, 0) << r.err;
   r = run(1, "train " + write_config("cpu", {{"max_steps", 6}}));
   ASSERT_EQ(r.status, 0) << r.err;
-  const auto gpu = losses(out("gpu")), cpu = losses(out("cpu"));
+  // ZeRO-3 (one rank: shards are whole tensors, the hooks and buffers all run) and bf16 on the GPU.
+  r = run(1, "train " + write_config("gpu-zero3", {{"max_steps", 6}, {"device", "cuda"}}, {{"parallel", {{"sharding", "zero3"}}}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(1, "train " + write_config("gpu-bf16", {{"max_steps", 6}, {"device", "cuda"}, {"bf16", true}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto gpu = losses(out("gpu")), cpu = losses(out("cpu")), zero3 = losses(out("gpu-zero3")),
+             bf16 = losses(out("gpu-bf16"));
   ASSERT_EQ(gpu.size(), cpu.size());
-  for (std::size_t i = 0; i < gpu.size(); ++i) EXPECT_NEAR(gpu[i], cpu[i], 1e-3) << "step " << i + 1;
+  ASSERT_EQ(zero3.size(), cpu.size());
+  ASSERT_EQ(bf16.size(), cpu.size());
+  for (std::size_t i = 0; i < gpu.size(); ++i) {
+    EXPECT_NEAR(gpu[i], cpu[i], 1e-3) << "step " << i + 1;
+    EXPECT_NEAR(zero3[i], cpu[i], 1e-3) << "step " << i + 1;
+    EXPECT_NEAR(bf16[i], cpu[i], 0.05) << "step " << i + 1;
+  }
 #else
   expect_one_line_error(run(2, "train " + write_config("nogpu", {{"device", "cuda"}})),
                         "training.device=cuda: this LibTorch was built without CUDA");

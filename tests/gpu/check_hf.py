@@ -1,0 +1,40 @@
+"""Loads mpitrain's saved directory with the installed transformers: no missing, unexpected or mismatched keys, and logits equal to `mpitrain logits` on the same inputs."""
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+import transformers
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model_dir")
+    parser.add_argument("--inputs", required=True, help="inputs.json: input_ids [, attention_mask]")
+    parser.add_argument("--logits", required=True, help="mpitrain logits' .npy for the same inputs")
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(
+        args.model_dir, output_loading_info=True, torch_dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    inputs = json.load(open(args.inputs))
+    feed = {"input_ids": torch.tensor(inputs["input_ids"])}
+    if "attention_mask" in inputs:
+        feed["attention_mask"] = torch.tensor(inputs["attention_mask"])
+    with torch.no_grad():
+        logits = model(**feed).logits.float().numpy()
+    ours = np.load(args.logits)
+    real = feed["attention_mask"].numpy().astype(bool) if "attention_mask" in feed else np.ones(logits.shape[:2], bool)
+    diff = float(np.abs(logits - ours)[real].max()) if logits.shape == ours.shape else float("inf")
+    problems = {k: [str(x) for x in v] for k, v in info.items() if v}
+    result = {"loading_problems": problems, "logits_shape": list(logits.shape), "max_abs_logit_diff": diff,
+              "tolerance": args.tolerance, "ok": not problems and diff <= args.tolerance}
+    json.dump(result, open(args.out, "w"), indent=1)
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

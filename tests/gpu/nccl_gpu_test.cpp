@@ -1,0 +1,178 @@
+// The GPU path on a real GPU: NCCL collectives ordered with LibTorch's stream, CPU tensors still over MPI, staging and saves from device memory, autocast and fused attention.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "runtime/checkpoint/distributed_save.h"
+#include "runtime/comm/mpi_communicator.h"
+#include "runtime/device/device.h"
+#include "runtime/device/nccl_communicator.h"
+#include "src/models/attention.h"
+#include "src/train/autocast.h"
+
+namespace mpitrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::shared_ptr<comm::MpiCommunicator> host() {
+  static auto w = comm::MpiCommunicator::world();
+  return w;
+}
+
+at::Device gpu() {
+  static const at::Device d = device::select_device("cuda", host()->rank(), host()->size(), "test");
+  return d;
+}
+
+std::shared_ptr<comm::Communicator> nccl() {
+  static std::shared_ptr<comm::Communicator> c = device::world_for(gpu(), host());
+  return c;
+}
+
+TEST(Nccl, CollectivesOnDeviceTensorsMatchTheMpiResult) {
+  auto& c = *nccl();
+  const auto n = c.size();
+  torch::manual_seed(5 + c.rank());
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kInt64}) {
+    auto cpu = (torch::rand({1000}) * 100).to(dtype);
+    auto expected = cpu.clone();
+    host()->allreduce(expected);  // MPI on the CPU copy
+    auto device = cpu.to(gpu());
+    device.mul_(1);  // queued on LibTorch's stream: the collective must wait for it
+    c.allreduce(device);
+    EXPECT_TRUE(torch::allclose(device.cpu().to(torch::kDouble), expected.to(torch::kDouble), 1e-2, 1e-2))
+        << c10::toString(dtype);
+  }
+  auto x = torch::arange(6 * n, torch::TensorOptions().dtype(torch::kFloat32).device(gpu())).view({n * 6});
+  auto gathered = c.allgather(x.narrow(0, 0, 6).contiguous());
+  EXPECT_EQ(gathered.size(0), 6 * n);
+  auto scattered = c.reduce_scatter(x);
+  EXPECT_TRUE(torch::equal(scattered.cpu(), (x.narrow(0, 6 * c.rank(), 6) * n).cpu()));
+  auto ragged = c.allgatherv(torch::full({c.rank() + 1, 2}, c.rank(), torch::TensorOptions().device(gpu())));
+  EXPECT_EQ(ragged.size(0), n * (n + 1) / 2);
+  auto b = torch::full({4}, c.rank() == 0 ? 7.0 : 0.0, torch::TensorOptions().device(gpu()));
+  c.broadcast(b, 0);
+  EXPECT_EQ(b.sum().item<double>(), 28.0);
+  auto avg = torch::full({3}, 2.0 * (c.rank() + 1), torch::TensorOptions().device(gpu()));
+  c.allreduce(avg, comm::ReduceOp::kAvg);
+  EXPECT_DOUBLE_EQ(avg[0].item<double>(), static_cast<double>(n + 1));
+}
+
+TEST(Nccl, AsyncWorkOverlapsComputeAndOrdersWhatFollows) {
+  auto& c = *nccl();
+  auto grads = torch::ones({1 << 22}, torch::TensorOptions().device(gpu()));
+  auto a = torch::randn({2048, 2048}, torch::TensorOptions().device(gpu()));
+  auto work = c.allreduce_async(grads, comm::ReduceOp::kSum);
+  auto busy = torch::matmul(a, a);  // runs beside the collective
+  work->wait();                     // LibTorch's stream now waits for it, the host does not
+  grads.mul_(2);
+  EXPECT_DOUBLE_EQ(grads.sum().item<double>(), 2.0 * c.size() * (1 << 22));
+  EXPECT_TRUE(busy.isfinite().all().item<bool>());
+}
+
+TEST(Nccl, CpuTensorsStillTravelOverMpiAndSplitsWork) {
+  auto& c = *nccl();
+  auto cpu = torch::full({5}, 1.0);
+  c.allreduce(cpu);
+  EXPECT_DOUBLE_EQ(cpu[0].item<double>(), c.size());
+  auto sub = c.split(c.rank() % 2, c.rank(), "half");
+  auto t = torch::ones({8}, torch::TensorOptions().device(gpu()));
+  sub->allreduce(t);
+  EXPECT_DOUBLE_EQ(t[0].item<double>(), sub->size());
+  EXPECT_THROW(c.allreduce(t = torch::ones({4, 4}, torch::TensorOptions().device(gpu())).t()), std::invalid_argument);
+}
+
+TEST(Staging, DeviceBlocksReachTheHostExactlyInAnyChunking) {
+  torch::manual_seed(9);
+  std::vector<torch::Tensor> device_tensors = {torch::randn({1000, 33}, torch::TensorOptions().device(gpu())),
+                                               torch::randn({7}, torch::TensorOptions().device(gpu())).to(torch::kBFloat16),
+                                               torch::randint(0, 9, {12345}, torch::TensorOptions().dtype(torch::kInt64).device(gpu()))};
+  for (const std::uint64_t chunk : {7ull, 4096ull, 1ull << 20}) {
+    checkpoint::HostStaging staging(device_tensors, {chunk, false});
+    for (std::size_t i = 0; i < device_tensors.size(); ++i) {
+      EXPECT_TRUE(staging.host(i).is_cpu());
+      EXPECT_TRUE(torch::equal(staging.host(i), device_tensors[i].cpu())) << i << " chunk " << chunk;
+    }
+  }
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(Staging, SavesFromGpuTensorsWriteTheBytesOfTheCpuSave) {
+  torch::manual_seed(13);
+  const auto root = fs::temp_directory_path() / ("mpitrain-gpu-save-" + std::to_string(::getpid()));
+  std::vector<checkpoint::LocalTensor> on_cpu, on_gpu;
+  for (int i = 0; i < 5; ++i) {
+    checkpoint::LocalTensor t;
+    t.layout.name = "layers." + std::to_string(i) + ".weight";
+    t.layout.shape = {64, 48};
+    t.layout.dtype = checkpoint::DType::F32;
+    t.layout.block = checkpoint::Block::whole(t.layout.shape);
+    t.layout.writer = true;
+    t.data = torch::randn({64, 48});
+    on_cpu.push_back(t);
+    t.data = t.data.to(gpu());
+    on_gpu.push_back(t);
+  }
+  for (const auto mode : {checkpoint::SaveMode::kGather, checkpoint::SaveMode::kParallel, checkpoint::SaveMode::kSharded}) {
+    checkpoint::DistributedSaveOptions options;
+    options.mode = mode;
+    options.staging.chunk_bytes = 1000;  // several chunks per tensor, not aligned with rows
+    checkpoint::save_distributed(*host(), (root / "cpu").string(), on_cpu, options);
+    checkpoint::save_distributed(*host(), (root / "gpu").string(), on_gpu, options);
+    for (const auto& item : fs::directory_iterator(root / "cpu"))
+      EXPECT_EQ(read_file(item.path()), read_file(root / "gpu" / item.path().filename())) << item.path();
+    fs::remove_all(root);
+  }
+}
+
+TEST(Autocast, BfloatMatmulsOnTheGpuAndFreshWeightsEveryForward) {
+  auto w = torch::randn({64, 64}, torch::TensorOptions().device(gpu()).requires_grad(true));
+  auto x = torch::randn({8, 64}, torch::TensorOptions().device(gpu()));
+  torch::Tensor first, second;
+  {
+    train::AutocastScope scope(gpu(), true);
+    first = torch::matmul(x, w);
+  }
+  EXPECT_EQ(first.scalar_type(), torch::kBFloat16);
+  {
+    torch::NoGradGuard no_grad;
+    w.mul_(2);
+  }
+  {
+    train::AutocastScope scope(gpu(), true);
+    second = torch::matmul(x, w);
+  }
+  EXPECT_TRUE(torch::allclose(second.to(torch::kFloat), first.to(torch::kFloat) * 2, 2e-2, 2e-2));
+  EXPECT_EQ(torch::matmul(x, w).scalar_type(), torch::kFloat32);  // off outside the scope
+}
+
+TEST(Attention, FusedKernelMatchesTheEagerPath) {
+  torch::manual_seed(17);
+  const auto q = torch::randn({2, 4, 16, 8}), k = torch::randn({2, 4, 16, 8}), v = torch::randn({2, 4, 16, 8});
+  auto padding = torch::ones({2, 16}, torch::kInt64);
+  padding[1].narrow(0, 12, 4).fill_(0);
+  models::AttentionOptions options;
+  options.scale = 1.0 / std::sqrt(8.0);
+  options.causal = true;
+  const auto causal_cpu = models::dot_product_attention(
+      q, k, v, models::additive_attention_mask({}, 2, 16, true, torch::kFloat32), options);
+  ASSERT_TRUE(models::fused_attention(q.to(gpu())));
+  const auto causal_gpu = models::dot_product_attention(q.to(gpu()), k.to(gpu()), v.to(gpu()), {}, options);
+  EXPECT_TRUE(torch::allclose(causal_gpu.cpu(), causal_cpu, 1e-3, 1e-3));
+  const auto mask = models::additive_attention_mask(padding, 2, 16, true, torch::kFloat32);
+  const auto padded_cpu = models::dot_product_attention(q, k, v, mask, options);
+  const auto padded_gpu = models::dot_product_attention(q.to(gpu()), k.to(gpu()), v.to(gpu()), mask.to(gpu()), options);
+  EXPECT_TRUE(torch::allclose(padded_gpu.cpu(), padded_cpu, 1e-3, 1e-3));
+}
+
+}  // namespace
+}  // namespace mpitrain

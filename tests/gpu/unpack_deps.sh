@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Source it: unpacks into .gpu-deps/root the carried Debian packages (tests/gpu/fetch_deps.sh) this machine lacks, and exports what finds them.
+# MPITRAIN_FORCE_DEPS=1 unpacks all of them (a rehearsal on a machine that has them). Prints what it used.
+deps_root="$(pwd)/.gpu-deps/root"
+deps_debs="$(pwd)/.gpu-deps/debs"
+mkdir -p "$deps_root"
+# A build package is taken when the machine lacks what it provides.
+deps_missing() {
+  [ "${MPITRAIN_FORCE_DEPS:-0}" = 1 ] && return 0
+  case "$1" in
+    libopenmpi-dev|openmpi-bin|openmpi-common) ! command -v mpicxx >/dev/null || ! command -v mpirun >/dev/null ;;
+    libhdf5-dev|hdf5-helpers) [ ! -f /usr/include/hdf5/serial/H5Cpp.h ] && [ ! -f /usr/include/H5Cpp.h ] ;;
+    libboost-program-options1.74-dev|libboost1.74-dev) [ ! -f /usr/include/boost/program_options.hpp ] ;;
+    nlohmann-json3-dev) [ ! -f /usr/include/nlohmann/json.hpp ] ;;
+    libgtest-dev) [ ! -f /usr/include/gtest/gtest.h ] ;;
+    *) # a library package: taken when one of its sonames is unknown to the loader
+       local so
+       for so in $(dpkg-deb -c "$2" | grep -oE '[^/ ]+\.so\.[0-9][0-9.]*$' | sort -u); do
+         ldconfig -p | grep -q "^[[:space:]]*$so " || return 0
+       done
+       return 1 ;;
+  esac
+}
+deps_used=""
+for deb in "$deps_debs"/*.deb; do
+  name=$(dpkg-deb -f "$deb" Package)
+  if deps_missing "$name" "$deb"; then
+    dpkg -x "$deb" "$deps_root"
+    deps_used="$deps_used $name"
+  fi
+done
+usr="$deps_root/usr"
+arch_lib="$usr/lib/x86_64-linux-gnu"
+# dpkg -x runs no maintainer scripts: make the links update-alternatives would, and turn
+# absolute links into links inside the prefix.
+if [ -d "$usr/bin" ]; then
+  for tool in mpirun mpiexec mpicc mpicxx mpic++; do
+    [ -e "$usr/bin/$tool.openmpi" ] && [ ! -e "$usr/bin/$tool" ] && ln -s "$tool.openmpi" "$usr/bin/$tool"
+  done
+  # h5cc names its prefix literally, and the libraries a static HDF5 would need (libcurl,
+  # libcrypto: unversioned .so files a machine without their -dev packages lacks; the shared
+  # libhdf5 loads its own).
+  for wrapper in "$usr"/bin/h5cc "$usr"/bin/h5c++; do
+    [ -f "$wrapper" ] && sed -i -e "s|^prefix=\"/usr\"|prefix=\"$usr\"|" -e 's|^H5BLD_LIBS=.*|H5BLD_LIBS=""|' "$wrapper"
+  done
+fi
+find "$deps_root" -type l -lname '/*' | while read -r link; do
+  ln -sfn "$deps_root$(readlink "$link")" "$link"
+done
+if echo " $deps_used " | grep -q " libopenmpi3 \| openmpi-bin "; then
+  export OPAL_PREFIX="$usr"  # Open MPI finds its plugins, help files and orted under it
+fi
+export PATH="$usr/bin:$PATH"
+export LD_LIBRARY_PATH="$arch_lib:$arch_lib/openmpi/lib:$arch_lib/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export CMAKE_PREFIX_PATH="$usr${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}"
+echo "deps: unpacked${deps_used:- nothing} into $deps_root"
