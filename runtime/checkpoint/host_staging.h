@@ -23,8 +23,9 @@ struct StagingOptions {
 // Tensors on a device are copied to host memory in order, chunk by chunk through the copier's
 // two buffers (chunk k+1 crosses the link while chunk k is copied out), on a thread of its
 // own: the caller writes tensor i while tensors i+1, ... are still being copied. Pinned memory
-// stays at two chunks whatever the model's size. CPU tensors (and undefined ones: blocks this
-// rank does not write) are handed back as they are.
+// stays at two chunks whatever the model's size; the host copies (this rank's share of the
+// save) live until the staging ends. CPU tensors (and undefined ones: blocks this rank does
+// not write) are handed back as they are.
 class HostStaging {
  public:
   HostStaging(std::vector<torch::Tensor> tensors, const StagingOptions& options,

@@ -17,15 +17,27 @@ void AdamW::step(double lr) {
   ++steps_;
   const double bias1 = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bias2_sqrt = std::sqrt(1 - std::pow(options_.beta2, static_cast<double>(steps_)));
+  std::vector<torch::Tensor> parameters, grads, exp_avgs, exp_avg_sqs, decayed;
   for (auto& s : slots_) {
     if (!s.parameter.grad().defined()) continue;
-    const auto& grad = s.parameter.grad();
-    if (s.decay && options_.weight_decay != 0) s.parameter.mul_(1 - lr * options_.weight_decay);
-    s.exp_avg.mul_(options_.beta1).add_(grad, 1 - options_.beta1);
-    s.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1 - options_.beta2);
-    auto denom = (s.exp_avg_sq.sqrt() / bias2_sqrt).add_(options_.eps);
-    s.parameter.addcdiv_(s.exp_avg, denom, -lr / bias1);
+    parameters.push_back(s.parameter);
+    grads.push_back(s.parameter.grad());
+    exp_avgs.push_back(s.exp_avg);
+    exp_avg_sqs.push_back(s.exp_avg_sq);
+    if (s.decay && options_.weight_decay != 0) decayed.push_back(s.parameter);
   }
+  if (parameters.empty()) return;
+  // The same element-wise arithmetic as one tensor at a time, as a handful of multi-tensor
+  // kernels: on a GPU, ~10 launches a step instead of ~10 per parameter.
+  if (!decayed.empty()) at::_foreach_mul_(decayed, 1 - lr * options_.weight_decay);
+  at::_foreach_mul_(exp_avgs, options_.beta1);
+  at::_foreach_add_(exp_avgs, grads, 1 - options_.beta1);
+  at::_foreach_mul_(exp_avg_sqs, options_.beta2);
+  at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - options_.beta2);
+  auto denominators = at::_foreach_sqrt(exp_avg_sqs);
+  at::_foreach_div_(denominators, bias2_sqrt);
+  at::_foreach_add_(denominators, options_.eps);
+  at::_foreach_addcdiv_(parameters, exp_avgs, denominators, -lr / bias1);
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {

@@ -16,9 +16,11 @@ def main():
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    # No dtype argument (renamed across transformers versions): the save is float32, and
+    # .float() makes sure of it.
     model, info = transformers.AutoModelForCausalLM.from_pretrained(
-        args.model_dir, output_loading_info=True, torch_dtype=torch.float32, attn_implementation="eager")
-    model.eval()
+        args.model_dir, output_loading_info=True, attn_implementation="eager")
+    model = model.float().eval()
     inputs = json.load(open(args.inputs))
     feed = {"input_ids": torch.tensor(inputs["input_ids"])}
     if "attention_mask" in inputs:
@@ -28,7 +30,7 @@ def main():
     ours = np.load(args.logits)
     real = feed["attention_mask"].numpy().astype(bool) if "attention_mask" in feed else np.ones(logits.shape[:2], bool)
     diff = float(np.abs(logits - ours)[real].max()) if logits.shape == ours.shape else float("inf")
-    problems = {k: [str(x) for x in v] for k, v in info.items() if v}
+    problems = {k: [str(x) for x in v] for k, v in dict(info).items() if v}
     result = {"loading_problems": problems, "logits_shape": list(logits.shape), "max_abs_logit_diff": diff,
               "tolerance": args.tolerance, "ok": not problems and diff <= args.tolerance}
     json.dump(result, open(args.out, "w"), indent=1)

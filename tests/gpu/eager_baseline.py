@@ -40,12 +40,12 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     cfg = json.load(open(args.config))
-    model_cfg = {k: v for k, v in cfg["model"]["config"].items() if k != "architectures"}
+    model_cfg = {k: v for k, v in cfg["model"]["config"].items() if k not in ("architectures", "model_type")}
     seq, t = cfg["data"]["seq_len"], cfg["training"]
     batch = t["per_device_train_batch_size"]
 
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(**model_cfg)
+    config = transformers.LlamaConfig(**model_cfg, use_cache=False)  # training: no KV cache
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").cuda().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=t["learning_rate"], weight_decay=t.get("weight_decay", 0.0))
     tokens = torch.randint(0, 259, (batch, seq), device="cuda")

@@ -3,7 +3,9 @@
 # MPITRAIN_FORCE_DEPS=1 unpacks all of them (a rehearsal on a machine that has them). Prints what it used.
 deps_root="$(pwd)/.gpu-deps/root"
 deps_debs="$(pwd)/.gpu-deps/debs"
+rm -rf "$deps_root"  # never reuse an unpacking made elsewhere (its wrappers name that place)
 mkdir -p "$deps_root"
+deps_ldcache=$(ldconfig -p)
 # A build package is taken when the machine lacks what it provides.
 deps_missing() {
   [ "${MPITRAIN_FORCE_DEPS:-0}" = 1 ] && return 0
@@ -13,12 +15,16 @@ deps_missing() {
     libboost-program-options1.74-dev|libboost1.74-dev) [ ! -f /usr/include/boost/program_options.hpp ] ;;
     nlohmann-json3-dev) [ ! -f /usr/include/nlohmann/json.hpp ] ;;
     libgtest-dev) [ ! -f /usr/include/gtest/gtest.h ] ;;
-    *) # a library package: taken when one of its sonames is unknown to the loader
-       local so
-       for so in $(dpkg-deb -c "$2" | grep -oE '[^/ ]+\.so\.[0-9][0-9.]*$' | sort -u); do
-         ldconfig -p | grep -q "^[[:space:]]*$so " || return 0
+    *) # a library package: taken unless one of the libraries it puts in the loader's own
+       # directories is known here, by file name or by soname (libfoo.so.N). One is enough:
+       # compatibility links (libhdf5_cpp.so.103) are never in the loader's cache.
+       local name
+       for name in $(dpkg-deb -c "$2" | grep -oE '\./(usr/)?lib/x86_64-linux-gnu/[^/ ]+\.so\.[0-9][0-9.]*' |
+                     sed 's|.*/||' | sort -u); do
+         grep -q "^[[:space:]]*$name " <<<"$deps_ldcache" && return 1
+         grep -q "^[[:space:]]*$(sed -E 's/(\.so\.[0-9]+).*/\1/' <<<"$name") " <<<"$deps_ldcache" && return 1
        done
-       return 1 ;;
+       return 0 ;;
   esac
 }
 deps_used=""
