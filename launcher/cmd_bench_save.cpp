@@ -80,8 +80,7 @@ int run_bench_save(const Args& args) {
   const int n = world->size(), rank = world->rank();
   at::Device device = at::kCPU;
   try {
-    const auto launch = comm::detect_launch();
-    device = device::select_device(device_name, launch.local_rank, launch.local_size, "--device");
+    device = device::select_device(device_name, comm::detect_launch().local_rank, "--device");
   } catch (const std::runtime_error& e) {
     throw UsageError(std::string("bench save: ") + e.what());
   }

@@ -56,8 +56,7 @@ int run_train(const Args& args) {
     const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
     at::Device device = at::kCPU;
     comm::run_agreed(*world, [&] {
-      device = device::select_device(config["training"]["device"].get<std::string>(), launch.local_rank,
-                                     launch.local_size, "training.device");
+      device = device::select_device(config["training"]["device"].get<std::string>(), launch.local_rank, "training.device");
     });
     // On a GPU, device tensors travel over NCCL and CPU tensors over MPI.
     const auto compute_world = device::world_for(device, world);

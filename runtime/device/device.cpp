@@ -19,7 +19,7 @@ bool cuda_backend_built() {
 #endif
 }
 
-at::Device select_device(const std::string& name, int local_rank, int local_size, const std::string& key) {
+at::Device select_device(const std::string& name, int local_rank, const std::string& key) {
   if (name == "cpu") return at::Device(at::kCPU);
   if (name != "cuda") throw std::runtime_error(key + ": '" + name + "' is not a device (cpu or cuda)");
   if (!at::hasCUDA())
@@ -28,10 +28,7 @@ at::Device select_device(const std::string& name, int local_rank, int local_size
     throw std::runtime_error(key + "=cuda: this build has no NCCL backend (the CUDA runtime or NCCL was not found at configure time)");
   const auto count = static_cast<int>(torch::cuda::device_count());
   if (count == 0) throw std::runtime_error(key + "=cuda: no GPU is visible to this process");
-  if (local_size > count)
-    throw std::runtime_error(key + "=cuda: " + std::to_string(local_size) + " ranks on this node but " +
-                             std::to_string(count) + " GPU(s): NCCL needs a GPU of its own for each rank");
-  const at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  const at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
   // Through ATen's device-generic guard, so this file needs no CUDA headers.
   c10::impl::getDeviceGuardImpl(at::kCUDA)->setDevice(device);
   return device;

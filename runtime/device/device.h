@@ -14,10 +14,11 @@ namespace mpitrain::device {
 bool cuda_backend_built();
 
 // `name` is "cpu" or "cuda" (the value of config key `key`, named in errors). For cuda, GPU
-// `local_rank` becomes this process's current device: one GPU per rank, as NCCL requires.
-// Throws std::runtime_error with one line when the build, the LibTorch or the machine cannot
-// (no GPU, or fewer GPUs than ranks on this node).
-at::Device select_device(const std::string& name, int local_rank, int local_size, const std::string& key);
+// local_rank % visible GPUs becomes this process's current device: GPU local_rank, or device 0
+// when the launcher shows each rank only its own (Slurm's --gpu-bind). Two ranks landing on
+// one physical GPU are refused by name when the NCCL communicator forms.
+// Throws std::runtime_error with one line when the build, the LibTorch or the machine cannot.
+at::Device select_device(const std::string& name, int local_rank, const std::string& key);
 
 // The world communicator for `device`: `host` itself on the CPU; on a GPU an NCCL
 // communicator for device tensors that keeps `host` (MPI) for CPU tensors. Collective.

@@ -1,7 +1,11 @@
 // The NCCL backend of Communicator: device tensors over NCCL on a stream of its own, CPU tensors over the MPI communicator it wraps.
 #include "runtime/device/nccl_communicator.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <stdexcept>
 #include <vector>
 
@@ -38,6 +42,16 @@ ncclRedOp_t nccl_op(ReduceOp op) {
     case ReduceOp::kMin: return ncclMin;
   }
   return ncclSum;
+}
+
+// The physical GPU behind a device index: host name and PCI bus id (a binding such as Slurm's
+// --gpu-bind shows each task its own GPU as device 0; two ranks may also see the same one).
+std::string gpu_identity(int index) {
+  char bus[64] = {0};
+  MPITRAIN_CUDA(cudaDeviceGetPCIBusId(bus, sizeof bus - 1, index));
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + " GPU " + bus;
 }
 
 cudaEvent_t new_event() {
@@ -120,9 +134,25 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<comm::Communicator> host, con
   std::memcpy(&id, bytes.data_ptr(), sizeof(id));
   // What can fail on one rank alone is agreed first: a rank that threw before joining
   // ncclCommInitRank would leave the others waiting in it.
+  constexpr std::int64_t kIdentityBytes = 320;
+  auto identity = torch::zeros({kIdentityBytes}, torch::kUInt8);
   comm::run_agreed(*host_, [&] {
     MPITRAIN_CUDA(cudaSetDevice(device.index()));
     MPITRAIN_CUDA(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
+    const auto mine = gpu_identity(device.index());
+    std::memcpy(identity.data_ptr(), mine.data(), std::min<std::size_t>(mine.size(), kIdentityBytes - 1));
+  });
+  // NCCL refuses two ranks on one GPU (after setting up half its transport): say so first.
+  const auto all = host_->allgather(identity);
+  comm::run_agreed(*host_, [&] {
+    std::map<std::string, int> first_rank;
+    for (int r = 0; r < host_->size(); ++r) {
+      const std::string gpu(reinterpret_cast<const char*>(all.data_ptr<std::uint8_t>() + r * kIdentityBytes));
+      const auto [it, fresh] = first_rank.emplace(gpu, r);
+      if (!fresh)
+        throw std::runtime_error("ranks " + std::to_string(it->second) + " and " + std::to_string(r) + " of '" +
+                                 host_->name() + "' share " + gpu + ": NCCL needs a GPU of its own for each rank");
+    }
   });
   MPITRAIN_NCCL(ncclCommInitRank(&impl_->comm, host_->size(), id, host_->rank()));
 }

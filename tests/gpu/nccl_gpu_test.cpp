@@ -25,7 +25,7 @@ std::shared_ptr<comm::MpiCommunicator> host() {
 }
 
 at::Device gpu() {
-  static const at::Device d = device::select_device("cuda", host()->rank(), host()->size(), "test");
+  static const at::Device d = device::select_device("cuda", host()->rank(), "test");
   return d;
 }
 

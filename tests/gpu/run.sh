@@ -88,6 +88,10 @@ stage check-hf 60 env LD_LIBRARY_PATH="$system_libraries" python3 tests/gpu/chec
 stage bench-save 60 "$bin/mpitrain" bench save --device cuda --mode parallel --size_mb 1024 --repeats 4 \
   --dir "$WORK/bench-save" | tee "$OUT/bench_save.txt"
 
+# Two ranks on the one GPU: one line naming the shared GPU, not NCCL's own failure.
+stage shared-gpu 60 bash -c "mpirun -np 2 $bin/mpitrain train configs/tiny-llama.json --device=cuda --max_steps=1 \
+  --output_dir=$WORK/shared-gpu 2>&1 | grep -m1 'NCCL needs a GPU of its own'"
+
 # Training end to end on the GPU against the CPU (DP, zero3, bf16), and bf16 against fp32 on
 # the CPU: last, being the longest (its CPU runs use mpirun).
 stage train-tests 150 "$bin/train_test" --gtest_filter='*DeviceCuda*:*Bfloat16*'
