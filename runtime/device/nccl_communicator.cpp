@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <stdexcept>
 #include <vector>
 
 #include "runtime/comm/agreement.h"
+#include "runtime/comm/completion_watchdog.h"
 #include "runtime/device/compute_stream.h"
 #include "runtime/device/cuda_error.h"
 
@@ -101,6 +103,10 @@ struct NcclCommunicator::Impl {
   at::Device device{at::kCUDA};
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  std::string name;
+  std::uint64_t sequence = 0;
+  // No host thread waits for a collective: this one ends the job when one never completes.
+  std::unique_ptr<comm::CompletionWatchdog> watchdog = std::make_unique<comm::CompletionWatchdog>();
 
   void require(const torch::Tensor& t, const char* operation) const {
     if (!t.is_contiguous() || t.device() != device)
@@ -115,9 +121,20 @@ struct NcclCommunicator::Impl {
     MPITRAIN_CUDA(cudaEventDestroy(ready));  // released once it has fired
     return stream;
   }
-  std::unique_ptr<comm::Work> finish(std::vector<torch::Tensor> keep) const {
+  std::unique_ptr<comm::Work> finish(std::vector<torch::Tensor> keep, const char* operation) {
     auto done = new_event();
     MPITRAIN_CUDA(cudaEventRecord(done, stream));
+    // The watchdog's own event: the Work's may be destroyed before the collective completes.
+    std::shared_ptr<CUevent_st> watched(new_event(), [](cudaEvent_t e) { cudaEventDestroy(e); });
+    MPITRAIN_CUDA(cudaEventRecord(watched.get(), stream));
+    char what[160];
+    std::snprintf(what, sizeof what, "NCCL %s #%llu on '%s' (%lld bytes)", operation,
+                  static_cast<unsigned long long>(sequence++), name.c_str(),
+                  static_cast<long long>(keep.empty() ? 0 : keep.front().nbytes()));
+    watchdog->watch(what, [watched, index = device.index()] {
+      cudaSetDevice(index);  // the watchdog's thread has its own current device
+      return cudaEventQuery(watched.get()) != cudaErrorNotReady;
+    });
     return std::make_unique<EventWork>(done, compute_stream(), std::move(keep));
   }
 };
@@ -126,6 +143,7 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<comm::Communicator> host, con
     : host_(std::move(host)), impl_(std::make_unique<Impl>()) {
   if (!device.is_cuda() || !device.has_index()) throw std::invalid_argument("NCCL communicator: needs a GPU device");
   impl_->device = device;
+  impl_->name = host_->name();
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
   if (host_->rank() == 0) MPITRAIN_NCCL(ncclGetUniqueId(&id));
@@ -158,6 +176,7 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<comm::Communicator> host, con
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  impl_->watchdog.reset();  // before the stream and events it polls go
   if (impl_->stream) cudaStreamSynchronize(impl_->stream);
   if (impl_->comm) ncclCommDestroy(impl_->comm);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
@@ -170,7 +189,7 @@ std::unique_ptr<comm::Work> NcclCommunicator::allreduce_async(torch::Tensor& ten
   const auto stream = impl_->begin();
   MPITRAIN_NCCL(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()),
                               nccl_type(tensor.scalar_type()), nccl_op(op), impl_->comm, stream));
-  return impl_->finish({tensor});
+  return impl_->finish({tensor}, "allreduce");
 }
 
 void NcclCommunicator::broadcast(torch::Tensor& tensor, int root) {
@@ -179,7 +198,7 @@ void NcclCommunicator::broadcast(torch::Tensor& tensor, int root) {
   const auto stream = impl_->begin();
   MPITRAIN_NCCL(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()),
                               nccl_type(tensor.scalar_type()), root, impl_->comm, stream));
-  impl_->finish({tensor})->wait();
+  impl_->finish({tensor}, "broadcast")->wait();
 }
 
 torch::Tensor NcclCommunicator::allgather(const torch::Tensor& tensor) {
@@ -218,7 +237,7 @@ torch::Tensor NcclCommunicator::allgatherv(const torch::Tensor& tensor) {
     MPITRAIN_NCCL(ncclBroadcast(r == rank() ? tensor.data_ptr() : target, target, count, type, r, impl_->comm, stream));
   }
   MPITRAIN_NCCL(ncclGroupEnd());
-  impl_->finish({tensor, out})->wait();
+  impl_->finish({tensor, out}, "allgatherv")->wait();
   return out;
 }
 
@@ -244,7 +263,7 @@ std::unique_ptr<comm::Work> NcclCommunicator::reduce_scatter_async(const torch::
   const auto stream = impl_->begin();
   MPITRAIN_NCCL(ncclReduceScatter(input.data_ptr(), output.data_ptr(), static_cast<std::size_t>(output.numel()),
                                   nccl_type(input.scalar_type()), nccl_op(op), impl_->comm, stream));
-  return impl_->finish({input, output});
+  return impl_->finish({input, output}, "reduce_scatter");
 }
 
 std::unique_ptr<comm::Work> NcclCommunicator::allgather_async(const torch::Tensor& input, torch::Tensor& output) {
@@ -256,7 +275,7 @@ std::unique_ptr<comm::Work> NcclCommunicator::allgather_async(const torch::Tenso
   const auto stream = impl_->begin();
   MPITRAIN_NCCL(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<std::size_t>(input.numel()),
                               nccl_type(input.scalar_type()), impl_->comm, stream));
-  return impl_->finish({input, output});
+  return impl_->finish({input, output}, "allgather");
 }
 
 void NcclCommunicator::send(const torch::Tensor& tensor, int dst, int tag) {
@@ -265,7 +284,7 @@ void NcclCommunicator::send(const torch::Tensor& tensor, int dst, int tag) {
   const auto stream = impl_->begin();
   MPITRAIN_NCCL(ncclSend(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()), nccl_type(tensor.scalar_type()),
                          dst, impl_->comm, stream));
-  impl_->finish({tensor})->wait();
+  impl_->finish({tensor}, "send")->wait();
 }
 
 void NcclCommunicator::recv(torch::Tensor& tensor, int src, int tag) {
@@ -274,7 +293,7 @@ void NcclCommunicator::recv(torch::Tensor& tensor, int src, int tag) {
   const auto stream = impl_->begin();
   MPITRAIN_NCCL(ncclRecv(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()), nccl_type(tensor.scalar_type()),
                          src, impl_->comm, stream));
-  impl_->finish({tensor})->wait();
+  impl_->finish({tensor}, "recv")->wait();
 }
 
 void NcclCommunicator::barrier() {
