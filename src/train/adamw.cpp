@@ -65,10 +65,11 @@ void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>&
   steps_ = steps;
 }
 
-double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm, const std::vector<double>& shares,
-                      comm::Communicator* group) {
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm,
+                             const std::vector<double>& shares, comm::Communicator* group) {
   torch::NoGradGuard no_grad;
-  // Summed where the gradients live: one read back to the host per step, not one per tensor.
+  // Everything stays where the gradients are (float64): no read back to the host, so a GPU
+  // never idles waiting for it.
   torch::Tensor squares;
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     const auto& p = parameters[i];
@@ -76,18 +77,18 @@ double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_n
     auto term = p.grad().to(torch::kDouble).pow(2).sum() * (shares.empty() ? 1.0 : shares[i]);
     squares = squares.defined() ? squares + term : term;
   }
-  double total = squares.defined() ? squares.item<double>() : 0.0;
+  if (!squares.defined()) squares = torch::zeros({}, torch::kFloat64);
   if (group && group->size() > 1) {
-    auto sum = torch::tensor({total}, torch::kFloat64);
-    group->allreduce(sum);
-    total = sum.item<double>();
+    squares = squares.reshape({1}).contiguous();
+    group->allreduce(squares);
   }
-  const double norm = std::sqrt(total);
-  // torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), never above 1.
-  const double coefficient = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && coefficient < 1)
-    for (const auto& p : parameters)
-      if (p.grad().defined()) p.grad().mul_(coefficient);
+  const auto norm = squares.sqrt().reshape({});
+  if (max_norm <= 0) return norm;
+  // torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), never above 1 (a
+  // product with exactly 1 leaves a gradient bit for bit as it was).
+  const auto coefficient = (torch::scalar_tensor(max_norm, norm.options()) / (norm + 1e-6)).clamp_max(1.0);
+  for (const auto& p : parameters)
+    if (p.grad().defined()) p.grad().mul_(coefficient);
   return norm;
 }
 

@@ -43,7 +43,7 @@ class AdamW {
 // The global L2 norm of the gradients; scales them down to max_norm when above it (max_norm > 0).
 // Under tensor parallelism each rank holds slices: `shares[i]` is 1 / (ranks holding the same
 // slice of parameter i) so shared slices count once, and `group` sums the squares over the tp ranks.
-double clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm,
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& parameters, double max_norm,
                       const std::vector<double>& shares = {}, comm::Communicator* group = nullptr);
 
 }  // namespace mpitrain::train

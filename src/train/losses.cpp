@@ -10,10 +10,10 @@ LossValue causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& label
   auto targets = labels.narrow(1, 1, labels.size(1) - 1).clone();
   if (attention_mask.defined()) targets.masked_fill_(attention_mask.narrow(1, 1, labels.size(1) - 1) == 0, -100);
   targets = targets.reshape({-1});
-  const auto count = (targets != -100).sum().item<std::int64_t>();
+  const auto count = (targets != -100).sum();
   if (tp && tp->size() > 1) {
     auto per_token = tp->vocab_parallel_cross_entropy(shifted_logits, targets, vocab_start);
-    return {per_token.sum() / static_cast<double>(std::max<std::int64_t>(count, 1)), count};
+    return {per_token.sum() / count.clamp_min(1), count};
   }
   auto loss = torch::nn::functional::cross_entropy(
       shifted_logits, targets, torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
@@ -21,7 +21,8 @@ LossValue causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& label
 }
 
 LossValue classification_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  return {torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), labels), labels.size(0)};
+  return {torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), labels),
+          torch::scalar_tensor(labels.size(0), torch::TensorOptions().dtype(torch::kInt64).device(labels.device()))};
 }
 
 }  // namespace mpitrain::train

@@ -9,7 +9,8 @@ namespace mpitrain::train {
 
 struct LossValue {
   torch::Tensor loss;   // mean over counted targets
-  std::int64_t count;   // targets counted (tokens or rows)
+  torch::Tensor count;  // targets counted (tokens or rows): a 0-dim int64 tensor where the
+                        // logits are, so that training never waits to read it
 };
 
 // logits [b, s, v], labels [b, s]: position t predicts label t+1; masked positions (mask 0) are ignored.

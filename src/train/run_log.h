@@ -22,6 +22,7 @@ class RunLog {
   void metrics(const nlohmann::json& entry);  // one JSON line (rank 0), and the rank log
   // Redraws the progress line (rank 0, terminals only) or prints it at log points elsewhere.
   void progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second);
+  bool draws_progress() const { return bar_; }  // whether progress() shows anything (worth reading the loss)
   void finish_progress();
 
  private:

@@ -406,11 +406,11 @@ double Trainer::lr_at(std::int64_t step) const {
   return t["learning_rate"].get<double>() * lr_multiplier(t["lr_scheduler_type"], step, warmup_steps_, total_steps_);
 }
 
-double Trainer::train_step() {
+torch::Tensor Trainer::train_step() {
   const auto accumulation = config_["training"]["gradient_accumulation_steps"].get<std::int64_t>();
   const auto epoch = state_.global_step / steps_per_epoch_;
   const auto first_batch = (state_.global_step % steps_per_epoch_) * accumulation;
-  double loss_sum = 0;
+  torch::Tensor loss_sum;
   model_->train();
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
     const auto batch = on_device(train_data_->read(sampler_->batch(epoch, first_batch + micro)));
@@ -419,7 +419,8 @@ double Trainer::train_step() {
     auto loss = forward_loss(batch) / static_cast<double>(accumulation);
     // Gradients are summed over the dp group; this scale makes the sum their average.
     (loss * gradients_->loss_scale()).backward();
-    loss_sum += loss.item<double>();
+    const auto value = loss.detach().to(torch::kDouble);
+    loss_sum = loss_sum.defined() ? loss_sum + value : value;
   }
   // What the backward pass did not hide: the wait for the last buckets.
   const auto wait_start = std::chrono::steady_clock::now();
@@ -499,8 +500,9 @@ json Trainer::evaluate() {
     models::ModelInputs inputs{data.input_ids, data.attention_mask, {}};
     auto logits = model_->forward(inputs);
     const auto loss = loss_of(logits, data);
-    loss_sum += loss.loss.item<double>() * static_cast<double>(loss.count);
-    count_sum += loss.count;
+    const auto count = loss.count.item<std::int64_t>();
+    loss_sum += loss.loss.item<double>() * static_cast<double>(count);
+    count_sum += count;
     if (eval_data_->is_classification()) correct += (logits.argmax(-1) == data.labels).sum().item<double>();
   }
   auto totals = torch::tensor({loss_sum, static_cast<double>(count_sum), correct}, torch::kFloat64);
@@ -685,6 +687,7 @@ Trainer::CheckpointSnapshot Trainer::snapshot_checkpoint(bool copy) {
   const auto& t = config_["training"];
   CheckpointSnapshot s;
   s.step = state_.global_step;
+  if (loss_window_.defined()) state_.loss_since_log = loss_window_.item<double>();  // resumed mid-window
   s.mode = checkpoint::parse_save_mode(t["save_mode"].get<std::string>());
   s.only_model = t["save_only_model"].get<bool>();
   s.weights = local_tensors(trained_tensors(), 1, s.mode, saved_dtype_, copy);
@@ -807,27 +810,31 @@ void Trainer::train() {
   const auto first_tokens = state_.tokens_seen;
   auto window_tokens = state_.tokens_seen;
   last_lr_ = lr_at(state_.global_step);
+  loss_window_ = torch::scalar_tensor(state_.loss_since_log, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   while (state_.global_step < total_steps_) {
-    const double loss = train_step();
-    state_.loss_since_log += loss;
+    const auto loss = train_step();
+    loss_window_ = loss_window_ + loss;
     ++state_.steps_since_log;
     state_.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
     const double tokens_per_second = static_cast<double>(state_.tokens_seen - first_tokens) / std::max(elapsed, 1e-9);
-    log_->progress(state_.global_step, total_steps_, loss, last_lr_, tokens_per_second);
+    if (log_->draws_progress())
+      log_->progress(state_.global_step, total_steps_, loss.item<double>(), last_lr_, tokens_per_second);
     if (state_.global_step % state_.logging_steps == 0) {
+      state_.loss_since_log = loss_window_.item<double>();
       // One small allreduce per log, not per step: the mean loss over the window and the dp group.
       auto mean = torch::tensor({state_.loss_since_log / static_cast<double>(state_.steps_since_log)}, torch::kFloat64);
       mesh_->dp().allreduce(mean, comm::ReduceOp::kAvg);
       const double window = std::chrono::duration<double>(now - window_start).count();
       log_metrics({{"loss", round_to(mean.item<double>(), 4)},
-                   {"grad_norm", last_grad_norm_},
+                   {"grad_norm", last_grad_norm_.item<double>()},
                    {"learning_rate", last_lr_},
                    {"tokens_per_second",
                     round_to(static_cast<double>(state_.tokens_seen - window_tokens) / std::max(window, 1e-9), 1)}});
       window_tokens = state_.tokens_seen;
       state_.loss_since_log = 0;
+      loss_window_ = torch::zeros_like(loss_window_);
       state_.steps_since_log = 0;
       window_start = now;
     }

@@ -48,7 +48,9 @@ class Trainer {
   void prepare_data();
   void build_model();
   void resume(const std::string& checkpoint);
-  double train_step();  // one optimizer step (all micro-batches); returns the mean loss over the dp group
+  // One optimizer step (all micro-batches); returns this rank's loss (mean over the micro-batches)
+  // as a 0-dim float64 tensor where the model is: nothing in a step waits for the device.
+  torch::Tensor train_step();
   nlohmann::json evaluate();
   void log_metrics(nlohmann::json entry);
   // Everything a checkpoint holds, taken at a step boundary: written at once, or (async_save)
@@ -130,7 +132,12 @@ class Trainer {
   std::map<int, std::shared_ptr<comm::Communicator>> slice_groups_;
   TrainerState state_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
-  double last_lr_ = 0, last_grad_norm_ = 0;
+  double last_lr_ = 0;
+  torch::Tensor last_grad_norm_;  // read back only when logged
+  // The losses of the steps since the last log, summed where they were computed (float64, the
+  // same sums as on the host); state_.loss_since_log is brought up to date when a log or a
+  // checkpoint needs it.
+  torch::Tensor loss_window_;
   double exposed_comm_seconds_ = 0;
   std::int64_t last_checkpoint_step_ = -1;
   std::int64_t steps_run_ = 0;  // optimizer steps this process ran (traffic per step)
