@@ -264,7 +264,8 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
   crash_point("save.files_created", comm.rank());
-  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm);
+  // On a GPU the world is NCCL's; the blocks are host copies by now and go through its MPI.
+  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm.cpu_communicator());
   if (mpi && use_mpiio(io, tensors, layouts))
     write_parallel_mpiio(comm, mpi->handle(), dir, tensors, staged, plan);
   else

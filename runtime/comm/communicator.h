@@ -61,11 +61,9 @@ class Communicator {
 
   // A sub-communicator of the ranks passing the same `color`, ordered by `key`; collective.
   virtual std::shared_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
-  // The same, for a communicator that will only ever carry CPU tensors (a device backend
-  // then sets up none of its own resources for it).
-  virtual std::shared_ptr<Communicator> split_for_cpu_tensors(int color, int key, const std::string& name) {
-    return split(color, key, name);
-  }
+  // What CPU tensors travel over: this communicator, or the MPI one a device backend wraps
+  // (the save's MPI-IO path needs its handle; a split of it carries host copies only).
+  virtual Communicator& cpu_communicator() { return *this; }
 };
 
 }  // namespace mpitrain::comm

@@ -305,8 +305,4 @@ std::shared_ptr<comm::Communicator> NcclCommunicator::split(int color, int key, 
   return std::make_shared<NcclCommunicator>(host_->split(color, key, name), impl_->device);
 }
 
-std::shared_ptr<comm::Communicator> NcclCommunicator::split_for_cpu_tensors(int color, int key, const std::string& name) {
-  return host_->split(color, key, name);
-}
-
 }  // namespace mpitrain::device

@@ -40,7 +40,7 @@ class NcclCommunicator : public comm::Communicator {
   void recv(torch::Tensor& tensor, int src, int tag) override;
   void barrier() override;
   std::shared_ptr<comm::Communicator> split(int color, int key, const std::string& name) override;
-  std::shared_ptr<comm::Communicator> split_for_cpu_tensors(int color, int key, const std::string& name) override;
+  comm::Communicator& cpu_communicator() override { return *host_; }
 
  private:
   struct Impl;

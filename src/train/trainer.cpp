@@ -69,7 +69,7 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
   install_stop_signals(t["save_on_signals"].get<std::string>());
   // The background writer moves host copies only.
-  if (t["async_save"].get<bool>()) save_comm_ = world.split_for_cpu_tensors(0, world.rank(), "save");
+  if (t["async_save"].get<bool>()) save_comm_ = world.cpu_communicator().split(0, world.rank(), "save");
   if (world.rank() == 0)
     post_save_ = std::make_unique<PostSaveHook>(t["post_save_command"].get<std::string>(),
                                                 (fs::path(output_dir_) / "logs" / "post_save.log").string(),
