@@ -363,7 +363,7 @@ void Trainer::restore_rng(const std::string& dir) {
   const auto rng_file = fs::path(dir) / ("rng_state_" + std::to_string(source) + ".safetensors");
   if (source < 0 || !fs::exists(rng_file)) return;
   checkpoint::SafetensorsFile file(rng_file.string());
-  auto& generator = this->generator();
+  auto generator = this->generator();
   std::lock_guard<std::mutex> lock(generator.mutex());
   // Dropout draws from the device's generator: a GPU state is saved under its own name.
   const char* key = device_.is_cpu() ? "torch_cpu" : "torch_cuda";
@@ -374,8 +374,8 @@ void Trainer::restore_rng(const std::string& dir) {
   generator.set_state(checkpoint::read_tensor(file, file.entry(key)));
 }
 
-at::Generator& Trainer::generator() const {
-  return const_cast<at::Generator&>(at::globalContext().defaultGenerator(device_));
+at::Generator Trainer::generator() const {
+  return at::globalContext().defaultGenerator(device_);  // a handle: states set through it are the device's
 }
 
 data::Batch Trainer::on_device(data::Batch batch) const {
@@ -496,8 +496,9 @@ json Trainer::evaluate() {
   std::int64_t count_sum = 0;
   for (std::size_t start = 0; start < mine.size(); start += static_cast<std::size_t>(batch)) {
     const auto end = std::min(mine.size(), start + static_cast<std::size_t>(batch));
-    const auto data = on_device(eval_data_->read(std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(start),
-                                                                 mine.begin() + static_cast<std::ptrdiff_t>(end))));
+    const std::vector<std::int64_t> indices(mine.begin() + static_cast<std::ptrdiff_t>(start),
+                                            mine.begin() + static_cast<std::ptrdiff_t>(end));
+    const auto data = on_device(eval_data_->read(indices));
     models::ModelInputs inputs{data.input_ids, data.attention_mask, {}};
     auto logits = model_->forward(inputs);
     const auto loss = loss_of(logits, data);
@@ -700,7 +701,7 @@ Trainer::CheckpointSnapshot Trainer::snapshot_checkpoint(bool copy) {
   s.optimizer_meta = {{"step", optimizer_->steps()}};
   s.scheduler = {{"lr_scheduler_type", t["lr_scheduler_type"]}, {"base_lr", t["learning_rate"]}, {"last_epoch", s.step},
                  {"warmup_steps", warmup_steps_}, {"total_steps", total_steps_}, {"last_lr", last_lr_}};
-  auto& generator = this->generator();
+  auto generator = this->generator();
   std::lock_guard<std::mutex> lock(generator.mutex());
   s.rng = generator.get_state();
   return s;

@@ -104,7 +104,7 @@ class Trainer {
   double lr_at(std::int64_t step) const;  // learning rate after `step` optimizer steps
 
   data::Batch on_device(data::Batch batch) const;
-  at::Generator& generator() const;  // the device's default generator (dropout streams)
+  at::Generator generator() const;  // the device's default generator (dropout streams)
 
   nlohmann::json config_;
   std::shared_ptr<comm::Mesh> mesh_;
