@@ -8,11 +8,15 @@
 #include <iterator>
 
 #include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/npy.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
 #include "runtime/device/nccl_communicator.h"
 #include "src/models/attention.h"
+#include "src/models/inputs_json.h"
+#include "src/models/pretrained.h"
 #include "src/train/autocast.h"
+#include "tests/unit/test_files.h"
 
 namespace mpitrain {
 namespace {
@@ -178,6 +182,28 @@ TEST(Attention, FusedKernelMatchesTheEagerPath) {
   const auto padded_cpu = models::dot_product_attention(q, k, v, mask, options);
   const auto padded_gpu = models::dot_product_attention(q.to(gpu()), k.to(gpu()), v.to(gpu()), mask.to(gpu()), options);
   EXPECT_TRUE(torch::allclose(padded_gpu.cpu(), padded_cpu, 1e-3, 1e-3));
+}
+
+// Every fixture family on the GPU (fused attention, with the padded row masked) against
+// transformers' logits; 1e-3 rather than the CPU's 1e-4 for the GPU's kernels.
+TEST(Models, FixtureLogitsOnTheGpuMatchTransformers) {
+  torch::NoGradGuard no_grad;
+  for (const std::string family : {"llama", "llama_tied", "gpt2", "bert_seqcls"}) {
+    auto loaded = models::from_pretrained(testing::fixture(family + "/single"));
+    loaded.model->to(gpu());
+    loaded.model->eval();
+    auto inputs = models::read_inputs_json(testing::fixture(family + "/inputs.json"));
+    for (auto* t : {&inputs.input_ids, &inputs.attention_mask, &inputs.token_type_ids})
+      if (t->defined()) *t = t->to(gpu());
+    const auto logits = loaded.model->forward(inputs).cpu();
+    const auto reference = checkpoint::read_npy_float32(testing::fixture(family + "/logits.npy"));
+    auto expected = torch::from_blob(const_cast<float*>(reference.data.data()), reference.shape, torch::kFloat32);
+    ASSERT_EQ(logits.sizes(), expected.sizes()) << family;
+    auto diff = (logits - expected).abs();
+    if (logits.dim() == 3 && inputs.attention_mask.defined())
+      diff = diff * inputs.attention_mask.cpu().unsqueeze(-1).to(torch::kFloat32);
+    EXPECT_LT(diff.max().item<double>(), 1e-3) << family;
+  }
 }
 
 }  // namespace
