@@ -277,7 +277,8 @@ void save_parallel(comm::Communicator& comm, const std::string& dir, const std::
 }
 
 void save_gather(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                 HostStaging& staged, const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts, std::uint64_t window) {
+                 HostStaging& staged, const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts,
+                 std::uint64_t window) {
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });

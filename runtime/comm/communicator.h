@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,12 +44,28 @@ class Communicator {
   void allreduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) { allreduce_async(tensor, op)->wait(); }
 
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
-  // Concatenation along dim 0 of every rank's tensor (equal shapes).
-  virtual torch::Tensor allgather(const torch::Tensor& tensor) = 0;
+  // Concatenation along dim 0 of every rank's tensor (equal shapes); allgather_async's output.
+  torch::Tensor allgather(const torch::Tensor& tensor) {
+    auto shape = tensor.sizes().vec();
+    if (shape.empty()) shape.push_back(1);
+    shape[0] *= size();
+    auto out = torch::empty(shape, tensor.options());
+    allgather_async(tensor, out)->wait();
+    return out;
+  }
   // Concatenation along dim 0 where ranks may hold different dim-0 sizes.
   virtual torch::Tensor allgatherv(const torch::Tensor& tensor) = 0;
   // Reduces `tensor` (dim 0 divisible by size) and returns this rank's dim-0 block of the result.
-  virtual torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) {
+    if (tensor.dim() == 0 || tensor.size(0) % size() != 0)
+      throw std::invalid_argument("reduce_scatter: dim 0 (" + std::to_string(tensor.dim() ? tensor.size(0) : 0) +
+                                  ") must be divisible by the communicator size " + std::to_string(size()));
+    auto shape = tensor.sizes().vec();
+    shape[0] /= size();
+    auto out = torch::empty(shape, tensor.options());
+    reduce_scatter_async(tensor, out, op)->wait();
+    return out;
+  }
   // Nonblocking forms over flat buffers the caller keeps alive until wait() (ZeRO overlaps
   // them with compute): `output` holds input.numel() / size() elements of the sum for
   // reduce_scatter, and size() copies of `input` (rank order) for allgather.

@@ -178,15 +178,6 @@ void MpiCommunicator::broadcast(torch::Tensor& tensor, int root) {
   })->wait();
 }
 
-torch::Tensor MpiCommunicator::allgather(const torch::Tensor& tensor) {
-  auto shape = tensor.sizes().vec();
-  if (shape.empty()) shape.push_back(1);
-  shape[0] *= size_;
-  auto out = torch::empty(shape, tensor.options());
-  allgather_async(tensor, out)->wait();
-  return out;
-}
-
 torch::Tensor MpiCommunicator::allgatherv(const torch::Tensor& tensor) {
   require_contiguous_cpu(tensor, "allgatherv");
   // First every rank's dim-0 size (same trailing shape everywhere, by contract).
@@ -209,18 +200,6 @@ torch::Tensor MpiCommunicator::allgatherv(const torch::Tensor& tensor) {
     MPI_Allgatherv(tensor.data_ptr(), count_of(tensor), type, out.data_ptr(), counts.data(), displs.data(), type,
                    comm_);
   })->wait();
-  return out;
-}
-
-torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& tensor, ReduceOp op) {
-  require_contiguous_cpu(tensor, "reduce_scatter");
-  if (tensor.dim() == 0 || tensor.size(0) % size_ != 0)
-    throw std::invalid_argument("reduce_scatter: dim 0 (" + std::to_string(tensor.dim() ? tensor.size(0) : 0) +
-                                ") must be divisible by the communicator size " + std::to_string(size_));
-  auto shape = tensor.sizes().vec();
-  shape[0] /= size_;
-  auto out = torch::empty(shape, tensor.options());
-  reduce_scatter_async(tensor, out, op)->wait();
   return out;
 }
 

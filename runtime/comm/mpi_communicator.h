@@ -38,9 +38,7 @@ class MpiCommunicator : public Communicator {
 
   std::unique_ptr<Work> allreduce_async(torch::Tensor& tensor, ReduceOp op) override;
   void broadcast(torch::Tensor& tensor, int root) override;
-  torch::Tensor allgather(const torch::Tensor& tensor) override;
   torch::Tensor allgatherv(const torch::Tensor& tensor) override;
-  torch::Tensor reduce_scatter(const torch::Tensor& tensor, ReduceOp op) override;
   std::unique_ptr<Work> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) override;
   std::unique_ptr<Work> allgather_async(const torch::Tensor& input, torch::Tensor& output) override;
   void send(const torch::Tensor& tensor, int dst, int tag) override;

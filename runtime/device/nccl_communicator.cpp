@@ -62,20 +62,23 @@ cudaEvent_t new_event() {
   return event;
 }
 
+// An event shared by a collective's Work and the watchdog: destroyed when both are done with it.
+using SharedEvent = std::shared_ptr<CUevent_st>;
+SharedEvent new_shared_event() { return SharedEvent(new_event(), [](cudaEvent_t e) { cudaEventDestroy(e); }); }
+
 // Complete once the collective's event has fired. wait() makes LibTorch's stream wait for it
 // (no host synchronisation) and only then lets the tensors go: anything that reuses their
 // memory is queued on that stream, after the collective.
 class EventWork : public comm::Work {
  public:
   // `launched_on`: LibTorch's stream when the collective was queued (its tensors' stream).
-  EventWork(cudaEvent_t done, cudaStream_t launched_on, std::vector<torch::Tensor> keep)
-      : done_(done), launched_on_(launched_on), keep_(std::move(keep)) {}
+  EventWork(SharedEvent done, cudaStream_t launched_on, std::vector<torch::Tensor> keep)
+      : done_(std::move(done)), launched_on_(launched_on), keep_(std::move(keep)) {}
   ~EventWork() override {
-    if (!waited_) cudaStreamWaitEvent(launched_on_, done_, 0);
-    cudaEventDestroy(done_);
+    if (!waited_) cudaStreamWaitEvent(launched_on_, done_.get(), 0);
   }
   bool test() override {
-    const auto status = cudaEventQuery(done_);
+    const auto status = cudaEventQuery(done_.get());
     if (status == cudaErrorNotReady) return false;
     MPITRAIN_CUDA(status);
     return true;
@@ -83,15 +86,15 @@ class EventWork : public comm::Work {
   void wait() override {
     // The stream the tensors were used on first (their memory's reuse is ordered there), and
     // the caller's, should it be another.
-    MPITRAIN_CUDA(cudaStreamWaitEvent(launched_on_, done_, 0));
+    MPITRAIN_CUDA(cudaStreamWaitEvent(launched_on_, done_.get(), 0));
     const auto current = compute_stream();
-    if (current != launched_on_) MPITRAIN_CUDA(cudaStreamWaitEvent(current, done_, 0));
+    if (current != launched_on_) MPITRAIN_CUDA(cudaStreamWaitEvent(current, done_.get(), 0));
     waited_ = true;
     keep_.clear();
   }
 
  private:
-  cudaEvent_t done_;
+  SharedEvent done_;
   cudaStream_t launched_on_;
   std::vector<torch::Tensor> keep_;
   bool waited_ = false;
@@ -122,18 +125,16 @@ struct NcclCommunicator::Impl {
     return stream;
   }
   std::unique_ptr<comm::Work> finish(std::vector<torch::Tensor> keep, const char* operation) {
-    auto done = new_event();
-    MPITRAIN_CUDA(cudaEventRecord(done, stream));
-    // The watchdog's own event: the Work's may be destroyed before the collective completes.
-    std::shared_ptr<CUevent_st> watched(new_event(), [](cudaEvent_t e) { cudaEventDestroy(e); });
-    MPITRAIN_CUDA(cudaEventRecord(watched.get(), stream));
+    // One event for the Work and the watchdog (which may poll it after the Work is gone).
+    auto done = new_shared_event();
+    MPITRAIN_CUDA(cudaEventRecord(done.get(), stream));
     char what[160];
     std::snprintf(what, sizeof what, "NCCL %s #%llu on '%s' (%lld bytes)", operation,
                   static_cast<unsigned long long>(sequence++), name.c_str(),
                   static_cast<long long>(keep.empty() ? 0 : keep.front().nbytes()));
-    watchdog->watch(what, [watched, index = device.index()] {
+    watchdog->watch(what, [done, index = device.index()] {
       cudaSetDevice(index);  // the watchdog's thread has its own current device
-      return cudaEventQuery(watched.get()) != cudaErrorNotReady;
+      return cudaEventQuery(done.get()) != cudaErrorNotReady;
     });
     return std::make_unique<EventWork>(done, compute_stream(), std::move(keep));
   }
@@ -201,16 +202,6 @@ void NcclCommunicator::broadcast(torch::Tensor& tensor, int root) {
   impl_->finish({tensor}, "broadcast")->wait();
 }
 
-torch::Tensor NcclCommunicator::allgather(const torch::Tensor& tensor) {
-  if (tensor.is_cpu()) return host_->allgather(tensor);
-  auto shape = tensor.sizes().vec();
-  if (shape.empty()) shape.push_back(1);
-  shape[0] *= size();
-  auto out = torch::empty(shape, tensor.options());
-  allgather_async(tensor, out)->wait();
-  return out;
-}
-
 torch::Tensor NcclCommunicator::allgatherv(const torch::Tensor& tensor) {
   if (tensor.is_cpu()) return host_->allgatherv(tensor);
   impl_->require(tensor, "allgatherv");
@@ -238,18 +229,6 @@ torch::Tensor NcclCommunicator::allgatherv(const torch::Tensor& tensor) {
   }
   MPITRAIN_NCCL(ncclGroupEnd());
   impl_->finish({tensor, out}, "allgatherv")->wait();
-  return out;
-}
-
-torch::Tensor NcclCommunicator::reduce_scatter(const torch::Tensor& tensor, ReduceOp op) {
-  if (tensor.is_cpu()) return host_->reduce_scatter(tensor, op);
-  if (tensor.dim() == 0 || tensor.size(0) % size() != 0)
-    throw std::invalid_argument("reduce_scatter: dim 0 (" + std::to_string(tensor.dim() ? tensor.size(0) : 0) +
-                                ") must be divisible by the communicator size " + std::to_string(size()));
-  auto shape = tensor.sizes().vec();
-  shape[0] /= size();
-  auto out = torch::empty(shape, tensor.options());
-  reduce_scatter_async(tensor, out, op)->wait();
   return out;
 }
 

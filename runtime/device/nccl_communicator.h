@@ -30,9 +30,7 @@ class NcclCommunicator : public comm::Communicator {
 
   std::unique_ptr<comm::Work> allreduce_async(torch::Tensor& tensor, comm::ReduceOp op) override;
   void broadcast(torch::Tensor& tensor, int root) override;
-  torch::Tensor allgather(const torch::Tensor& tensor) override;
   torch::Tensor allgatherv(const torch::Tensor& tensor) override;
-  torch::Tensor reduce_scatter(const torch::Tensor& tensor, comm::ReduceOp op) override;
   std::unique_ptr<comm::Work> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
                                                    comm::ReduceOp op) override;
   std::unique_ptr<comm::Work> allgather_async(const torch::Tensor& input, torch::Tensor& output) override;
