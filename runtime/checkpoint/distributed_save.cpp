@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
+#include <numeric>
 #include <nlohmann/json.hpp>
 
 #include "runtime/checkpoint/atomic_file.h"
@@ -18,6 +20,7 @@
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/mpiio_writer.h"
 #include "runtime/checkpoint/safetensors_file.h"
+#include "runtime/checkpoint/safetensors_writer.h"
 #include "runtime/checkpoint/save_plan.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
@@ -177,12 +180,28 @@ std::vector<TensorSpec> specs_of(const std::vector<LocalTensor>& tensors) {
   return specs;
 }
 
-// `data`: the block as staged to the host (the LocalTensor's own data when it is a CPU tensor).
-const torch::Tensor& check_local(const LocalTensor& t, const torch::Tensor& data) {
-  if (!data.is_contiguous() || !data.device().is_cpu() || from_scalar_type(data.scalar_type()) != t.layout.dtype ||
-      data.sizes().vec() != t.layout.block.sizes)
-    throw CheckpointError(t.layout.name, "local block is not a contiguous tensor of the layout's dtype and block shape");
-  return data;
+const char* const kNotTheBlock = "local block is not a contiguous tensor of the layout's dtype and block shape";
+
+// Block i as staged to the host (the LocalTensor's own data when already there in its dtype),
+// checked; a staging failure (a GPU copy) names the tensor.
+const torch::Tensor& staged_block(const std::vector<LocalTensor>& tensors, HostStaging& staged, std::size_t i) {
+  const auto& t = tensors[i];
+  const torch::Tensor* data = nullptr;
+  try {
+    data = &staged.host(i);
+  } catch (const std::exception& e) {
+    throw CheckpointError(t.layout.name, std::string("could not be staged to host memory (") + e.what() + ")");
+  }
+  if (!data->is_contiguous() || !data->device().is_cpu() || from_scalar_type(data->scalar_type()) != t.layout.dtype ||
+      data->sizes().vec() != t.layout.block.sizes)
+    throw CheckpointError(t.layout.name, kNotTheBlock);
+  return *data;
+}
+
+// The same check before staging, where the data's dtype may still be converted.
+void check_block_shape(const LocalTensor& t) {
+  if (!t.data.defined() || !t.data.is_contiguous() || t.data.sizes().vec() != t.layout.block.sizes)
+    throw CheckpointError(t.layout.name, kNotTheBlock);
 }
 
 // Whether parallel mode writes through MPI-IO: asked for (or, for kAuto, some writer block is
@@ -206,30 +225,36 @@ bool use_mpiio(SaveIo io, const std::vector<LocalTensor>& tensors, const std::ve
   return io == SaveIo::kMpiio || strided;
 }
 
-// Parallel mode's writes through MPI-IO: one collective write per file.
+// Parallel mode's writes through MPI-IO: one collective write per file, with only that file's
+// blocks staged (the staging order is file by file). The blocks' shapes were agreed before:
+// a rank that threw midway would leave the others inside MPI-IO calls it never makes.
 void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::string& dir,
                           const std::vector<LocalTensor>& tensors, HostStaging& staged, const SavePlan& plan) {
-  // Checked apart, agreed before any collective write: a rank that threw midway would leave
-  // the others inside MPI-IO calls it never makes.
-  std::vector<std::vector<FileBlock>> by_file(plan.files.size());
-  comm::run_agreed(comm, [&] {
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-      const auto& t = tensors[i];
-      if (!t.layout.writer || t.layout.block.empty()) continue;
-      const auto& data = check_local(t, staged.host(i));
-      const auto& planned = plan.tensors[i];
-      by_file[planned.file].push_back(
-          {planned.offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype), data.data_ptr()});
-    }
-  });
+  std::vector<std::vector<std::size_t>> by_file(plan.files.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].layout.writer && !tensors[i].layout.block.empty()) by_file[plan.tensors[i].file].push_back(i);
   comm::run_agreed(comm, [&] {
     std::exception_ptr first_error;  // every file's collective calls are made regardless
     for (std::size_t f = 0; f < plan.files.size(); ++f) {
+      std::vector<FileBlock> blocks;
       try {
-        write_blocks_collectively(handle, temp_name(dir, plan.files[f].name), by_file[f]);
+        if (!first_error)
+          for (const auto i : by_file[f]) {
+            const auto& t = tensors[i];
+            const auto& data = staged_block(tensors, staged, i);
+            blocks.push_back({plan.tensors[i].offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype),
+                              data.data_ptr()});
+          }
+      } catch (...) {  // a staging error: this rank takes part in the write with nothing
+        first_error = std::current_exception();
+        blocks.clear();
+      }
+      try {
+        write_blocks_collectively(handle, temp_name(dir, plan.files[f].name), blocks);
       } catch (const CheckpointError&) {
         if (!first_error) first_error = std::current_exception();
       }
+      for (const auto i : by_file[f]) staged.release(i);
       if (f == 0) crash_point("save.writing", comm.rank());  // one file written, maybe not all
     }
     if (first_error) std::rethrow_exception(first_error);
@@ -245,11 +270,12 @@ void write_parallel_posix(comm::Communicator& comm, const std::string& dir, cons
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& t = tensors[i];
       if (!t.layout.writer || t.layout.block.empty()) continue;
-      const auto& data = check_local(t, staged.host(i));
+      const auto& data = staged_block(tensors, staged, i);
       const auto& planned = plan.tensors[i];
       const auto* bytes = static_cast<const std::uint8_t*>(data.data_ptr());
       write_packed_range(files.fd(planned.file), temp_name(dir, plan.files[planned.file].name), planned,
                          t.layout.coords(), t.layout.block, bytes, 0, 0, data.nbytes());
+      staged.release(i);
       if (!wrote) crash_point("save.writing", comm.rank());  // some bytes written, most not
       wrote = true;
     }
@@ -288,12 +314,32 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
   // double-buffered: window k+1 arrives while a helper thread writes window k. Its memory
   // beyond its own tensors is two windows, whatever the model's size.
   comm::run_agreed(comm, [&] {
+    // A failure (a block that did not stage, a write that failed) stops this rank's writes but
+    // not its part in the plan: every send is still received and every window still sent
+    // (filler, never committed), so no rank waits for one that left; it is raised at the end.
+    std::exception_ptr error;
+    auto attempt = [&](const std::function<void()>& step) {
+      if (error) return;
+      try {
+        step();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    };
+    auto block_or_error = [&](std::size_t i) {
+      const torch::Tensor* data = nullptr;
+      attempt([&] { data = &staged_block(tensors, staged, i); });
+      return data;
+    };
     std::unique_ptr<OpenFiles> files;
-    torch::Tensor buffers[2];
+    torch::Tensor buffers[2], filler;
     std::future<void> writing;  // the write of the other buffer, in flight
+    auto finish_writing = [&] {
+      if (writing.valid()) attempt([&] { writing.get(); });  // the other buffer is free again
+    };
     int next = 0;
     if (comm.rank() == 0) {
-      files = std::make_unique<OpenFiles>(dir, plan);
+      attempt([&] { files = std::make_unique<OpenFiles>(dir, plan); });
       for (auto& b : buffers) b = torch::empty({static_cast<std::int64_t>(window)}, torch::kUInt8);
     }
     for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -304,23 +350,27 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
         const std::uint64_t bytes = static_cast<std::uint64_t>(rb.block.numel()) * element;
         const auto path = temp_name(dir, plan.files[planned.file].name);
         if (rb.rank == 0 && comm.rank() == 0) {
-          const auto& data = check_local(tensors[i], staged.host(i));
-          write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), rb.block,
-                             static_cast<const std::uint8_t*>(data.data_ptr()), 0, 0, bytes);
+          if (const auto* data = block_or_error(i))
+            attempt([&] {
+              write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), rb.block,
+                                 static_cast<const std::uint8_t*>(data->data_ptr()), 0, 0, bytes);
+            });
+          staged.release(i);
           continue;
         }
         if (comm.rank() != 0 && comm.rank() != rb.rank) continue;
+        const torch::Tensor* data = comm.rank() == rb.rank ? block_or_error(i) : nullptr;
         for (std::uint64_t begin = 0; begin < bytes; begin += window) {
           const auto length = std::min(window, bytes - begin);
           if (comm.rank() == rb.rank) {
-            const auto& data = check_local(tensors[i], staged.host(i));
-            auto chunk = torch::from_blob(static_cast<std::uint8_t*>(data.data_ptr()) + begin,
-                                          {static_cast<std::int64_t>(length)}, torch::kUInt8);
-            comm.send(chunk, 0, kTag);
+            if (!data && !filler.defined()) filler = torch::zeros({static_cast<std::int64_t>(window)}, torch::kUInt8);
+            auto* from = data ? static_cast<std::uint8_t*>(data->data_ptr()) + begin : filler.data_ptr<std::uint8_t>();
+            comm.send(torch::from_blob(from, {static_cast<std::int64_t>(length)}, torch::kUInt8), 0, kTag);
           } else {
             auto chunk = buffers[next].narrow(0, 0, static_cast<std::int64_t>(length));
             comm.recv(chunk, rb.rank, kTag);
-            if (writing.valid()) writing.get();  // the other buffer is free again (or its error surfaces)
+            finish_writing();
+            if (error) continue;  // received and dropped
             writing = std::async(std::launch::async, [&files, &planned, &tensors, i, path, block = rb.block, chunk,
                                                       begin, length] {
               write_packed_range(files->fd(planned.file), path, planned, tensors[i].layout.coords(), block,
@@ -329,9 +379,11 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
             next ^= 1;
           }
         }
+        if (comm.rank() == rb.rank) staged.release(i);
       }
     }
-    if (writing.valid()) writing.get();
+    finish_writing();
+    if (error) std::rethrow_exception(error);
     if (files) files->sync_all();
   });
   comm::run_agreed(comm, [&] {
@@ -345,18 +397,51 @@ std::string shard_file(int rank) {
   return name;
 }
 
+// The tensors this rank writes a block of in sharded mode, and their specs in its shard file.
+std::vector<std::size_t> sharded_blocks(const std::vector<LocalTensor>& tensors) {
+  std::vector<std::size_t> mine;
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].layout.writer && !tensors[i].layout.block.empty()) mine.push_back(i);
+  return mine;
+}
+std::vector<TensorSpec> block_specs(const std::vector<LocalTensor>& tensors, const std::vector<std::size_t>& mine) {
+  std::vector<TensorSpec> specs;
+  for (const auto i : mine) specs.push_back({tensors[i].layout.name, tensors[i].layout.dtype, tensors[i].layout.block.sizes});
+  return specs;
+}
+
+// The order the writes of `mode` ask for the blocks (HostStaging stages them in it): index
+// order, except file by file for MPI-IO and the shard file's order for a sharded save.
+std::vector<std::size_t> staging_order(const std::vector<LocalTensor>& tensors, SaveMode mode, const SavePlan* plan) {
+  std::vector<std::size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  if (mode == SaveMode::kSharded) {
+    const auto mine = sharded_blocks(tensors);
+    std::vector<std::size_t> sharded;
+    for (const auto k : safetensors_file_order(block_specs(tensors, mine))) sharded.push_back(mine[k]);
+    std::vector<bool> listed(tensors.size(), false);
+    for (const auto i : sharded) listed[i] = true;
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      if (!listed[i]) sharded.push_back(i);  // not written: nothing to stage
+    return sharded;
+  }
+  if (plan)
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return plan->tensors[a].file < plan->tensors[b].file; });
+  return order;
+}
+
 void save_sharded(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
                   HostStaging& staged, const std::vector<std::vector<RankBlock>>& layouts) {
   comm::run_agreed(comm, [&] { fs::create_directories(dir); });
   comm::run_agreed(comm, [&] {
-    std::vector<TensorBytes> mine;
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-      const auto& t = tensors[i];
-      if (!t.layout.writer || t.layout.block.empty()) continue;
-      const auto& data = check_local(t, staged.host(i));
-      mine.push_back({{t.layout.name, t.layout.dtype, t.layout.block.sizes}, data.data_ptr()});
-    }
-    write_safetensors((fs::path(dir) / shard_file(comm.rank())).string(), mine);
+    // Streamed in the file's order, which is the staging order: each block is staged just
+    // before its bytes are written and freed after.
+    const auto mine = sharded_blocks(tensors);
+    write_safetensors_streamed(
+        (fs::path(dir) / shard_file(comm.rank())).string(), block_specs(tensors, mine),
+        [&](std::size_t k) { return staged_block(tensors, staged, mine[k]).data_ptr(); },
+        [&](std::size_t k) { staged.release(mine[k]); });
   });
   comm::run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
@@ -385,12 +470,23 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const std::v
 void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
                       const DistributedSaveOptions& options) {
   const auto layouts = gather_layouts(comm, tensors);
-  // The blocks this rank writes, copied off a GPU while the writes of earlier ones go on.
-  std::vector<torch::Tensor> written;
-  for (const auto& t : tensors) written.push_back(t.layout.writer && !t.layout.block.empty() ? t.data : torch::Tensor());
-  HostStaging staged(std::move(written), options.staging);
-  if (options.mode == SaveMode::kSharded) return save_sharded(comm, dir, tensors, staged, layouts);
+  // Agreed before any mode's writes, sends or collective file calls begin.
+  comm::run_agreed(comm, [&] {
+    for (const auto& t : tensors)
+      if (t.layout.writer && !t.layout.block.empty()) check_block_shape(t);
+  });
+  // The blocks this rank writes, copied off a GPU (and converted to the saved dtype) block by
+  // block while the writes of earlier ones go on, in the order the writes ask for them.
+  std::vector<BlockToStage> written;
+  for (const auto& t : tensors)
+    written.push_back({t.layout.writer && !t.layout.block.empty() ? t.data : torch::Tensor(),
+                       to_scalar_type(t.layout.dtype, t.layout.name)});
+  if (options.mode == SaveMode::kSharded) {
+    HostStaging staged(std::move(written), staging_order(tensors, options.mode, nullptr), options.staging);
+    return save_sharded(comm, dir, tensors, staged, layouts);
+  }
   const auto plan = plan_hf_save(specs_of(tensors), options.max_shard_size);
+  HostStaging staged(std::move(written), staging_order(tensors, options.mode, &plan), options.staging);
   try {
     if (options.mode == SaveMode::kParallel)
       save_parallel(comm, dir, tensors, staged, plan, layouts, options.io);

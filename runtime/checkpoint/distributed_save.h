@@ -29,8 +29,9 @@ SaveIo parse_save_io(const std::string& name);  // auto | mpiio | posix
 
 struct LocalTensor {
   TensorLayout layout;
-  // Contiguous tensor of layout.dtype holding layout.block (shape = block sizes), on the CPU
-  // or a GPU (then staged to the host in bounded chunks while the save writes).
+  // Contiguous tensor holding layout.block (shape = block sizes), on the CPU or a GPU (then
+  // staged to the host in bounded chunks while the save writes). In another dtype than
+  // layout.dtype it is converted one block at a time, just before the block is written.
   torch::Tensor data;
 };
 
@@ -39,7 +40,7 @@ struct DistributedSaveOptions {
   std::uint64_t max_shard_size = 5'000'000'000;
   std::uint64_t gather_window_bytes = 64u << 20;  // rank 0's receive buffer in gather mode
   SaveIo io = SaveIo::kAuto;  // parallel mode
-  StagingOptions staging;     // blocks on a GPU
+  StagingOptions staging;     // blocks on a GPU or in another dtype
 };
 
 inline constexpr const char* kShardedIndexFile = "sharded_index.json";

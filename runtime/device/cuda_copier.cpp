@@ -4,6 +4,11 @@
 #include "runtime/device/compute_stream.h"
 #include "runtime/device/cuda_error.h"
 
+#ifdef MPITRAIN_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 namespace mpitrain::device {
 
 CudaCopier::CudaCopier(const at::Device& device, std::size_t chunk_bytes)
@@ -38,5 +43,17 @@ void CudaCopier::copy_async(int slot, const void* source, std::size_t bytes) {
 }
 
 void CudaCopier::wait(int slot) { MPITRAIN_CUDA(cudaEventSynchronize(done_[slot])); }
+
+torch::Tensor CudaCopier::convert(const torch::Tensor& source, at::ScalarType dtype) {
+#ifdef MPITRAIN_TORCH_CUDA
+  // On the copy stream: after the work that produced `source` (the constructor's event), before
+  // the copies of the result; the caching allocator ties the block's memory to this stream.
+  c10::cuda::CUDAStreamGuard on_copy_stream(
+      c10::cuda::getStreamFromExternal(stream_, static_cast<c10::DeviceIndex>(device_index_)));
+  return source.to(dtype);
+#else
+  return DeviceCopier::convert(source, dtype);  // a CPU LibTorch holds no GPU tensors
+#endif
+}
 
 }  // namespace mpitrain::device

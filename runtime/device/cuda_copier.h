@@ -19,6 +19,7 @@ class CudaCopier : public DeviceCopier {
   const void* buffer(int slot) const override { return pinned_[slot]; }
   void copy_async(int slot, const void* source, std::size_t bytes) override;
   void wait(int slot) override;
+  torch::Tensor convert(const torch::Tensor& source, at::ScalarType dtype) override;
 
  private:
   int device_index_;

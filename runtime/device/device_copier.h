@@ -19,6 +19,9 @@ class DeviceCopier {
   // after all work LibTorch had queued when this copier was made.
   virtual void copy_async(int slot, const void* source, std::size_t bytes) = 0;
   virtual void wait(int slot) = 0;  // blocks until slot's copy has landed
+  // `source` in `dtype`, made on its device in order with this copier's copies (the copies
+  // queued after it see the converted bytes). A saved dtype is made one block at a time.
+  virtual torch::Tensor convert(const torch::Tensor& source, at::ScalarType dtype) { return source.to(dtype); }
 };
 
 // For a GPU: pinned buffers, a copy stream and events. For the CPU: plain buffers and memcpy

@@ -574,12 +574,15 @@ std::vector<checkpoint::LocalTensor> Trainer::local_tensors(
   for (std::size_t i = 0; i < named.size(); ++i) {
     const auto& placement = trained_placements()[i / per_parameter];
     auto data = named[i].second.detach();
-    if (dtype && *dtype != data.scalar_type()) data = data.to(*dtype);
+    const auto saved_dtype = dtype ? *dtype : data.scalar_type();
+    // A snapshot converts now (it is a copy anyway); a save converts block by block as it
+    // writes, so the saved dtype never costs a converted copy of the whole model.
+    if (copy && saved_dtype != data.scalar_type()) data = data.to(saved_dtype);
     checkpoint::LocalTensor local;
     local.layout.name = named[i].first;
     local.layout.shape = placement.shape;
     if (placement.view != placement.shape) local.layout.view = placement.view;
-    local.layout.dtype = checkpoint::from_scalar_type(data.scalar_type());
+    local.layout.dtype = checkpoint::from_scalar_type(saved_dtype);
     local.layout.block = placement.block;
     const bool unsplit = placement.replicas == mesh_->tp_size();
     const bool first_of_slice = mesh_->tp_rank() % placement.replicas == 0;

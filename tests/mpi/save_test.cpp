@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <tuple>
 
 #include "runtime/checkpoint/checkpoint_error.h"
@@ -173,6 +175,48 @@ TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
 
 INSTANTIATE_TEST_SUITE_P(ShardSizes, DistributedSave, ::testing::Values(5'000'000'000ull, 300ull));
 
+const std::vector<std::tuple<SaveMode, SaveIo, const char*>>& every_way() {
+  static const std::vector<std::tuple<SaveMode, SaveIo, const char*>> ways = {
+      {SaveMode::kGather, SaveIo::kAuto, "gather"},
+      {SaveMode::kParallel, SaveIo::kMpiio, "parallel"},
+      {SaveMode::kParallel, SaveIo::kPosix, "posix"},
+      {SaveMode::kSharded, SaveIo::kAuto, "sharded"}};
+  return ways;
+}
+
+TEST(DistributedSave, ASavedDtypeIsMadeBlockByBlockWhileWriting) {
+  torch::manual_seed(3);
+  const auto global = model();
+  // What a bf16 save must hold: every float32 tensor rounded to bf16.
+  auto converted = global;
+  for (auto& g : converted)
+    if (g.value.scalar_type() == torch::kFloat32) g.value = g.value.to(torch::kBFloat16);
+  auto locals = local_blocks(global);  // float32 data, bf16 layouts: converted by the save
+  for (auto& t : locals) t.layout.dtype = from_scalar_type(torch::kBFloat16);
+  const auto up_front = local_blocks(converted);
+  const auto root = shared_scratch("dtype");
+  if (world()->rank() == 0) write_reference(root + "/reference", converted, 300);
+  for (const auto& [mode, io, name] : every_way())
+    // Staged as a GPU's blocks are too (7-byte chunks), and with a bound of one byte (each
+    // block converted only when asked for).
+    for (const StagingOptions& staging : {StagingOptions{}, StagingOptions{7, true, 1}}) {
+      DistributedSaveOptions options;
+      options.mode = mode;
+      options.io = io;
+      options.max_shard_size = 300;
+      options.gather_window_bytes = 40;
+      options.staging = staging;
+      const auto out = root + "/" + name + (staging.stage_cpu_tensors ? "-staged" : "");
+      save_distributed(*world(), out, locals, options);
+      if (mode == SaveMode::kSharded) save_distributed(*world(), out + "-up-front", up_front, options);
+      world()->barrier();
+      if (world()->rank() == 0)
+        expect_same_files(mode == SaveMode::kSharded ? out + "-up-front" : root + "/reference", out);
+    }
+  world()->barrier();
+  if (world()->rank() == 0) fs::remove_all(root);
+}
+
 TEST(DistributedSave, BadShardedDirectoriesAreClearErrors) {
   // Not a sharded checkpoint (here: nothing at all): the same error on every rank.
   EXPECT_THROW(consolidate_sharded(*world(), "/nonexistent/checkpoint", "/nonexistent/out", 1000), comm::AgreedError);
@@ -199,24 +243,62 @@ TEST(DistributedSave, BadShardedDirectoriesAreClearErrors) {
   }
 }
 
+// Every file of a directory, by name.
+std::map<std::string, std::string> files_of(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& item : fs::directory_iterator(dir))
+    files[item.path().filename().string()] = testing::read_bytes(item.path().string());
+  return files;
+}
+
 TEST(DistributedSave, AFailedSaveLeavesThePreviousFilesAndNoTemporaries) {
   const auto global = model();
-  auto locals = local_blocks(global);
   const auto root = shared_scratch("fail");
-  DistributedSaveOptions options;
-  options.mode = SaveMode::kParallel;
-  save_distributed(*world(), root, locals, options);
-  const auto before = world()->rank() == 0 ? testing::read_bytes(root + "/model.safetensors") : std::string();
-  // The last rank's block has the wrong shape: every rank must see the error.
-  if (world()->rank() == world()->size() - 1) locals[0].data = torch::zeros({1, 1});
-  EXPECT_THROW(save_distributed(*world(), root, locals, options), comm::AgreedError);
+  // A block of the wrong shape (found before any write), and one that cannot be staged
+  // (as a GPU copy that fails: found midway, while other ranks send, receive or write), on
+  // the last rank or on rank 0 (gather mode's receiver).
+  struct Fault {
+    const char* name;
+    std::function<void(LocalTensor&)> apply;
+    const char* message;  // what the one-line error says, after the tensor's name
+  };
+  const std::vector<Fault> faults = {
+      {"wrong shape", [](LocalTensor& t) { t.data = torch::zeros({1, 1}); }, "a.column_parallel: local block is not"},
+      {"cannot stage", [](LocalTensor& t) { t.data = torch::empty(t.data.sizes(), torch::device(torch::kMeta)); },
+       "a.column_parallel: could not be staged to host memory"}};
+  for (const auto& [mode, io, name] : every_way())
+    for (const auto& [fault, apply, message] : faults)
+      for (const int faulty_rank : {world()->size() - 1, 0}) {
+        SCOPED_TRACE(std::string(name) + ", " + fault + " on rank " + std::to_string(faulty_rank));
+        const auto dir = root + "/" + name;
+        auto locals = local_blocks(global);
+        DistributedSaveOptions options;
+        options.mode = mode;
+        options.io = io;
+        options.gather_window_bytes = 40;
+        save_distributed(*world(), dir, locals, options);
+        world()->barrier();
+        const auto before = world()->rank() == 0 ? files_of(dir) : std::map<std::string, std::string>();
+        if (world()->rank() == faulty_rank) apply(locals[0]);  // a block every rank writes
+        try {
+          save_distributed(*world(), dir, locals, options);
+          ADD_FAILURE() << "the save did not fail";
+        } catch (const comm::AgreedError& e) {
+          EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+        }
+        world()->barrier();
+        if (world()->rank() == 0) {
+          const auto after = files_of(dir);
+          for (const auto& [file, bytes] : after) EXPECT_EQ(file.find(".tmp"), std::string::npos) << file;
+          // A sharded save is made in a fresh directory by its callers: only the consolidated
+          // kinds promise the previous files back.
+          if (mode != SaveMode::kSharded) {
+            EXPECT_TRUE(after == before);
+          }
+        }
+      }
   world()->barrier();
-  if (world()->rank() == 0) {
-    EXPECT_EQ(testing::read_bytes(root + "/model.safetensors"), before);
-    for (const auto& item : fs::directory_iterator(root))
-      EXPECT_EQ(item.path().string().find(".tmp"), std::string::npos) << item.path();
-    fs::remove_all(root);
-  }
+  if (world()->rank() == 0) fs::remove_all(root);
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
-// HostStaging: device blocks reach the host byte for byte through two bounded buffers, in any order of asking, and errors surface.
+// HostStaging: device blocks reach the host byte for byte (or converted) through two bounded buffers, in order, within the memory bound, and errors surface.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 
 #include "runtime/checkpoint/host_staging.h"
@@ -25,6 +26,7 @@ class ProtocolCopier : public device::DeviceCopier {
   std::size_t chunk_bytes() const override { return chunk_; }
   const void* buffer(int slot) const override { return buffers_[slot].data(); }
   void copy_async(int slot, const void* source, std::size_t bytes) override {
+    sources.push_back(source);
     if (pending_[slot]) violations++;
     if (bytes > chunk_ || bytes == 0) violations++;
     pending_[slot] = true;
@@ -37,6 +39,7 @@ class ProtocolCopier : public device::DeviceCopier {
     if (waits++ == fail_at_wait_) throw std::runtime_error("cudaEventSynchronize: an illegal memory access");
   }
   static inline std::atomic<int> violations{0}, copies{0};
+  std::vector<const void*> sources;  // in the order copied (read once the staging has ended)
 
  private:
   std::size_t chunk_;
@@ -110,6 +113,79 @@ TEST(HostStaging, LeavingEarlyStopsTheCopies) {
     HostStaging staging(big, {4096, true}, std::make_unique<ProtocolCopier>(4096));
     if (round % 2) staging.host(0);
   }  // each destructor returns without the remaining blocks having been asked for
+}
+
+std::vector<torch::Tensor> blocks_of(int count, std::int64_t elements) {
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> blocks;
+  for (int i = 0; i < count; ++i) blocks.push_back(torch::randn({elements}));
+  return blocks;
+}
+
+std::vector<BlockToStage> in_dtype(const std::vector<torch::Tensor>& tensors, at::ScalarType dtype) {
+  std::vector<BlockToStage> blocks;
+  for (const auto& t : tensors) blocks.push_back({t, dtype});
+  return blocks;
+}
+
+TEST(HostStaging, ConvertsEachBlockToItsSavedDtype) {
+  const auto tensors = blocks_of(5, 1001);
+  for (const bool through_copier : {false, true}) {
+    // Through the copier too (7-byte chunks: bf16 elements split across chunks).
+    HostStaging staging(in_dtype(tensors, torch::kBFloat16), {}, {7, through_copier},
+                        through_copier ? std::make_unique<ProtocolCopier>(7) : nullptr);
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto expected = tensors[i].to(torch::kBFloat16);
+      const auto& host = staging.host(i);
+      ASSERT_EQ(host.scalar_type(), torch::kBFloat16);
+      EXPECT_EQ(0, std::memcmp(host.data_ptr(), expected.data_ptr(), expected.nbytes())) << i;
+    }
+  }
+  // Blocks already in their saved dtype on the host are not copied.
+  HostStaging same(in_dtype(tensors, torch::kFloat32), {}, {7, false});
+  EXPECT_EQ(same.host(2).data_ptr(), tensors[2].data_ptr());
+  EXPECT_EQ(same.peak_held_bytes(), 0u);
+}
+
+TEST(HostStaging, AWriterThatReleasesAsItGoesHoldsAtMostTheBound) {
+  const auto tensors = blocks_of(16, 16384);  // 64 KB each, 1 MB in all
+  const std::uint64_t block = 65536, bound = 150 * 1024;
+  for (const bool convert : {false, true}) {
+    const auto dtype = convert ? torch::kFloat16 : torch::kFloat32;
+    const auto saved_block = convert ? block / 2 : block;
+    HostStaging staging(in_dtype(tensors, dtype), {}, {4096, !convert, bound},
+                        convert ? nullptr : std::make_unique<ProtocolCopier>(4096));
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      EXPECT_TRUE(torch::equal(staging.host(i), tensors[i].to(dtype))) << i;
+      staging.release(i);
+    }
+    EXPECT_LE(staging.peak_held_bytes(), bound);
+    EXPECT_GE(staging.peak_held_bytes(), saved_block);
+  }
+}
+
+TEST(HostStaging, AWriterThatNeedsEveryBlockAtOnceGetsThem) {
+  const auto tensors = blocks_of(8, 4096);
+  // A bound of one byte: each block is staged because it is asked for, in any order.
+  HostStaging staging(in_dtype(tensors, torch::kFloat32), {}, {1000, true, 1}, std::make_unique<ProtocolCopier>(1000));
+  for (const std::size_t i : {5u, 0u, 7u, 1u, 2u, 3u, 4u, 6u}) EXPECT_TRUE(torch::equal(staging.host(i), tensors[i]));
+  for (std::size_t i = 0; i < tensors.size(); ++i) EXPECT_TRUE(torch::equal(staging.host(i), tensors[i])) << i;
+  EXPECT_EQ(staging.peak_held_bytes(), 8u * 4096 * 4);
+}
+
+TEST(HostStaging, StagesInTheWritersOrderAndSkipsWhatItReleasedUnasked) {
+  const auto tensors = blocks_of(4, 256);
+  auto copier = std::make_unique<ProtocolCopier>(4096);
+  const auto* seen = copier.get();
+  HostStaging staging(in_dtype(tensors, torch::kFloat32), {3, 1, 0, 2}, {4096, true, 1}, std::move(copier));
+  staging.release(1);  // its turn comes after block 3, which stays held until asked: never copied
+  EXPECT_TRUE(torch::equal(staging.host(3), tensors[3]));
+  EXPECT_TRUE(torch::equal(staging.host(2), tensors[2]));  // the last in order: every copy is made
+  EXPECT_TRUE(torch::equal(staging.host(0), tensors[0]));
+  EXPECT_THROW(staging.host(1), std::logic_error);
+  const std::vector<const void*> expected = {tensors[3].data_ptr(), tensors[0].data_ptr(), tensors[2].data_ptr()};
+  EXPECT_EQ(seen->sources, expected);
+  EXPECT_THROW(HostStaging(in_dtype(tensors, torch::kFloat32), {0, 1, 1, 2}, {}), std::invalid_argument);
 }
 
 }  // namespace
