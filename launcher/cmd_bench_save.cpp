@@ -1,5 +1,6 @@
 // `mpitrain bench save` (under mpirun): the collective save of a sharded ~1 GB model against a raw parallel write, and its resharded load against a raw read, of the same bytes.
 #include <fcntl.h>
+#include <malloc.h>
 #include <mpi.h>
 #include <unistd.h>
 
@@ -14,9 +15,11 @@
 #include "launcher/bench_stats.h"
 #include "launcher/options.h"
 #include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
+#include "src/models/pretrained.h"
 
 namespace mpitrain::launcher {
 namespace {
@@ -55,7 +58,7 @@ int run_bench_save(const Args& args) {
   std::size_t size_mb = 1024, tensor_mb = 16;
   double window_mb = 64;
   int repeats = 4;
-  std::string dir = "bench-save-tmp", mode_name = "parallel", io = "auto", device_name = "cpu";
+  std::string dir = "bench-save-tmp", mode_name = "parallel", io = "auto", device_name = "cpu", save_dtype_name = "float32";
   int split_dim = 0;
   options.add_options()("size_mb", po::value(&size_mb)->default_value(size_mb), "model size in MiB")(
       "tensor_mb", po::value(&tensor_mb)->default_value(tensor_mb), "size of each tensor in MiB")(
@@ -69,21 +72,30 @@ int run_bench_save(const Args& args) {
       "dir", po::value(&dir)->default_value(dir), "scratch directory on the file system to measure")(
       "device", po::value(&device_name)->default_value(device_name),
       "cpu | cuda: where the saved tensors live (cuda: staged to the host while writing; the raw write starts from "
-      "host memory)");
+      "host memory)")(
+      "save_dtype", po::value(&save_dtype_name)->default_value(save_dtype_name),
+      "float32 | bfloat16 | float16: the dtype written (the tensors are float32; the save converts block by block, "
+      "measured beside converting every block up front)");
   po::variables_map values;
   if (!parse_options("bench save", "[options] (under mpirun)", args, options, {}, values)) return 0;
   if (repeats < 2 || repeats % 2) throw UsageError("bench save: repeats must be an even number >= 2");
   if (split_dim != 0 && split_dim != 1) throw UsageError("bench save: --split_dim must be 0 or 1");
 
+  // Freed blocks go back to the system at once (glibc would otherwise raise its mmap threshold
+  // after the first free and keep later ones resident): the RSS growths below are live memory.
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   comm::MpiSession mpi(nullptr, nullptr);
   auto world = comm::MpiCommunicator::world();
   const int n = world->size(), rank = world->rank();
   at::Device device = at::kCPU;
+  at::ScalarType save_dtype = at::kFloat;
   try {
     device = device::select_device(device_name, comm::detect_launch().local_rank, "--device");
-  } catch (const std::runtime_error& e) {
+    save_dtype = models::parse_torch_dtype(save_dtype_name);
+  } catch (const std::exception& e) {
     throw UsageError(std::string("bench save: ") + e.what());
   }
+  const bool converts = save_dtype != at::kFloat;
   // Every tensor is split over the ranks (as TP or ZeRO leave it): each rank holds and writes
   // 1/n of the model, along dim 0 (one contiguous run in the file) or dim 1 (one run per row).
   const auto elements = static_cast<std::int64_t>((tensor_mb << 20) / 4);
@@ -107,13 +119,16 @@ int run_bench_save(const Args& args) {
     checkpoint::LocalTensor t;
     t.layout.name = "layers." + std::to_string(i) + ".weight";
     t.layout.shape = {rows, columns};
+    t.layout.dtype = checkpoint::from_scalar_type(save_dtype);
     t.layout.block = split_dim == 1 ? checkpoint::Block{{0, offset}, {rows, size}} : checkpoint::Block{{offset, 0}, {size, columns}};
-    host_data.push_back(torch::rand(t.layout.block.sizes));
-    t.data = host_data.back().to(device);
-    my_bytes += t.data.nbytes();
+    const auto values = torch::rand(t.layout.block.sizes);
+    t.data = values.to(device);
+    host_data.push_back(values.to(save_dtype));
+    my_bytes += host_data.back().nbytes();
     tensors.push_back(std::move(t));
   }
-  const double total_gb = static_cast<double>(count) * static_cast<double>(rows * columns) * 4 / 1e9;
+  const auto element = static_cast<double>(c10::elementSize(save_dtype));
+  const double total_gb = static_cast<double>(count) * static_cast<double>(rows * columns) * element / 1e9;
   checkpoint::DistributedSaveOptions save;
   save.mode = checkpoint::parse_save_mode(mode_name);
   save.gather_window_bytes = static_cast<std::uint64_t>(window_mb * (1 << 20));
@@ -145,12 +160,22 @@ int run_bench_save(const Args& args) {
     ::close(fd);
   };
   // Rank 0's resident-set growth during each save, beyond what it held before (its own share).
-  std::vector<double> rank0_growth;
+  std::vector<double> rank0_growth, up_front_growth, up_front_t;
   auto ours = [&] {
     const auto before = status_bytes("VmRSS");
     reset_peak_rss();
     checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
     rank0_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
+  };
+  // The baseline for a converting save: every block converted before the save starts.
+  auto up_front = [&] {
+    const auto before = status_bytes("VmRSS");
+    reset_peak_rss();
+    auto converted = tensors;
+    for (auto& t : converted) t.data = t.data.to(save_dtype);
+    checkpoint::save_distributed(*world, (root / "save").string(), converted, save);
+    converted.clear();
+    up_front_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
   };
   // Reading back: every page evicted first, so both reads come from the disk.
   auto evict = [&] {
@@ -165,7 +190,7 @@ int run_bench_save(const Args& args) {
       }
     world->barrier();
   };
-  const auto load_bytes = static_cast<std::uint64_t>(load_block.numel()) * 4 * count;
+  const auto load_bytes = static_cast<std::uint64_t>(load_block.numel()) * c10::elementSize(save_dtype) * count;
   auto raw_read = [&] {
     // The same number of bytes, this rank's contiguous share of the raw file, into fresh
     // memory as a load must (the loaded tensors are new allocations too).
@@ -184,10 +209,10 @@ int run_bench_save(const Args& args) {
     checkpoint::CheckpointReader reader((root / "save").string());
     for (const auto& t : tensors) reader.read(t.layout.name, load_block);
   };
-  auto clean = [&] {
+  auto clean = [&](bool keep_raw = false) {
     world->barrier();
     if (rank == 0) {
-      fs::remove(root / "raw.bin");
+      if (!keep_raw) fs::remove(root / "raw.bin");
       fs::remove_all(root / "save");
       ::sync();  // freeing the last run's blocks happens outside the timings
     }
@@ -196,10 +221,19 @@ int run_bench_save(const Args& args) {
   std::vector<double> raw_t, ours_t, ratios, raw_read_t, load_t, load_ratios;
   for (int r = 0; r < repeats; ++r) {
     clean();
+    // The up-front baseline alternates too: first in even runs, after the save in odd ones.
+    if (converts && r % 2 == 0) {
+      up_front_t.push_back(timed(*world, up_front));
+      clean();
+    }
     if (r % 2) ours_t.push_back(timed(*world, ours));
     raw_t.push_back(timed(*world, raw));
     if (r % 2 == 0) ours_t.push_back(timed(*world, ours));
     if (r % 2) ratios.push_back((raw_t[r - 1] + raw_t[r]) / (ours_t[r - 1] + ours_t[r]));
+    if (converts && r % 2) {
+      clean(/*keep_raw=*/true);  // raw.bin is read below
+      up_front_t.push_back(timed(*world, up_front));
+    }
     evict();
     raw_read_t.push_back(timed(*world, raw_read));
     evict();
@@ -209,8 +243,9 @@ int run_bench_save(const Args& args) {
   clean();
   if (rank == 0) {
     fs::remove_all(root);
-    std::printf("bench save: %zu tensors, %.3f GB, %d ranks, mode %s (io %s), tensors on %s, %d runs\n", count,
-                total_gb, n, mode_name.c_str(), io.c_str(), device.str().c_str(), repeats);
+    std::printf("bench save: %zu tensors, %.3f GB written as %s, %d ranks, mode %s (io %s), tensors on %s, %d runs\n",
+                count, total_gb, save_dtype_name.c_str(), n, mode_name.c_str(), io.c_str(), device.str().c_str(),
+                repeats);
     std::printf("  raw parallel write+fsync  %.3f GB/s\n", total_gb / median(raw_t));
     std::printf("  save (%s)%*s %.3f GB/s\n", mode_name.c_str(), static_cast<int>(15 - mode_name.size()), "",
                 total_gb / median(ours_t));
@@ -222,6 +257,9 @@ int run_bench_save(const Args& args) {
     std::printf("  ratio (load/raw read throughput, median) %.3f\n", median(load_ratios));
     std::printf("  rank 0 peak RSS growth during the save %.1f MB (its own share %.1f MB; gather window %.0f MB)\n",
                 median(rank0_growth) / 1e6, static_cast<double>(my_bytes) / 1e6, window_mb);
+    if (converts)
+      std::printf("  converting every block up front instead: %.3f GB/s, rank 0 peak RSS growth %.1f MB\n",
+                  total_gb / median(up_front_t), median(up_front_growth) / 1e6);
   }
   return 0;
 }

@@ -22,7 +22,7 @@ struct StagingOptions {
   // fits beside them, when none is held, or when the writer is waiting for it (a writer that
   // needs several blocks at once gets them). A writer that releases each block once written
   // holds about this much host memory, whatever its share of the model.
-  std::uint64_t ahead_bytes = 256u << 20;
+  std::uint64_t ahead_bytes = 64u << 20;
 };
 
 // One block to stage: its tensor (undefined when this rank does not write it) and the dtype

@@ -127,19 +127,25 @@ TEST(Staging, SavesFromGpuTensorsWriteTheBytesOfTheCpuSave) {
     on_gpu.push_back(t);
   }
   // Through the MPI world, and through the NCCL world as training saves (its CPU traffic and
-  // MPI-IO go over the MPI communicator it wraps).
+  // MPI-IO go over the MPI communicator it wraps); in the tensors' dtype and as bf16, converted
+  // on the GPU block by block (on the copy stream) against the CPU's conversion.
   const std::vector<comm::Communicator*> worlds = {host().get(), nccl().get()};
   for (const auto mode : {checkpoint::SaveMode::kGather, checkpoint::SaveMode::kParallel, checkpoint::SaveMode::kSharded}) {
     for (auto* world : worlds) {
-      checkpoint::DistributedSaveOptions options;
-      options.mode = mode;
-      options.io = checkpoint::SaveIo::kMpiio;  // parallel mode: the collective writer
-      options.staging.chunk_bytes = 1000;       // several chunks per tensor, not aligned with rows
-      checkpoint::save_distributed(*host(), (root / "cpu").string(), on_cpu, options);
-      checkpoint::save_distributed(*world, (root / "gpu").string(), on_gpu, options);
-      for (const auto& item : fs::directory_iterator(root / "cpu"))
-        EXPECT_EQ(read_file(item.path()), read_file(root / "gpu" / item.path().filename())) << item.path();
-      fs::remove_all(root);
+      for (const auto dtype : {checkpoint::DType::F32, checkpoint::DType::BF16}) {
+        for (auto* locals : {&on_cpu, &on_gpu})
+          for (auto& t : *locals) t.layout.dtype = dtype;
+        checkpoint::DistributedSaveOptions options;
+        options.mode = mode;
+        options.io = checkpoint::SaveIo::kMpiio;  // parallel mode: the collective writer
+        options.staging.chunk_bytes = 1000;       // several chunks per tensor, not aligned with rows
+        options.staging.ahead_bytes = 1;          // one block held at a time
+        checkpoint::save_distributed(*host(), (root / "cpu").string(), on_cpu, options);
+        checkpoint::save_distributed(*world, (root / "gpu").string(), on_gpu, options);
+        for (const auto& item : fs::directory_iterator(root / "cpu"))
+          EXPECT_EQ(read_file(item.path()), read_file(root / "gpu" / item.path().filename())) << item.path();
+        fs::remove_all(root);
+      }
     }
   }
 }
