@@ -251,7 +251,7 @@ void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::
       }
       try {
         write_blocks_collectively(handle, temp_name(dir, plan.files[f].name), blocks);
-      } catch (const CheckpointError&) {
+      } catch (...) {  // any error: the other files' collective calls are still made
         if (!first_error) first_error = std::current_exception();
       }
       for (const auto i : by_file[f]) staged.release(i);
@@ -283,17 +283,26 @@ void write_parallel_posix(comm::Communicator& comm, const std::string& dir, cons
   });
 }
 
+// The MPI communicator parallel mode writes through with MPI-IO, or null for pwrite: asked for
+// (or, for kAuto, some writer block is strided), decided from the gathered layouts so every
+// rank takes the same path. On a GPU the world is NCCL's; the blocks are host copies by then
+// and go through the MPI communicator it wraps.
+const comm::MpiCommunicator* mpiio_communicator(comm::Communicator& comm, const DistributedSaveOptions& options,
+                                                const std::vector<LocalTensor>& tensors,
+                                                const std::vector<std::vector<RankBlock>>& layouts) {
+  if (options.mode != SaveMode::kParallel) return nullptr;
+  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm.cpu_communicator());
+  return mpi && use_mpiio(options.io, tensors, layouts) ? mpi : nullptr;
+}
+
 void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                   HostStaging& staged, const SavePlan& plan, const std::vector<std::vector<RankBlock>>& layouts,
-                   SaveIo io) {
+                   HostStaging& staged, const SavePlan& plan, const comm::MpiCommunicator* mpiio) {
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
   crash_point("save.files_created", comm.rank());
-  // On a GPU the world is NCCL's; the blocks are host copies by now and go through its MPI.
-  const auto* mpi = dynamic_cast<const comm::MpiCommunicator*>(&comm.cpu_communicator());
-  if (mpi && use_mpiio(io, tensors, layouts))
-    write_parallel_mpiio(comm, mpi->handle(), dir, tensors, staged, plan);
+  if (mpiio)
+    write_parallel_mpiio(comm, mpiio->handle(), dir, tensors, staged, plan);
   else
     write_parallel_posix(comm, dir, tensors, staged, plan);
   crash_point("save.before_rename", comm.rank());
@@ -410,15 +419,21 @@ std::vector<TensorSpec> block_specs(const std::vector<LocalTensor>& tensors, con
   return specs;
 }
 
-// The order the writes of `mode` ask for the blocks (HostStaging stages them in it): index
-// order, except file by file for MPI-IO and the shard file's order for a sharded save.
+// The order the writes ask for the blocks (HostStaging stages them in it): index order, except
+// file by file for MPI-IO (`plan` given) and the shard file's order for a sharded save.
 std::vector<std::size_t> staging_order(const std::vector<LocalTensor>& tensors, SaveMode mode, const SavePlan* plan) {
   std::vector<std::size_t> order(tensors.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
   if (mode == SaveMode::kSharded) {
     const auto mine = sharded_blocks(tensors);
+    std::vector<std::size_t> file_order;
+    try {
+      file_order = safetensors_file_order(block_specs(tensors, mine));
+    } catch (const std::exception&) {
+      return order;  // the shard's writer raises the same error, inside its agreed step
+    }
     std::vector<std::size_t> sharded;
-    for (const auto k : safetensors_file_order(block_specs(tensors, mine))) sharded.push_back(mine[k]);
+    for (const auto k : file_order) sharded.push_back(mine[k]);
     std::vector<bool> listed(tensors.size(), false);
     for (const auto i : sharded) listed[i] = true;
     for (std::size_t i = 0; i < tensors.size(); ++i)
@@ -467,8 +482,8 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const std::v
 
 }  // namespace
 
-void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                      const DistributedSaveOptions& options) {
+SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                           const DistributedSaveOptions& options) {
   const auto layouts = gather_layouts(comm, tensors);
   // Agreed before any mode's writes, sends or collective file calls begin.
   comm::run_agreed(comm, [&] {
@@ -483,19 +498,23 @@ void save_distributed(comm::Communicator& comm, const std::string& dir, const st
                        to_scalar_type(t.layout.dtype, t.layout.name)});
   if (options.mode == SaveMode::kSharded) {
     HostStaging staged(std::move(written), staging_order(tensors, options.mode, nullptr), options.staging);
-    return save_sharded(comm, dir, tensors, staged, layouts);
+    save_sharded(comm, dir, tensors, staged, layouts);
+    return {staged.peak_held_bytes()};
   }
   const auto plan = plan_hf_save(specs_of(tensors), options.max_shard_size);
-  HostStaging staged(std::move(written), staging_order(tensors, options.mode, &plan), options.staging);
+  const auto* mpiio = mpiio_communicator(comm, options, tensors, layouts);
+  HostStaging staged(std::move(written), staging_order(tensors, options.mode, mpiio ? &plan : nullptr),
+                     options.staging);
   try {
     if (options.mode == SaveMode::kParallel)
-      save_parallel(comm, dir, tensors, staged, plan, layouts, options.io);
+      save_parallel(comm, dir, tensors, staged, plan, mpiio);
     else
       save_gather(comm, dir, tensors, staged, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
   } catch (...) {
     if (comm.rank() == 0) remove_temporaries(dir, plan);  // nothing half-written stays behind
     throw;
   }
+  return {staged.peak_held_bytes()};
 }
 
 // ---- reading and consolidating ----

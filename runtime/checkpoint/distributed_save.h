@@ -45,13 +45,18 @@ struct DistributedSaveOptions {
 
 inline constexpr const char* kShardedIndexFile = "sharded_index.json";
 
+// What one rank's save cost it.
+struct SaveStats {
+  std::uint64_t peak_host_copy_bytes = 0;  // staged (GPU or converted) blocks held at once
+};
+
 // Collective over `comm`. `tensors` are in state-dict order with the same names, shapes and
 // dtypes on every rank; across the writer ranks the blocks of each tensor must tile it. The
 // weight files appear under their final names only when complete (temporary name, fsync,
 // rename); stale weight files of an earlier save are removed. Errors (disk full, a rank's
 // I/O failure) are raised on every rank.
-void save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                      const DistributedSaveOptions& options);
+SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
+                           const DistributedSaveOptions& options);
 
 // Turns a sharded save into a standard HF directory (and copies the other files); collective
 // over `comm`: the ranks share the blocks by bytes (one process, or mpirun to go faster).

@@ -13,26 +13,43 @@ namespace mpitrain::device {
 
 CudaCopier::CudaCopier(const at::Device& device, std::size_t chunk_bytes)
     : device_index_(device.index()), chunk_(chunk_bytes) {
-  MPITRAIN_CUDA(cudaSetDevice(device_index_));
-  MPITRAIN_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  for (int slot = 0; slot < 2; ++slot) {
-    MPITRAIN_CUDA(cudaHostAlloc(&pinned_[slot], chunk_, cudaHostAllocDefault));
-    MPITRAIN_CUDA(cudaEventCreateWithFlags(&done_[slot], cudaEventDisableTiming));
+  try {
+    MPITRAIN_CUDA(cudaSetDevice(device_index_));
+#ifdef MPITRAIN_TORCH_CUDA
+    // One of LibTorch's pooled streams (non-blocking, never destroyed): a conversion's memory is
+    // filed by the caching allocator under this stream, which must outlive the allocator's use.
+    stream_ = c10::cuda::getStreamFromPool(false, static_cast<c10::DeviceIndex>(device_index_)).stream();
+#else
+    MPITRAIN_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    owns_stream_ = true;
+#endif
+    for (int slot = 0; slot < 2; ++slot) {
+      MPITRAIN_CUDA(cudaHostAlloc(&pinned_[slot], chunk_, cudaHostAllocDefault));
+      MPITRAIN_CUDA(cudaEventCreateWithFlags(&done_[slot], cudaEventDisableTiming));
+    }
+    cudaEvent_t produced = nullptr;
+    MPITRAIN_CUDA(cudaEventCreateWithFlags(&produced, cudaEventDisableTiming));
+    MPITRAIN_CUDA(cudaEventRecord(produced, compute_stream()));
+    MPITRAIN_CUDA(cudaStreamWaitEvent(stream_, produced, 0));
+    MPITRAIN_CUDA(cudaEventDestroy(produced));
+  } catch (...) {
+    release();  // no pinned memory or stream left behind by a failed start
+    throw;
   }
-  cudaEvent_t produced = nullptr;
-  MPITRAIN_CUDA(cudaEventCreateWithFlags(&produced, cudaEventDisableTiming));
-  MPITRAIN_CUDA(cudaEventRecord(produced, compute_stream()));
-  MPITRAIN_CUDA(cudaStreamWaitEvent(stream_, produced, 0));
-  MPITRAIN_CUDA(cudaEventDestroy(produced));
 }
 
-CudaCopier::~CudaCopier() {
+CudaCopier::~CudaCopier() { release(); }
+
+void CudaCopier::release() {
   if (stream_) cudaStreamSynchronize(stream_);
   for (int slot = 0; slot < 2; ++slot) {
     if (done_[slot]) cudaEventDestroy(done_[slot]);
     if (pinned_[slot]) cudaFreeHost(pinned_[slot]);
+    done_[slot] = nullptr;
+    pinned_[slot] = nullptr;
   }
-  if (stream_) cudaStreamDestroy(stream_);
+  if (stream_ && owns_stream_) cudaStreamDestroy(stream_);
+  stream_ = nullptr;
 }
 
 void CudaCopier::copy_async(int slot, const void* source, std::size_t bytes) {

@@ -22,10 +22,13 @@ class CudaCopier : public DeviceCopier {
   torch::Tensor convert(const torch::Tensor& source, at::ScalarType dtype) override;
 
  private:
+  void release();
+
   int device_index_;
   std::size_t chunk_;
   void* pinned_[2] = {nullptr, nullptr};
   cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;  // created here (a build without LibTorch's CUDA streams)
   cudaEvent_t done_[2] = {nullptr, nullptr};
 };
 
