@@ -161,10 +161,12 @@ int run_bench_save(const Args& args) {
   };
   // Rank 0's resident-set growth during each save, beyond what it held before (its own share).
   std::vector<double> rank0_growth, up_front_growth, up_front_t;
+  std::uint64_t rank0_staged_peak = 0;  // host copies (GPU blocks, conversions) held at once
   auto ours = [&] {
     const auto before = status_bytes("VmRSS");
     reset_peak_rss();
-    checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
+    const auto stats = checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
+    rank0_staged_peak = std::max(rank0_staged_peak, stats.peak_host_copy_bytes);
     rank0_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
   };
   // The baseline for a converting save: every block converted before the save starts.
@@ -255,8 +257,10 @@ int run_bench_save(const Args& args) {
     std::printf("  load, resharded along dim %d %.3f GB/s (each rank's blocks come from every saved block)\n",
                 1 - split_dim, load_gb / median(load_t));
     std::printf("  ratio (load/raw read throughput, median) %.3f\n", median(load_ratios));
-    std::printf("  rank 0 peak RSS growth during the save %.1f MB (its own share %.1f MB; gather window %.0f MB)\n",
-                median(rank0_growth) / 1e6, static_cast<double>(my_bytes) / 1e6, window_mb);
+    std::printf("  rank 0 peak RSS growth during the save %.1f MB (its own share %.1f MB; gather window %.0f MB; "
+                "staged host copies at most %.1f MB)\n",
+                median(rank0_growth) / 1e6, static_cast<double>(my_bytes) / 1e6, window_mb,
+                static_cast<double>(rank0_staged_peak) / 1e6);
     if (converts)
       std::printf("  converting every block up front instead: %.3f GB/s, rank 0 peak RSS growth %.1f MB\n",
                   total_gb / median(up_front_t), median(up_front_growth) / 1e6);

@@ -285,15 +285,20 @@ TEST(DistributedSave, AFailedSaveLeavesThePreviousFilesAndNoTemporaries) {
   // the last rank or on rank 0 (gather mode's receiver).
   struct Fault {
     const char* name;
+    std::size_t tensor;  // a block every rank writes
+    bool stage_all;      // staging CPU blocks too: the failing block is met midway
     std::function<void(LocalTensor&)> apply;
     const char* message;  // what the one-line error says, after the tensor's name
   };
+  const auto on_meta = [](LocalTensor& t) { t.data = torch::empty(t.data.sizes(), torch::device(torch::kMeta)); };
   const std::vector<Fault> faults = {
-      {"wrong shape", [](LocalTensor& t) { t.data = torch::zeros({1, 1}); }, "a.column_parallel: local block is not"},
-      {"cannot stage", [](LocalTensor& t) { t.data = torch::empty(t.data.sizes(), torch::device(torch::kMeta)); },
-       "a.column_parallel: could not be staged to host memory"}};
+      {"wrong shape", 0, false, [](LocalTensor& t) { t.data = torch::zeros({1, 1}); },
+       "a.column_parallel: local block is not"},
+      {"cannot stage", 0, false, on_meta, "a.column_parallel: could not be staged to host memory"},
+      // Blocks a..e are staged (and sent, or written) before f fails.
+      {"fails midway", 5, true, on_meta, "f.big: could not be staged to host memory"}};
   for (const auto& [mode, io, name] : every_way())
-    for (const auto& [fault, apply, message] : faults)
+    for (const auto& [fault, tensor, stage_all, apply, message] : faults)
       for (const int faulty_rank : {world()->size() - 1, 0}) {
         SCOPED_TRACE(std::string(name) + ", " + fault + " on rank " + std::to_string(faulty_rank));
         const auto dir = root + "/" + name;
@@ -302,10 +307,11 @@ TEST(DistributedSave, AFailedSaveLeavesThePreviousFilesAndNoTemporaries) {
         options.mode = mode;
         options.io = io;
         options.gather_window_bytes = 40;
+        options.staging = {7, stage_all};
         save_distributed(*world(), dir, locals, options);
         world()->barrier();
         const auto before = world()->rank() == 0 ? files_of(dir) : std::map<std::string, std::string>();
-        if (world()->rank() == faulty_rank) apply(locals[0]);  // a block every rank writes
+        if (world()->rank() == faulty_rank) apply(locals[tensor]);
         try {
           save_distributed(*world(), dir, locals, options);
           ADD_FAILURE() << "the save did not fail";
