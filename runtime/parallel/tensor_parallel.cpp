@@ -1,7 +1,6 @@
 // Megatron's tensor-parallel operators over a Communicator: the f/g conjugates, a logits gather and vocab-parallel cross-entropy.
 #include "runtime/parallel/tensor_parallel.h"
 
-#include <chrono>
 
 namespace mpitrain::parallel {
 
@@ -111,15 +110,20 @@ torch::Tensor TensorParallel::vocab_parallel_cross_entropy(const torch::Tensor& 
 }
 
 void TensorParallel::allreduce_counted(torch::Tensor& tensor) const {
-  const auto start = std::chrono::steady_clock::now();
-  tp_->allreduce(tensor);
-  nanoseconds_ += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+  device::IntervalTimer* timer = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(timer_mutex_);
+    if (!timer_) timer_ = device::interval_timer_for(tensor.device());
+    timer = timer_.get();
+  }
+  timer->measure([&] { tp_->allreduce(tensor); });
   bytes_ += static_cast<std::int64_t>(tensor.nbytes());
   ++calls_;
 }
 
 TensorParallel::Stats TensorParallel::stats() const {
-  return {calls_.load(), bytes_.load(), static_cast<double>(nanoseconds_.load()) * 1e-9};
+  std::lock_guard<std::mutex> lock(timer_mutex_);
+  return {calls_.load(), bytes_.load(), timer_ ? timer_->seconds() : 0.0};
 }
 
 }  // namespace mpitrain::parallel

@@ -6,8 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "runtime/comm/communicator.h"
+#include "runtime/device/interval_timer.h"
 
 namespace mpitrain::parallel {
 
@@ -34,7 +36,8 @@ class TensorParallel {
   torch::Tensor vocab_parallel_cross_entropy(const torch::Tensor& logits, const torch::Tensor& targets,
                                              std::int64_t vocab_start) const;
 
-  // The f/g all-reduces so far (forward and backward): how many, their bytes and their time.
+  // The f/g all-reduces so far (forward and backward): how many, their bytes and their time
+  // (as the device saw it: on a GPU how long the stream waited for them, not their launch).
   struct Stats {
     std::int64_t calls = 0, bytes = 0;
     double seconds = 0;
@@ -45,7 +48,9 @@ class TensorParallel {
 
  private:
   std::shared_ptr<comm::Communicator> tp_;
-  mutable std::atomic<std::int64_t> calls_{0}, bytes_{0}, nanoseconds_{0};
+  mutable std::atomic<std::int64_t> calls_{0}, bytes_{0};
+  mutable std::mutex timer_mutex_;
+  mutable std::unique_ptr<device::IntervalTimer> timer_;  // made for the device of the first all-reduce
 };
 
 }  // namespace mpitrain::parallel

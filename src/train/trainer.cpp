@@ -61,7 +61,7 @@ void check_output_dir(const std::string& dir) {
 }  // namespace
 
 Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device device)
-    : config_(std::move(config)), mesh_(std::move(mesh)), device_(device) {
+    : config_(std::move(config)), mesh_(std::move(mesh)), device_(device), exposed_comm_(device::interval_timer_for(device)) {
   auto& world = mesh_->world();
   const auto& t = config_["training"];
   output_dir_ = t["output_dir"].get<std::string>();
@@ -424,9 +424,7 @@ torch::Tensor Trainer::train_step() {
     loss_sum = loss_sum.defined() ? loss_sum + value : value;
   }
   // What the backward pass did not hide: the wait for the last buckets.
-  const auto wait_start = std::chrono::steady_clock::now();
-  gradients_->finalize();
-  exposed_comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+  exposed_comm_->measure([&] { gradients_->finalize(); });
   sum_shared_slice_gradients();
   // Shards are disjoint over dp and tp slices over tp: the norm sums over whichever is split.
   comm::Communicator* norm_group = sharded_ ? &mesh_->world() : mesh_->tp_size() > 1 ? &mesh_->tp() : nullptr;
@@ -859,7 +857,7 @@ void Trainer::train() {
   }
   const auto steps_run = state_.global_step - first_step;
   json summary = {{"train_runtime", round_to(runtime, 4)},
-                  {"exposed_comm_fraction", round_to(exposed_comm_seconds_ / std::max(runtime, 1e-9), 4)},
+                  {"exposed_comm_fraction", round_to(exposed_comm_->seconds() / std::max(runtime, 1e-9), 4)},
                {"train_steps_per_second", round_to(static_cast<double>(steps_run) / std::max(runtime, 1e-9), 3)},
                {"train_tokens_per_second",
                 round_to(static_cast<double>(state_.tokens_seen - first_tokens) / std::max(runtime, 1e-9), 1)}};

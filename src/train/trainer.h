@@ -10,6 +10,7 @@
 
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/comm/mesh.h"
+#include "runtime/device/interval_timer.h"
 #include "src/data/distributed_sampler.h"
 #include "src/data/hdf5_dataset.h"
 #include "src/models/model.h"
@@ -138,7 +139,8 @@ class Trainer {
   // same sums as on the host); state_.loss_since_log is brought up to date when a log or a
   // checkpoint needs it.
   torch::Tensor loss_window_;
-  double exposed_comm_seconds_ = 0;
+  // The wait for the last gradient buckets, as the device saw it (on a GPU the host does not wait).
+  std::unique_ptr<device::IntervalTimer> exposed_comm_;
   std::int64_t last_checkpoint_step_ = -1;
   std::int64_t steps_run_ = 0;  // optimizer steps this process ran (traffic per step)
   // async_save: the background writer, its own communicator (its collectives never mix with

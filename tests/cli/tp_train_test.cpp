@@ -29,6 +29,16 @@ TEST_F(TpTrain, DataTimesTensorParallelTrainsLikeDataParallelAlone) {
     for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], reference[i], 2e-4) << name << " step " << i + 1;
     // The saved directory is whole (tp slices put back) and within fp32 reordering of dp alone.
     EXPECT_LT(max_weight_difference(out(name), out("dp4")), 1e-4) << name;
+    // The summary times the tp all-reduces and the exposed dp wait (as fractions of the run).
+    json summary;
+    for (const auto& row : metrics(out(name)))
+      if (row.contains("train_runtime")) summary = row;
+    ASSERT_FALSE(summary.is_null()) << name;
+    EXPECT_GT(summary.value("tp_allreduce_calls", 0), 0) << summary.dump();
+    EXPECT_GT(summary.value("tp_allreduce_fraction", 0.0), 0.0) << summary.dump();
+    EXPECT_LE(summary.value("tp_allreduce_fraction", 2.0), 1.0) << summary.dump();
+    EXPECT_GE(summary.value("exposed_comm_fraction", -1.0), 0.0) << summary.dump();
+    EXPECT_LE(summary.value("exposed_comm_fraction", 2.0), 1.0) << summary.dump();
   }
 }
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "runtime/checkpoint/npy.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
+#include "runtime/device/interval_timer.h"
 #include "runtime/device/nccl_communicator.h"
 #include "src/models/attention.h"
 #include "src/models/inputs_json.h"
@@ -148,6 +150,24 @@ TEST(Staging, SavesFromGpuTensorsWriteTheBytesOfTheCpuSave) {
       }
     }
   }
+}
+
+TEST(IntervalTimer, TimesTheStreamNotTheLaunch) {
+  // What the metrics' exposed_comm and tp all-reduce times rest on: the host returns from
+  // queued GPU work at once; the timer counts the stream's time.
+  auto timer = device::interval_timer_for(gpu());
+  auto a = torch::randn({4096, 4096}, torch::TensorOptions().device(gpu()));
+  a.sum().item<float>();  // nothing queued before the measure
+  const auto start = std::chrono::steady_clock::now();
+  timer->measure([&] {
+    for (int i = 0; i < 20; ++i) a = torch::matmul(a, a) / 64.0;  // ~2.7 TFLOP: tens of ms
+  });
+  const double launch = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double on_stream = timer->seconds();
+  EXPECT_GT(on_stream, launch) << "launch " << launch << " s";
+  EXPECT_GT(on_stream, 1e-3);
+  timer->measure([] {});
+  EXPECT_LT(timer->seconds() - on_stream, 1e-3);  // an empty stretch adds next to nothing
 }
 
 TEST(Autocast, BfloatMatmulsOnTheGpuAndFreshWeightsEveryForward) {
