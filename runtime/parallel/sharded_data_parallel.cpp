@@ -137,6 +137,8 @@ void ShardedDataParallel::prepare_for_backward(bool sync) {
   for (auto& unit : units_) unit.pending = unit.parameters.size();
   last_calls_ = std::move(calls_);
   calls_.clear();
+  last_grad_calls_ = grad_calls_;
+  grad_calls_ = 0;
 }
 
 void ShardedDataParallel::on_gradient_ready(std::size_t parameter) {
@@ -292,10 +294,23 @@ void ShardedDataParallel::prefetch(const std::vector<int>& groups) {
     if (auto* unit = unit_of_group(g); unit && !unit->resident && !unit->gather) start_gather(*unit);
 }
 
+bool ShardedDataParallel::used_again_later(int group, std::size_t call) const {
+  // By the previous forward's trace; its calls with gradients come first (evaluations after).
+  const auto end = std::min(last_grad_calls_, last_calls_.size());
+  for (auto c = call + 1; c < end; ++c)
+    if (std::find(last_calls_[c].begin(), last_calls_[c].end(), group) != last_calls_[c].end()) return true;
+  return false;
+}
+
 void ShardedDataParallel::before_forward(const std::vector<int>& groups) {
   if (options_.stage != ShardingStage::kZero3) return;
+  // The previous part's groups go now, unless this part uses them too.
+  for (int g : release_pending_)
+    if (std::find(groups.begin(), groups.end(), g) == groups.end()) release(g);
+  release_pending_.clear();
   const auto call = calls_.size();
   calls_.push_back(groups);
+  if (torch::GradMode::is_enabled()) ++grad_calls_;
   for (int g : groups) materialise(g);
   // The next groups the previous forward used, while this one computes.
   for (std::size_t ahead = 1; ahead <= static_cast<std::size_t>(std::max(0, options_.prefetch)); ++ahead)
@@ -304,9 +319,16 @@ void ShardedDataParallel::before_forward(const std::vector<int>& groups) {
 
 torch::Tensor ShardedDataParallel::after_forward(const std::vector<int>& groups, const torch::Tensor& output) {
   if (options_.stage != ShardingStage::kZero3) return output;
-  for (int g : groups) release(g);
-  if (!output.requires_grad()) return output;
+  if (!output.requires_grad()) {  // no backward will need them
+    for (int g : groups) release(g);
+    return output;
+  }
   const auto call = calls_.size() - 1;
+  // Freed when the next part starts: the forward's last part thus stays for the backward,
+  // which needs it first (FSDP keeps its root so). A group this forward uses again later (a
+  // tied embedding for the head) stays until its backward is done (DeepSpeed's reuse).
+  for (int g : groups)
+    if (!used_again_later(g, call)) release_pending_.push_back(g);
   // Before this part's backward runs: its parameters again, and the part before it in flight.
   output.register_hook([this, groups, call](const torch::Tensor&) {
     for (int g : groups) materialise(g);

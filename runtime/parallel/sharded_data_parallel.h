@@ -59,7 +59,8 @@ struct ShardedTraffic {
 //    the full gradients; shards accumulate.
 //  - zero3: as zero2 over parameter groups, and parameters live only as shards: a group is
 //    all-gathered before its forward (the next `prefetch` groups in flight) and before its
-//    backward, and freed after each.
+//    backward, and freed after each; the forward's last part stays for the backward, which
+//    starts with it, and a group used twice in one forward (a tied embedding) stays between.
 // zero1/2 all-gather the updated shards back into the parameters after each optimizer step.
 // Collectives are launched in one fixed order on every rank.
 class ShardedDataParallel : public DataParallelGradients, public ParameterGroupHooks {
@@ -120,6 +121,7 @@ class ShardedDataParallel : public DataParallelGradients, public ParameterGroupH
   void release(int group);
   void release_unit(Unit& unit);  // drops its parameters' storage (keeps their autograd identity)
   void prefetch(const std::vector<int>& groups);  // starts their all-gathers (zero3)
+  bool used_again_later(int group, std::size_t call) const;  // in this forward, by the last one's trace
   std::uint64_t resident_bytes() const;
 
   std::shared_ptr<comm::Communicator> dp_;
@@ -137,6 +139,8 @@ class ShardedDataParallel : public DataParallelGradients, public ParameterGroupH
   // zero3: the group lists the forward ran, in order (this step's and the previous one's),
   // to prefetch the next in forward and the previous in backward.
   std::vector<std::vector<int>> calls_, last_calls_;
+  std::size_t grad_calls_ = 0, last_grad_calls_ = 0;  // of those, the calls made with gradients (first)
+  std::vector<int> release_pending_;  // zero3: the groups of the part that ran last, freed when the next starts
   ShardedTraffic traffic_;
   std::uint64_t peak_gathered_ = 0;
 };
