@@ -9,8 +9,9 @@ namespace mpitrain::device {
 CudaIntervalTimer::CudaIntervalTimer(const at::Device& device) : device_index_(device.index()) {}
 
 CudaIntervalTimer::~CudaIntervalTimer() {
+  // Destroying a recorded event is legal before it completes: no wait here (a rank unwinding
+  // after a collective its peers never joined must not block on it).
   for (const auto& [start, stop] : pending_) {
-    cudaEventSynchronize(stop);
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
   }
@@ -46,7 +47,10 @@ void CudaIntervalTimer::drain(bool wait) {
       MPITRAIN_CUDA(cudaEventSynchronize(pair.second));
     } else {
       const auto state = cudaEventQuery(pair.second);
-      if (state == cudaErrorNotReady) return;  // later pairs end later on their stream
+      if (state == cudaErrorNotReady) {
+        (void)cudaGetLastError();  // not an error: LibTorch's next launch check must not see it
+        return;                    // later pairs end later on their stream
+      }
       MPITRAIN_CUDA(state);
     }
     pending_.pop_front();
@@ -62,9 +66,15 @@ void CudaIntervalTimer::measure(const std::function<void()>& work) {
     drain(/*wait=*/false);  // keeps the pending pairs few without waiting for any
     pair = take_pair();
   }
-  MPITRAIN_CUDA(cudaEventRecord(pair.first, compute_stream()));
-  work();
-  MPITRAIN_CUDA(cudaEventRecord(pair.second, compute_stream()));
+  try {
+    MPITRAIN_CUDA(cudaEventRecord(pair.first, compute_stream()));
+    work();
+    MPITRAIN_CUDA(cudaEventRecord(pair.second, compute_stream()));
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(pair);  // not timed; reusable (recording again resets it)
+    throw;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   pending_.push_back(pair);
 }

@@ -79,7 +79,10 @@ class EventWork : public comm::Work {
   }
   bool test() override {
     const auto status = cudaEventQuery(done_.get());
-    if (status == cudaErrorNotReady) return false;
+    if (status == cudaErrorNotReady) {
+      (void)cudaGetLastError();  // not an error: LibTorch's next launch check must not see it
+      return false;
+    }
     MPITRAIN_CUDA(status);
     return true;
   }

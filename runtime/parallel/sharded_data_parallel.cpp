@@ -312,9 +312,11 @@ void ShardedDataParallel::before_forward(const std::vector<int>& groups) {
   calls_.push_back(groups);
   if (torch::GradMode::is_enabled()) ++grad_calls_;
   for (int g : groups) materialise(g);
-  // The next groups the previous forward used, while this one computes.
+  // The next groups the previous forward used, while this one computes (a training forward
+  // looks no further than the previous one's training calls: evaluations come after them).
+  const auto trace_end = torch::GradMode::is_enabled() ? std::min(last_grad_calls_, last_calls_.size()) : last_calls_.size();
   for (std::size_t ahead = 1; ahead <= static_cast<std::size_t>(std::max(0, options_.prefetch)); ++ahead)
-    if (call + ahead < last_calls_.size()) prefetch(last_calls_[call + ahead]);
+    if (call + ahead < trace_end) prefetch(last_calls_[call + ahead]);
 }
 
 torch::Tensor ShardedDataParallel::after_forward(const std::vector<int>& groups, const torch::Tensor& output) {

@@ -111,6 +111,27 @@ TEST_F(ZeroTrain, Zero3GathersATiedEmbeddingOncePerMicroBatch) {
   EXPECT_LT(std::abs(traffic / dp_traffic / expected - 1), 0.01) << traffic / dp_traffic << " vs " << expected;
 }
 
+TEST_F(ZeroTrain, Zero3EvaluatesASplitTheRanksShareUnevenly) {
+  // Under zero3 every eval forward all-gathers over dp: with an odd number of eval samples on
+  // 2 ranks, one rank has a batch fewer and must still take part (it hung before).
+  std::int64_t seq_len = 32;
+  while (data::Hdf5Dataset(data(), "eval", seq_len).size() % 2 == 0) ++seq_len;
+  const json training = {{"max_steps", 4},          {"eval_strategy", "steps"}, {"eval_steps", 2},
+                         {"per_device_eval_batch_size", 1}};
+  std::vector<double> eval_losses[2];
+  for (const std::string sharding : {"none", "zero3"}) {
+    const auto name = "uneven_eval_" + sharding;
+    const auto r = run(2, "train " + write_config(name, training,
+                                                  {{"data", {{"seq_len", seq_len}}}, {"parallel", {{"sharding", sharding}}}}));
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    for (const auto& row : metrics(out(name)))
+      if (row.contains("eval_loss")) eval_losses[sharding == "zero3"].push_back(row["eval_loss"].get<double>());
+  }
+  ASSERT_EQ(eval_losses[0].size(), 2u);
+  ASSERT_EQ(eval_losses[1].size(), eval_losses[0].size());
+  for (std::size_t i = 0; i < eval_losses[0].size(); ++i) EXPECT_NEAR(eval_losses[1][i], eval_losses[0][i], 2e-4) << i;
+}
+
 TEST_F(ZeroTrain, ComposesWithTensorParallelism) {
   // dp 2 x tp 2 with each stage against dp 4 alone, global batch 4.
   auto r = run(4, "train " + llama_config("dp4", {{"max_steps", 20}, {"per_device_train_batch_size", 1}}, 1));
