@@ -324,8 +324,9 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
   // beyond its own tensors is two windows, whatever the model's size.
   comm::run_agreed(comm, [&] {
     // A failure (a block that did not stage, a write that failed) stops this rank's writes but
-    // not its part in the plan: every send is still received and every window still sent
-    // (filler, never committed), so no rank waits for one that left; it is raised at the end.
+    // not its part in the plan: every send is still received and every window still sent (an
+    // empty message, which a receive of any length accepts; nothing of it is committed), so no
+    // rank waits for one that left; it is raised at the end.
     std::exception_ptr error;
     auto attempt = [&](const std::function<void()>& step) {
       if (error) return;
@@ -341,7 +342,7 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
       return data;
     };
     std::unique_ptr<OpenFiles> files;
-    torch::Tensor buffers[2], filler;
+    torch::Tensor buffers[2];
     std::future<void> writing;  // the write of the other buffer, in flight
     auto finish_writing = [&] {
       if (writing.valid()) attempt([&] { writing.get(); });  // the other buffer is free again
@@ -372,9 +373,10 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
         for (std::uint64_t begin = 0; begin < bytes; begin += window) {
           const auto length = std::min(window, bytes - begin);
           if (comm.rank() == rb.rank) {
-            if (!data && !filler.defined()) filler = torch::zeros({static_cast<std::int64_t>(window)}, torch::kUInt8);
-            auto* from = data ? static_cast<std::uint8_t*>(data->data_ptr()) + begin : filler.data_ptr<std::uint8_t>();
-            comm.send(torch::from_blob(from, {static_cast<std::int64_t>(length)}, torch::kUInt8), 0, kTag);
+            comm.send(data ? torch::from_blob(static_cast<std::uint8_t*>(data->data_ptr()) + begin,
+                                              {static_cast<std::int64_t>(length)}, torch::kUInt8)
+                           : torch::empty({0}, torch::kUInt8),
+                      0, kTag);
           } else {
             auto chunk = buffers[next].narrow(0, 0, static_cast<std::int64_t>(length));
             comm.recv(chunk, rb.rank, kTag);
