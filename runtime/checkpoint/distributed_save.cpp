@@ -317,6 +317,15 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
+  // Rank 0's files and two receive windows, agreed before any window is sent: once the sends
+  // begin, rank 0 must receive them all.
+  std::unique_ptr<OpenFiles> files;
+  torch::Tensor buffers[2];
+  comm::run_agreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    files = std::make_unique<OpenFiles>(dir, plan);
+    for (auto& b : buffers) b = torch::empty({static_cast<std::int64_t>(window)}, torch::kUInt8);
+  });
   constexpr int kTag = 4242;
   // Every rank walks the same plan in the same order: tensor by tensor, writer block by
   // writer block, window by window. Rank 0 receives each window and writes it at its place,
@@ -341,17 +350,11 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
       attempt([&] { data = &staged_block(tensors, staged, i); });
       return data;
     };
-    std::unique_ptr<OpenFiles> files;
-    torch::Tensor buffers[2];
     std::future<void> writing;  // the write of the other buffer, in flight
     auto finish_writing = [&] {
       if (writing.valid()) attempt([&] { writing.get(); });  // the other buffer is free again
     };
     int next = 0;
-    if (comm.rank() == 0) {
-      attempt([&] { files = std::make_unique<OpenFiles>(dir, plan); });
-      for (auto& b : buffers) b = torch::empty({static_cast<std::int64_t>(window)}, torch::kUInt8);
-    }
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto& planned = plan.tensors[i];
       const auto element = dtype_size(planned.spec.dtype);
@@ -397,6 +400,7 @@ void save_gather(comm::Communicator& comm, const std::string& dir, const std::ve
     if (error) std::rethrow_exception(error);
     if (files) files->sync_all();
   });
+  files.reset();  // closed before the renames
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) commit_planned_files(dir, plan);
   });
