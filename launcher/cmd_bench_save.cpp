@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -162,22 +163,26 @@ int run_bench_save(const Args& args) {
   // Rank 0's resident-set growth during each save, beyond what it held before (its own share).
   std::vector<double> rank0_growth, up_front_growth, up_front_t;
   std::uint64_t rank0_staged_peak = 0;  // host copies (GPU blocks, conversions) held at once
-  auto ours = [&] {
+  // Records the resident-set growth while `save_fn` runs.
+  const auto recording_growth = [&](std::vector<double>& growth, const std::function<void()>& save_fn) {
     const auto before = status_bytes("VmRSS");
     reset_peak_rss();
-    const auto stats = checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
-    rank0_staged_peak = std::max(rank0_staged_peak, stats.peak_host_copy_bytes);
-    rank0_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
+    save_fn();
+    growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
+  };
+  auto ours = [&] {
+    recording_growth(rank0_growth, [&] {
+      const auto stats = checkpoint::save_distributed(*world, (root / "save").string(), tensors, save);
+      rank0_staged_peak = std::max(rank0_staged_peak, stats.peak_host_copy_bytes);
+    });
   };
   // The baseline for a converting save: every block converted before the save starts.
   auto up_front = [&] {
-    const auto before = status_bytes("VmRSS");
-    reset_peak_rss();
-    auto converted = tensors;
-    for (auto& t : converted) t.data = t.data.to(save_dtype);
-    checkpoint::save_distributed(*world, (root / "save").string(), converted, save);
-    converted.clear();
-    up_front_growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
+    recording_growth(up_front_growth, [&] {
+      auto converted = tensors;
+      for (auto& t : converted) t.data = t.data.to(save_dtype);
+      checkpoint::save_distributed(*world, (root / "save").string(), converted, save);
+    });
   };
   // Reading back: every page evicted first, so both reads come from the disk.
   auto evict = [&] {

@@ -180,6 +180,17 @@ std::vector<TensorSpec> specs_of(const std::vector<LocalTensor>& tensors) {
   return specs;
 }
 
+// Whether this rank writes a block of `t` (a writer with a non-empty block).
+bool writes(const LocalTensor& t) { return t.layout.writer && !t.layout.block.empty(); }
+
+// The tensors this rank writes a block of, in index order.
+std::vector<std::size_t> written_blocks(const std::vector<LocalTensor>& tensors) {
+  std::vector<std::size_t> mine;
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (writes(tensors[i])) mine.push_back(i);
+  return mine;
+}
+
 const char* const kNotTheBlock = "local block is not a contiguous tensor of the layout's dtype and block shape";
 
 // Block i as staged to the host (the LocalTensor's own data when already there in its dtype),
@@ -231,8 +242,7 @@ bool use_mpiio(SaveIo io, const std::vector<LocalTensor>& tensors, const std::ve
 void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::string& dir,
                           const std::vector<LocalTensor>& tensors, HostStaging& staged, const SavePlan& plan) {
   std::vector<std::vector<std::size_t>> by_file(plan.files.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i)
-    if (tensors[i].layout.writer && !tensors[i].layout.block.empty()) by_file[plan.tensors[i].file].push_back(i);
+  for (const auto i : written_blocks(tensors)) by_file[plan.tensors[i].file].push_back(i);
   comm::run_agreed(comm, [&] {
     std::exception_ptr first_error;  // every file's collective calls are made regardless
     for (std::size_t f = 0; f < plan.files.size(); ++f) {
@@ -267,9 +277,8 @@ void write_parallel_posix(comm::Communicator& comm, const std::string& dir, cons
   comm::run_agreed(comm, [&] {
     OpenFiles files(dir, plan);
     bool wrote = false;
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
+    for (const auto i : written_blocks(tensors)) {
       const auto& t = tensors[i];
-      if (!t.layout.writer || t.layout.block.empty()) continue;
       const auto& data = staged_block(tensors, staged, i);
       const auto& planned = plan.tensors[i];
       const auto* bytes = static_cast<const std::uint8_t*>(data.data_ptr());
@@ -412,13 +421,7 @@ std::string shard_file(int rank) {
   return name;
 }
 
-// The tensors this rank writes a block of in sharded mode, and their specs in its shard file.
-std::vector<std::size_t> sharded_blocks(const std::vector<LocalTensor>& tensors) {
-  std::vector<std::size_t> mine;
-  for (std::size_t i = 0; i < tensors.size(); ++i)
-    if (tensors[i].layout.writer && !tensors[i].layout.block.empty()) mine.push_back(i);
-  return mine;
-}
+// The specs of this rank's blocks `mine` in its shard file.
 std::vector<TensorSpec> block_specs(const std::vector<LocalTensor>& tensors, const std::vector<std::size_t>& mine) {
   std::vector<TensorSpec> specs;
   for (const auto i : mine) specs.push_back({tensors[i].layout.name, tensors[i].layout.dtype, tensors[i].layout.block.sizes});
@@ -431,7 +434,7 @@ std::vector<std::size_t> staging_order(const std::vector<LocalTensor>& tensors, 
   std::vector<std::size_t> order(tensors.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
   if (mode == SaveMode::kSharded) {
-    const auto mine = sharded_blocks(tensors);
+    const auto mine = written_blocks(tensors);
     std::vector<std::size_t> file_order;
     try {
       file_order = safetensors_file_order(block_specs(tensors, mine));
@@ -458,7 +461,7 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const std::v
   comm::run_agreed(comm, [&] {
     // Streamed in the file's order, which is the staging order: each block is staged just
     // before its bytes are written and freed after.
-    const auto mine = sharded_blocks(tensors);
+    const auto mine = written_blocks(tensors);
     write_safetensors_streamed(
         (fs::path(dir) / shard_file(comm.rank())).string(), block_specs(tensors, mine),
         [&](std::size_t k) { return staged_block(tensors, staged, mine[k]).data_ptr(); },
@@ -493,14 +496,13 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
   const auto layouts = gather_layouts(comm, tensors);
   // Agreed before any mode's writes, sends or collective file calls begin.
   comm::run_agreed(comm, [&] {
-    for (const auto& t : tensors)
-      if (t.layout.writer && !t.layout.block.empty()) check_block_shape(t);
+    for (const auto i : written_blocks(tensors)) check_block_shape(tensors[i]);
   });
   // The blocks this rank writes, copied off a GPU (and converted to the saved dtype) block by
   // block while the writes of earlier ones go on, in the order the writes ask for them.
   std::vector<BlockToStage> written;
   for (const auto& t : tensors)
-    written.push_back({t.layout.writer && !t.layout.block.empty() ? t.data : torch::Tensor(),
+    written.push_back({writes(t) ? t.data : torch::Tensor(),
                        to_scalar_type(t.layout.dtype, t.layout.name)});
   if (options.mode == SaveMode::kSharded) {
     HostStaging staged(std::move(written), staging_order(tensors, options.mode, nullptr), options.staging);

@@ -294,10 +294,13 @@ void ShardedDataParallel::prefetch(const std::vector<int>& groups) {
     if (auto* unit = unit_of_group(g); unit && !unit->resident && !unit->gather) start_gather(*unit);
 }
 
+std::size_t ShardedDataParallel::training_trace_end() const {
+  // The previous forward's calls with gradients come first (evaluations after).
+  return std::min(last_grad_calls_, last_calls_.size());
+}
+
 bool ShardedDataParallel::used_again_later(int group, std::size_t call) const {
-  // By the previous forward's trace; its calls with gradients come first (evaluations after).
-  const auto end = std::min(last_grad_calls_, last_calls_.size());
-  for (auto c = call + 1; c < end; ++c)
+  for (auto c = call + 1; c < training_trace_end(); ++c)
     if (std::find(last_calls_[c].begin(), last_calls_[c].end(), group) != last_calls_[c].end()) return true;
   return false;
 }
@@ -314,7 +317,7 @@ void ShardedDataParallel::before_forward(const std::vector<int>& groups) {
   for (int g : groups) materialise(g);
   // The next groups the previous forward used, while this one computes (a training forward
   // looks no further than the previous one's training calls: evaluations come after them).
-  const auto trace_end = torch::GradMode::is_enabled() ? std::min(last_grad_calls_, last_calls_.size()) : last_calls_.size();
+  const auto trace_end = torch::GradMode::is_enabled() ? training_trace_end() : last_calls_.size();
   for (std::size_t ahead = 1; ahead <= static_cast<std::size_t>(std::max(0, options_.prefetch)); ++ahead)
     if (call + ahead < trace_end) prefetch(last_calls_[call + ahead]);
 }

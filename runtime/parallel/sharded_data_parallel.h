@@ -121,6 +121,7 @@ class ShardedDataParallel : public DataParallelGradients, public ParameterGroupH
   void release(int group);
   void release_unit(Unit& unit);  // drops its parameters' storage (keeps their autograd identity)
   void prefetch(const std::vector<int>& groups);  // starts their all-gathers (zero3)
+  std::size_t training_trace_end() const;  // last_calls_[0, this) ran with gradients
   bool used_again_later(int group, std::size_t call) const;  // in this forward, by the last one's trace
   std::uint64_t resident_bytes() const;
 

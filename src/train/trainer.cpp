@@ -485,21 +485,20 @@ json Trainer::memory_and_traffic() const {
 json Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   model_->eval();
-  const auto batch = config_["training"]["per_device_eval_batch_size"].get<std::int64_t>();
+  const auto batch = static_cast<std::size_t>(config_["training"]["per_device_eval_batch_size"].get<std::int64_t>());
   // Every eval sample counts once: rank r takes samples r, r + dp, ...; ranks may run a
   // different number of batches, since the only collective is the final sum. Except under
   // zero3, where every forward all-gathers over dp: there every rank runs as many batches as
   // the rank with the most samples, a rank out of samples running sample 0 and ignoring it.
   std::vector<std::int64_t> mine;
   for (std::int64_t i = mesh_->dp_rank(); i < eval_data_->size(); i += mesh_->dp_size()) mine.push_back(i);
-  const auto step = static_cast<std::size_t>(batch);
   const bool gathers = sharded_ && sharded_->stage() == parallel::ShardingStage::kZero3;
   const auto most = static_cast<std::size_t>((eval_data_->size() + mesh_->dp_size() - 1) / mesh_->dp_size());
-  const auto batches = ((gathers ? most : mine.size()) + step - 1) / step;
+  const auto batches = ((gathers ? most : mine.size()) + batch - 1) / batch;
   double loss_sum = 0, correct = 0;
   std::int64_t count_sum = 0;
   for (std::size_t b = 0; b < batches; ++b) {
-    const auto start = b * step, end = std::min(mine.size(), start + step);
+    const auto start = b * batch, end = std::min(mine.size(), start + batch);
     const bool padding = start >= mine.size();  // zero3: in step with the other ranks' gathers
     const auto indices = padding ? std::vector<std::int64_t>{0}
                                  : std::vector<std::int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(start),
