@@ -22,6 +22,7 @@
 #include "runtime/checkpoint/safetensors_file.h"
 #include "runtime/checkpoint/safetensors_writer.h"
 #include "runtime/checkpoint/save_plan.h"
+#include "runtime/checkpoint/shared_directory.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/mpi_communicator.h"
@@ -236,35 +237,65 @@ bool use_mpiio(SaveIo io, const std::vector<LocalTensor>& tensors, const std::ve
   return io == SaveIo::kMpiio || strided;
 }
 
-// Parallel mode's writes through MPI-IO: one collective write per file, with only that file's
-// blocks staged (the staging order is file by file). The blocks' shapes were agreed before:
-// a rank that threw midway would leave the others inside MPI-IO calls it never makes.
+// This rank's blocks of each file (in staging order) cut into rounds of at most `round_bytes`
+// of host copies (at least one block each), so a collective write holds about that much host
+// memory; blocks written from where they are (CPU tensors in their dtype) cost nothing.
+std::vector<std::vector<std::vector<std::size_t>>> rounds_by_file(const std::vector<LocalTensor>& tensors,
+                                                                  const HostStaging& staged, const SavePlan& plan,
+                                                                  std::uint64_t round_bytes) {
+  std::vector<std::vector<std::vector<std::size_t>>> rounds(plan.files.size());
+  std::vector<std::uint64_t> filled(plan.files.size(), 0);
+  for (const auto i : written_blocks(tensors)) {
+    const auto f = plan.tensors[i].file;
+    const auto bytes = staged.staged_bytes(i);
+    if (rounds[f].empty() || filled[f] + bytes > round_bytes) {
+      rounds[f].emplace_back();
+      filled[f] = 0;
+    }
+    rounds[f].back().push_back(i);
+    filled[f] += bytes;
+  }
+  return rounds;
+}
+
+// Parallel mode's writes through MPI-IO: each file in collective rounds of about
+// `round_bytes` per rank, staged just before their write and freed after (the staging order is
+// file by file); every rank makes as many rounds as the rank that needs most. The blocks'
+// shapes were agreed before: a rank that threw midway would leave the others inside MPI-IO
+// calls it never makes.
 void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::string& dir,
-                          const std::vector<LocalTensor>& tensors, HostStaging& staged, const SavePlan& plan) {
-  std::vector<std::vector<std::size_t>> by_file(plan.files.size());
-  for (const auto i : written_blocks(tensors)) by_file[plan.tensors[i].file].push_back(i);
+                          const std::vector<LocalTensor>& tensors, HostStaging& staged, const SavePlan& plan,
+                          std::uint64_t round_bytes) {
+  const auto mine = rounds_by_file(tensors, staged, plan, std::max<std::uint64_t>(round_bytes, 1));
+  auto counts = torch::zeros({static_cast<std::int64_t>(plan.files.size())}, torch::kInt64);
+  for (std::size_t f = 0; f < mine.size(); ++f) counts[static_cast<std::int64_t>(f)] = static_cast<std::int64_t>(mine[f].size());
+  comm.allreduce(counts, comm::ReduceOp::kMax);
   comm::run_agreed(comm, [&] {
     std::exception_ptr first_error;  // every file's collective calls are made regardless
     for (std::size_t f = 0; f < plan.files.size(); ++f) {
-      std::vector<FileBlock> blocks;
+      const auto& rounds = mine[f];
+      auto blocks_of = [&](int round) {
+        std::vector<FileBlock> blocks;
+        if (first_error || static_cast<std::size_t>(round) >= rounds.size()) return blocks;
+        for (const auto i : rounds[static_cast<std::size_t>(round)]) {
+          const auto& t = tensors[i];
+          const auto& data = staged_block(tensors, staged, i);
+          blocks.push_back({plan.tensors[i].offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype),
+                            data.data_ptr()});
+        }
+        return blocks;
+      };
+      auto written = [&](int round) {
+        if (static_cast<std::size_t>(round) < rounds.size())
+          for (const auto i : rounds[static_cast<std::size_t>(round)]) staged.release(i);
+      };
       try {
-        if (!first_error)
-          for (const auto i : by_file[f]) {
-            const auto& t = tensors[i];
-            const auto& data = staged_block(tensors, staged, i);
-            blocks.push_back({plan.tensors[i].offset, t.layout.coords(), t.layout.block, dtype_size(t.layout.dtype),
-                              data.data_ptr()});
-          }
-      } catch (...) {  // a staging error: this rank takes part in the write with nothing
-        first_error = std::current_exception();
-        blocks.clear();
-      }
-      try {
-        write_blocks_collectively(handle, temp_name(dir, plan.files[f].name), blocks);
+        write_rounds_collectively(handle, temp_name(dir, plan.files[f].name),
+                                  static_cast<int>(counts[static_cast<std::int64_t>(f)].item<std::int64_t>()), blocks_of,
+                                  written);
       } catch (...) {  // any error: the other files' collective calls are still made
         if (!first_error) first_error = std::current_exception();
       }
-      for (const auto i : by_file[f]) staged.release(i);
       if (f == 0) crash_point("save.writing", comm.rank());  // one file written, maybe not all
     }
     if (first_error) std::rethrow_exception(first_error);
@@ -305,13 +336,14 @@ const comm::MpiCommunicator* mpiio_communicator(comm::Communicator& comm, const 
 }
 
 void save_parallel(comm::Communicator& comm, const std::string& dir, const std::vector<LocalTensor>& tensors,
-                   HostStaging& staged, const SavePlan& plan, const comm::MpiCommunicator* mpiio) {
+                   HostStaging& staged, const SavePlan& plan, const comm::MpiCommunicator* mpiio,
+                   std::uint64_t round_bytes) {
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) create_planned_files(dir, plan);
   });
   crash_point("save.files_created", comm.rank());
   if (mpiio)
-    write_parallel_mpiio(comm, mpiio->handle(), dir, tensors, staged, plan);
+    write_parallel_mpiio(comm, mpiio->handle(), dir, tensors, staged, plan, round_bytes);
   else
     write_parallel_posix(comm, dir, tensors, staged, plan);
   crash_point("save.before_rename", comm.rank());
@@ -498,6 +530,10 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
   comm::run_agreed(comm, [&] {
     for (const auto i : written_blocks(tensors)) check_block_shape(tensors[i]);
   });
+  // Before any bytes: on node-local storage each node would hold its own part of the files.
+  if (options.mode != SaveMode::kGather)
+    require_shared_directory(comm, dir, std::string(options.mode == SaveMode::kSharded ? "sharded" : "parallel") +
+                                            " saves write there from every rank (save_mode gather writes from rank 0 only)");
   // The blocks this rank writes, copied off a GPU (and converted to the saved dtype) block by
   // block while the writes of earlier ones go on, in the order the writes ask for them.
   std::vector<BlockToStage> written;
@@ -515,7 +551,7 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
                      options.staging);
   try {
     if (options.mode == SaveMode::kParallel)
-      save_parallel(comm, dir, tensors, staged, plan, mpiio);
+      save_parallel(comm, dir, tensors, staged, plan, mpiio, options.staging.ahead_bytes);
     else
       save_gather(comm, dir, tensors, staged, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
   } catch (...) {

@@ -20,7 +20,8 @@ enum class SaveMode {
 };
 SaveMode parse_save_mode(const std::string& name);  // gather | parallel | sharded
 
-// How parallel mode writes: one collective MPI-IO write per file through subarray file views
+// How parallel mode writes: collective MPI-IO writes through subarray file views (each file in
+// rounds of about StagingOptions::ahead_bytes per rank)
 // (MPI-IO aggregates strided blocks: measured 0.77 of raw disk speed against pwrite's 0.54
 // for 4 KB column runs), or each rank's pwrite of its runs (as fast or faster for contiguous
 // blocks). kAuto takes MPI-IO when some writer block is strided (more than one run).

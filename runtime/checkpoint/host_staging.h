@@ -57,10 +57,11 @@ class HostStaging {
   void release(std::size_t i);
   // The most host-copy bytes held at once so far (what staging cost this rank's memory).
   std::uint64_t peak_held_bytes();
+  // The host-copy bytes block i costs while held: 0 for a block handed back as it is.
+  std::uint64_t staged_bytes(std::size_t i) const;
 
  private:
   bool staged(std::size_t i) const;
-  std::uint64_t staged_bytes(std::size_t i) const;
   void run();
   torch::Tensor stage(const BlockToStage& block);
   torch::Tensor copy_to_host(const torch::Tensor& source);

@@ -1,9 +1,10 @@
-// One collective MPI-IO write per file: every rank's blocks through a file view of subarrays, so MPI-IO can aggregate strided blocks.
+// Collective MPI-IO writes of a file in rounds: every rank's blocks of a round through a file view of subarrays, so MPI-IO can aggregate strided blocks.
 #pragma once
 
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,9 +25,16 @@ struct FileBlock {
 // dim and the block's bytes below 2^31); the same answer on every rank for the same input.
 bool fits_mpiio(const std::vector<std::int64_t>& coords, const Block& block, std::size_t element_size);
 
-// Collective over `comm`: opens `path` (created and sized beforehand), sets a view of this
-// rank's blocks (in file order), writes them with MPI_File_write_all and syncs. A rank with
-// no block still takes part. Throws CheckpointError naming `path` on an MPI-IO error.
-void write_blocks_collectively(MPI_Comm comm, const std::string& path, std::vector<FileBlock> blocks);
+// Collective over `comm`: opens `path` (created and sized beforehand), then in each of
+// `rounds` rounds (the same count on every rank) sets a view of this rank's blocks of that
+// round and writes them with MPI_File_write_all; syncs and closes. `blocks_of(r)` is asked for
+// round r's blocks just before its write and `written(r)` told after it, so a rank holds one
+// round's host copies at a time; a rank with no block in a round still takes part. Every
+// collective call is made whatever failed before (a rank that skipped one would leave the
+// others waiting), and after a failure blocks_of is no longer asked: the first error
+// (blocks_of's, or a CheckpointError naming `path` for MPI-IO's) is thrown after the close.
+void write_rounds_collectively(MPI_Comm comm, const std::string& path, int rounds,
+                               const std::function<std::vector<FileBlock>(int round)>& blocks_of,
+                               const std::function<void(int round)>& written);
 
 }  // namespace mpitrain::checkpoint

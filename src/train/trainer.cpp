@@ -17,6 +17,7 @@
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_writer.h"
+#include "runtime/checkpoint/shared_directory.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/parallel/gradient_reducer.h"
@@ -66,6 +67,10 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   const auto& t = config_["training"];
   output_dir_ = t["output_dir"].get<std::string>();
   comm::run_agreed(world, [&] { check_output_dir(output_dir_); });
+  // At the start, not at the first checkpoint hours later: every rank writes and reads there.
+  checkpoint::require_shared_directory(world, output_dir_,
+                                       "every rank writes checkpoints and reads them on resume: output_dir must be on a "
+                                       "shared filesystem");
   log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
   install_stop_signals(t["save_on_signals"].get<std::string>());
   // The background writer moves host copies only.

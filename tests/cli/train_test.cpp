@@ -356,5 +356,21 @@ TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
                         "config.json");
 }
 
+TEST_F(Train, AnOutputDirNotSharedByEveryRankFailsAtTheStart) {
+  // Two "nodes" with node-local storage: mpirun's MPMD form gives rank 1 an output_dir rank 0
+  // does not see, as /tmp on another host would be.
+  const auto node0 = write_config("node0", {{"save_strategy", "steps"}, {"save_steps", 2}});
+  const auto node1 = write_config("node1", {{"save_strategy", "steps"}, {"save_steps", 2}});
+  expect_one_line_error(run(1, "train " + node0 + " : -np 1 " + MPITRAIN_BINARY + " train " + node1),
+                        out("node1") + ": is not on a filesystem every rank shares: rank 1 (on host ");
+  // Nothing was trained or saved, and the probe is gone.
+  for (const auto& dir : {out("node0"), out("node1")})
+    for (const auto& item : fs::directory_iterator(dir)) {
+      const auto name = item.path().filename().string();
+      EXPECT_NE(name.rfind("checkpoint-", 0), 0u) << item.path();
+      EXPECT_NE(name.rfind(".mpitrain-shared-probe", 0), 0u) << item.path();
+    }
+}
+
 }  // namespace
 }  // namespace mpitrain

@@ -185,22 +185,12 @@ const std::vector<std::tuple<SaveMode, SaveIo, const char*>>& every_way() {
   return ways;
 }
 
-// The most a writer that frees each block once written may hold: this rank's largest written
-// block, or with `per_file` its blocks of one file (a plan of `max_shard` files).
-std::uint64_t largest_held(const std::vector<LocalTensor>& locals, bool per_file, std::uint64_t max_shard) {
-  std::vector<TensorSpec> specs;
-  for (const auto& t : locals) specs.push_back({t.layout.name, t.layout.dtype, t.layout.shape});
-  const auto plan = plan_hf_save(specs, max_shard);
-  std::map<std::size_t, std::uint64_t> by_file;
+// The most a writer that frees each block once written may hold with a bound of one byte:
+// this rank's largest written block.
+std::uint64_t largest_written_block(const std::vector<LocalTensor>& locals) {
   std::uint64_t largest = 0;
-  for (std::size_t i = 0; i < locals.size(); ++i) {
-    if (!locals[i].layout.writer) continue;
-    const auto bytes = static_cast<std::uint64_t>(locals[i].data.nbytes());
-    largest = std::max(largest, bytes);
-    by_file[plan.tensors[i].file] += bytes;
-  }
-  if (per_file)
-    for (const auto& [file, bytes] : by_file) largest = std::max(largest, bytes);
+  for (const auto& t : locals)
+    if (t.layout.writer) largest = std::max(largest, static_cast<std::uint64_t>(t.data.nbytes()));
   return largest;
 }
 
@@ -229,16 +219,56 @@ TEST(DistributedSave, ASavedDtypeIsMadeBlockByBlockWhileWriting) {
       const auto out = root + "/" + name + (staging.stage_cpu_tensors ? "-staged" : "");
       const auto stats = save_distributed(*world(), out, locals, options);
       // Each block freed once written: with a bound of one byte, one block held at a time
-      // (MPI-IO: one file's blocks, for its collective write).
+      // (MPI-IO too: each collective round writes one block per rank).
       if (staging.ahead_bytes == 1) {
-        EXPECT_LE(stats.peak_host_copy_bytes, largest_held(up_front, mode == SaveMode::kParallel && io == SaveIo::kMpiio, 300))
-            << name;
+        EXPECT_LE(stats.peak_host_copy_bytes, largest_written_block(up_front)) << name;
       }
       if (mode == SaveMode::kSharded) save_distributed(*world(), out + "-up-front", up_front, options);
       world()->barrier();
       if (world()->rank() == 0)
         expect_same_files(mode == SaveMode::kSharded ? out + "-up-front" : root + "/reference", out);
     }
+  world()->barrier();
+  if (world()->rank() == 0) fs::remove_all(root);
+}
+
+TEST(DistributedSave, ADirectoryNotSharedByEveryRankIsAClearErrorExceptForGather) {
+  const auto root = shared_scratch("local");
+  // Each rank's own directory, as node-local storage on another host would be.
+  const auto mine = root + "/node" + std::to_string(world()->rank());
+  torch::manual_seed(5);  // every rank the same model
+  const auto global = model();
+  const auto locals = local_blocks(global);
+  for (const auto& [mode, io, name] : every_way()) {
+    SCOPED_TRACE(name);
+    DistributedSaveOptions options;
+    options.mode = mode;
+    options.io = io;
+    options.max_shard_size = 300;
+    options.gather_window_bytes = 40;
+    const auto dir = mine + "/" + name;
+    if (mode == SaveMode::kGather) {  // only rank 0 writes: it works
+      save_distributed(*world(), dir, locals, options);
+      if (world()->rank() == 0) {
+        write_reference(root + "/reference", global, 300);
+        expect_same_files(root + "/reference", dir);
+      }
+      continue;
+    }
+    try {
+      save_distributed(*world(), dir, locals, options);
+      ADD_FAILURE() << "the save did not fail";
+    } catch (const comm::AgreedError& e) {
+      // Named by the first rank that cannot see rank 0's files, as that rank sees it.
+      EXPECT_EQ(std::string(e.what()).rfind(root + "/node1/" + name + ": is not on a filesystem every rank shares: rank 1 (on host ", 0), 0u)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("save_mode gather writes from rank 0 only"), std::string::npos) << e.what();
+    }
+    // Nothing written anywhere, the probe removed.
+    if (fs::exists(dir)) {
+      EXPECT_TRUE(fs::is_empty(dir)) << dir;
+    }
+  }
   world()->barrier();
   if (world()->rank() == 0) fs::remove_all(root);
 }
@@ -307,7 +337,7 @@ TEST(DistributedSave, AFailedSaveLeavesThePreviousFilesAndNoTemporaries) {
         options.mode = mode;
         options.io = io;
         options.gather_window_bytes = 40;
-        options.staging = {7, stage_all};
+        options.staging = {7, stage_all, 1};  // MPI-IO: a round per block, so "midway" is a later round
         save_distributed(*world(), dir, locals, options);
         world()->barrier();
         const auto before = world()->rank() == 0 ? files_of(dir) : std::map<std::string, std::string>();
