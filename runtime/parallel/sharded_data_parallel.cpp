@@ -74,11 +74,19 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
     auto& p = parameters_[i];
     layout_.push_back(dim0_shard(rows[i], p.numel(), rank, ranks));
     const auto& s = layout_.back();
-    auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel).to(torch::kFloat32);
-    shards_.push_back(shard.clone().view(shard_shape(p, s)).requires_grad_(true));
+    auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel);
+    shards_.push_back(shard.to(options_.device, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true)
+                          .view(shard_shape(p, s))
+                          .requires_grad_(true));
     full_shapes_.push_back(p.sizes().vec());
-    // Mixed precision: the parameters the model computes with take the compute dtype.
-    if (p.scalar_type() != options_.compute_dtype) p.set_data(p.detach().to(options_.compute_dtype));
+    if (options_.stage == ShardingStage::kZero3)
+      // Only shards from here on: this one goes now. Its gradient hook (below) records the
+      // shape, dtype and device its gradients will have: a one-element stand-in has them.
+      p.set_data(torch::empty({}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device))
+                     .expand(full_shapes_.back()));
+    else if (p.scalar_type() != options_.compute_dtype || p.device() != options_.device)
+      // Mixed precision: the parameters the model computes with take the compute dtype.
+      p.set_data(p.detach().to(options_.device, options_.compute_dtype));
   }
 
   // Units, in the order their reductions launch (roughly the order backward produces them).
@@ -116,7 +124,6 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
     units_.push_back(std::move(unit));
   }
   accumulators_ = on_each_gradient(parameters_, [this](std::size_t k) { on_gradient_ready(k); });
-  // zero3 keeps parameters only as shards from here on.
   if (options_.stage == ShardingStage::kZero3)
     for (std::size_t g = 0; g < group_unit_.size(); ++g) release(static_cast<int>(g));
 }

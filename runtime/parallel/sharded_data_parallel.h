@@ -33,7 +33,10 @@ struct ShardingOptions {
   // Mixed precision: the dtype parameters are materialised, computed and their gradients
   // reduced in (bfloat16), while the shards (master weights) stay float32.
   at::ScalarType compute_dtype = at::kFloat;
-  at::Device device = at::kCPU;  // where the parameters live: buffers are made there
+  // Where the parameters and shards live: buffers are made there. The parameters handed in
+  // may still be elsewhere (a model built on the CPU): each is moved, or for zero3 freed, as
+  // its shard is taken, so the whole model never lands on the device at once.
+  at::Device device = at::kCPU;
 };
 
 // Bytes this rank holds now, by kind (the ZeRO paper's accounting; optimizer moments are the

@@ -110,6 +110,7 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
                                                             : models::parse_torch_dtype(t["save_dtype"]);
   if (parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone) {
     setup_sharding();
+    model_->to(device_);  // the buffers; the parameters are there already
     if (!weights_to_shard_.empty())
       comm::run_agreed(world, [&] {
         models::load_weight_blocks(*model_, checkpoint::HfWeights::open(weights_to_shard_), shard_placements_, trained_);
@@ -227,7 +228,10 @@ void Trainer::build_model() {
       throw std::runtime_error(train_data_->path() + ": data vocab_size " + std::to_string(train_data_->vocab_size()) +
                                " exceeds the model's vocab_size " + std::to_string(vocab));
   });
-  model_->to(device_);  // keeps each parameter's identity (its data moves)
+  // Under sharding the parameters reach the device as ShardedDataParallel takes their shards
+  // (zero3: only the shards), so a model that fits only sharded never lands whole on a GPU.
+  const bool sharded = parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone;
+  if (!sharded) model_->to(device_);  // keeps each parameter's identity (its data moves)
   for (const auto& p : model_->parameters()) parameters_.push_back(p);
   for (auto& [name, placement] : model_->placements()) {
     norm_shares_.push_back(1.0 / placement.replicas);

@@ -1,6 +1,10 @@
-// The GPU path on a real GPU: NCCL collectives ordered with LibTorch's stream, CPU tensors still over MPI, staging and saves from device memory, autocast and fused attention.
+// The GPU path on a real GPU: NCCL collectives ordered with LibTorch's stream, CPU tensors still over MPI, sharding's hand-over, staging and saves from device memory, autocast and fused attention.
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#ifdef MPITRAIN_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <chrono>
 #include <cmath>
@@ -14,6 +18,7 @@
 #include "runtime/device/device.h"
 #include "runtime/device/interval_timer.h"
 #include "runtime/device/nccl_communicator.h"
+#include "runtime/parallel/sharded_data_parallel.h"
 #include "src/models/attention.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
@@ -169,6 +174,53 @@ TEST(IntervalTimer, TimesTheStreamNotTheLaunch) {
   timer->measure([] {});
   EXPECT_LT(timer->seconds() - on_stream, 1e-3);  // an empty stretch adds next to nothing
 }
+
+#ifdef MPITRAIN_TORCH_CUDA
+TEST(Sharding, AModelBuiltOnTheHostReachesTheGpuShardByShard) {
+  // The Trainer builds a sharded model on the host and hands it over: the GPU gets the shards
+  // (zero1/2: and each parameter in the compute dtype), one tensor at a time, never a second
+  // whole copy of the model (before, the whole model went to the GPU first).
+  constexpr int kTensors = 8;
+  constexpr std::int64_t kRows = 1024, kColumns = 4096;  // 16 MB in float32
+  const auto tensor_bytes = static_cast<std::uint64_t>(kRows * kColumns * 4);
+  for (const auto stage : {parallel::ShardingStage::kZero2, parallel::ShardingStage::kZero3}) {
+    std::vector<torch::Tensor> params, values;
+    for (int i = 0; i < kTensors; ++i) {
+      values.push_back(torch::randn({kRows, kColumns}));
+      params.push_back(values.back().clone().requires_grad_());
+    }
+    torch::cuda::synchronize();
+    const auto index = gpu().index();
+    c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+    const auto stat = [&] {
+      // Entry 0: the aggregate over pools (StatType::AGGREGATE, whose namespace moved in 2.5).
+      return c10::cuda::CUDACachingAllocator::getDeviceStats(index).allocated_bytes[0];
+    };
+    const auto before = static_cast<std::uint64_t>(stat().current);
+    parallel::ShardingOptions options;
+    options.stage = stage;
+    options.device = gpu();
+    options.compute_dtype = at::kBFloat16;
+    parallel::ShardedDataParallel sharded(nccl(), params, std::vector<std::int64_t>(kTensors, kRows),
+                                          std::vector<int>(kTensors, 0), options);
+    std::uint64_t shard_bytes = 0;
+    for (int i = 0; i < kTensors; ++i) {
+      const auto& shard = sharded.shards()[static_cast<std::size_t>(i)];
+      ASSERT_TRUE(shard.is_cuda());
+      shard_bytes += shard.nbytes();
+      const auto& s = sharded.layout()[static_cast<std::size_t>(i)];
+      EXPECT_TRUE(torch::equal(shard.cpu().view({-1}), values[static_cast<std::size_t>(i)].view({-1}).narrow(
+                                                           0, s.start * s.row_numel, s.count * s.row_numel)));
+      EXPECT_TRUE(params[static_cast<std::size_t>(i)].is_cuda());
+      EXPECT_EQ(params[static_cast<std::size_t>(i)].numel(), stage == parallel::ShardingStage::kZero3 ? 0 : kRows * kColumns);
+    }
+    // zero3: the shards and nothing else; zero2 adds the bf16 parameters. One tensor's worth
+    // of slack for a conversion in flight.
+    const auto expected = shard_bytes + (stage == parallel::ShardingStage::kZero3 ? 0 : shard_bytes / 2);
+    EXPECT_LE(static_cast<std::uint64_t>(stat().peak) - before, expected + tensor_bytes);
+  }
+}
+#endif
 
 TEST(Autocast, BfloatMatmulsOnTheGpuAndFreshWeightsEveryForward) {
   auto w = torch::randn({64, 64}, torch::TensorOptions().device(gpu()).requires_grad(true));
