@@ -531,7 +531,7 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
     for (const auto i : written_blocks(tensors)) check_block_shape(tensors[i]);
   });
   // Before any bytes: on node-local storage each node would hold its own part of the files.
-  if (options.mode != SaveMode::kGather)
+  if (options.mode != SaveMode::kGather && options.check_shared_directory)
     require_shared_directory(comm, dir, std::string(options.mode == SaveMode::kSharded ? "sharded" : "parallel") +
                                             " saves write there from every rank (save_mode gather writes from rank 0 only)");
   // The blocks this rank writes, copied off a GPU (and converted to the saved dtype) block by
@@ -551,7 +551,8 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
                      options.staging);
   try {
     if (options.mode == SaveMode::kParallel)
-      save_parallel(comm, dir, tensors, staged, plan, mpiio, options.staging.ahead_bytes);
+      // Rounds of half the bound: the next round is staged while this one is written.
+      save_parallel(comm, dir, tensors, staged, plan, mpiio, options.staging.ahead_bytes / 2);
     else
       save_gather(comm, dir, tensors, staged, plan, layouts, std::max<std::uint64_t>(options.gather_window_bytes, 1));
   } catch (...) {

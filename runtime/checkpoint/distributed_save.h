@@ -42,6 +42,9 @@ struct DistributedSaveOptions {
   std::uint64_t gather_window_bytes = 64u << 20;  // rank 0's receive buffer in gather mode
   SaveIo io = SaveIo::kAuto;  // parallel mode
   StagingOptions staging;     // blocks on a GPU or in another dtype
+  // Parallel and sharded saves first check that every rank sees `dir` (require_shared_directory);
+  // a caller that checked its root already may skip it.
+  bool check_shared_directory = true;
 };
 
 inline constexpr const char* kShardedIndexFile = "sharded_index.json";

@@ -47,17 +47,17 @@ void require_shared_directory(comm::Communicator& comm, const std::string& dir, 
   char token[32];
   std::snprintf(token, sizeof token, "%016llx", static_cast<unsigned long long>(token_value.item<std::int64_t>()));
   const auto probe = fs::path(dir) / (std::string(".mpitrain-shared-probe-") + token);
-  comm::run_agreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    std::error_code error;
-    fs::create_directories(dir, error);
-    if (error) throw CheckpointError(dir, "cannot be created: " + error.message());
-    std::ofstream out(probe);
-    out << token << "\n";
-    out.close();
-    if (!out) throw CheckpointError(probe.string(), "cannot be written");
-  });
   try {
+    comm::run_agreed(comm, [&] {
+      if (comm.rank() != 0) return;
+      std::error_code error;
+      fs::create_directories(dir, error);
+      if (error) throw CheckpointError(dir, "cannot be created: " + error.message());
+      std::ofstream out(probe);
+      out << token << "\n";
+      out.close();
+      if (!out) throw CheckpointError(probe.string(), "cannot be written");
+    });
     comm::run_agreed(comm, [&] {
       if (comm.rank() == 0) return;
       // NFS may take a moment to show a new name to another client.
@@ -69,7 +69,7 @@ void require_shared_directory(comm::Communicator& comm, const std::string& dir, 
       throw CheckpointError(dir, "is not on a filesystem every rank shares: rank " + std::to_string(comm.rank()) +
                                      " (on host " + host_name() + ") cannot see the files rank 0 writes there; " + why);
     });
-  } catch (...) {
+  } catch (...) {  // a probe written in part goes too
     std::error_code ignored;
     if (comm.rank() == 0) fs::remove(probe, ignored);
     throw;

@@ -72,6 +72,7 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
   const int rank = dp_->rank(), ranks = dp_->size();
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     auto& p = parameters_[i];
+    if (options_.before_sharding) options_.before_sharding(p);
     layout_.push_back(dim0_shard(rows[i], p.numel(), rank, ranks));
     const auto& s = layout_.back();
     auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel);

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,9 @@ struct ShardingOptions {
   // may still be elsewhere (a model built on the CPU): each is moved, or for zero3 freed, as
   // its shard is taken, so the whole model never lands on the device at once.
   at::Device device = at::kCPU;
+  // Called with each parameter just before its shard is taken (a deferred initialisation
+  // gives it its values there, so the whole model never exists at once).
+  std::function<void(const torch::Tensor&)> before_sharding;
 };
 
 // Bytes this rank holds now, by kind (the ZeRO paper's accounting; optimizer moments are the

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "src/models/deferred_init.h"
+
 namespace mpitrain::models {
 
 torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard) {
@@ -33,10 +35,13 @@ torch::Tensor ShardedLayer::register_sharded(const std::string& name, at::IntArr
                                              const std::function<torch::Tensor(at::IntArrayRef)>& init,
                                              const Shard& shard) {
   if (shard.dim >= 0) shards_[name] = shard;
-  if (!SkipInitialisation::active()) return register_parameter(name, slice_for_shard(init(full_shape), shard));
+  auto* deferred = DeferredInitialisation::recording();
+  if (!SkipInitialisation::active() && !deferred) return register_parameter(name, slice_for_shard(init(full_shape), shard));
   auto local = full_shape.vec();
   if (shard.dim >= 0) local[static_cast<std::size_t>(shard.dim)] /= shard.count;
-  return register_parameter(name, torch::empty(local));
+  auto parameter = register_parameter(name, torch::empty(local));
+  if (!SkipInitialisation::active()) deferred->record(parameter, full_shape.vec(), init, shard);
+  return parameter;
 }
 
 namespace {

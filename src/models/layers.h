@@ -42,7 +42,8 @@ class ShardedLayer : public torch::nn::Module {
  protected:
   // Registers this rank's slice of a tensor of `full_shape` made by `init` (initialised whole,
   // so every tp size starts from the weights one rank would); under SkipInitialisation only
-  // the slice is allocated, uninitialised.
+  // the slice is allocated, uninitialised; under a DeferredInitialisation it is allocated and
+  // made later.
   torch::Tensor register_sharded(const std::string& name, at::IntArrayRef full_shape,
                                  const std::function<torch::Tensor(at::IntArrayRef)>& init, const Shard& shard);
   std::map<std::string, Shard> shards_;

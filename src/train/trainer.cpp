@@ -59,6 +59,16 @@ void check_output_dir(const std::string& dir) {
   if (::access(dir.c_str(), W_OK) != 0) throw std::runtime_error("output_dir '" + dir + "' is not writable");
 }
 
+// Why every rank needs output_dir (empty: only rank 0 writes there, so node-local storage
+// will do).
+std::string why_output_dir_is_shared(const json& config) {
+  const auto& t = config["training"];
+  if (t["save_strategy"] != "no") return "every rank writes checkpoints there and reads them on resume";
+  if (t["save_mode"] != "gather") return "save_mode " + t["save_mode"].get<std::string>() + " writes there from every rank";
+  if (config["data"]["train_file"].get<std::string>().empty()) return "every rank reads the data prepared there";
+  return "";
+}
+
 }  // namespace
 
 Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device device)
@@ -67,10 +77,9 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   const auto& t = config_["training"];
   output_dir_ = t["output_dir"].get<std::string>();
   comm::run_agreed(world, [&] { check_output_dir(output_dir_); });
-  // At the start, not at the first checkpoint hours later: every rank writes and reads there.
-  checkpoint::require_shared_directory(world, output_dir_,
-                                       "every rank writes checkpoints and reads them on resume: output_dir must be on a "
-                                       "shared filesystem");
+  // At the start, not at the first checkpoint hours later.
+  if (const auto why = why_output_dir_is_shared(config_); !why.empty())
+    checkpoint::require_shared_directory(world, output_dir_, why + ": output_dir must be on a shared filesystem");
   log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
   install_stop_signals(t["save_on_signals"].get<std::string>());
   // The background writer moves host copies only.
@@ -221,7 +230,10 @@ void Trainer::build_model() {
       // The same seed on every rank: layers initialise whole tensors and keep their slice, so
       // any tp size starts from the weights one rank would.
       torch::manual_seed(m["init_seed"].get<std::uint64_t>());
+      // Sharded, each parameter is made when its shard is taken: no rank builds the whole model.
+      if (config_["parallel"]["sharding"] != "none") deferred_init_ = std::make_unique<models::DeferredInitialisation>();
       model_ = models::create_model(m["config"], "model.config", tp);
+      if (deferred_init_) deferred_init_->stop_recording();
     }
     const auto vocab = model_->config().value("vocab_size", std::int64_t{0});
     if (train_data_->vocab_size() > vocab)
@@ -244,7 +256,8 @@ void Trainer::build_model() {
   }
   // Every replica starts from its dp group's rank 0 weights, whatever each rank's initialisation
   // did (weights read later as shards are the same file on every rank).
-  if (weights_to_shard_.empty()) parallel::broadcast_parameters(mesh_->dp(), parameters_);
+  // (Deferred ones are made alike on every rank from the same seed.)
+  if (weights_to_shard_.empty() && !deferred_init_) parallel::broadcast_parameters(mesh_->dp(), parameters_);
   std::int64_t count = 0, local = 0;
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     std::int64_t numel = 1;
@@ -312,6 +325,7 @@ void Trainer::setup_sharding() {
   options.device = device_;
   // Mixed precision: bfloat16 parameters, activations and gradients, float32 shards and moments.
   if (config_["training"]["bf16"].get<bool>()) options.compute_dtype = at::kBFloat16;
+  if (deferred_init_) options.before_sharding = [this](const torch::Tensor& p) { deferred_init_->materialise(p); };
   // Each tp-local tensor is split along the outer dim of its block (its dim 0, or the parts
   // of a fused view), so a shard is again one rectangular block of the HF tensor: 2-D (dp, tp).
   std::vector<std::int64_t> rows;
@@ -326,6 +340,14 @@ void Trainer::setup_sharding() {
       placement.block.sizes[0] = s.count;
     }
     shard_placements_.push_back(std::move(placement));
+  }
+  if (deferred_init_) {
+    // Every recorded parameter is a model parameter, so each was made before its shard.
+    if (deferred_init_->materialised() != deferred_init_->recorded())
+      throw std::logic_error("deferred initialisation: " +
+                             std::to_string(deferred_init_->recorded() - deferred_init_->materialised()) +
+                             " parameters were never made");
+    deferred_init_.reset();
   }
   model_->install_parameter_group_hooks(sharded_);
   gradients_ = sharded_.get();
@@ -628,6 +650,7 @@ checkpoint::DistributedSaveOptions Trainer::save_options(checkpoint::SaveMode mo
   options.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
   options.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
   options.io = checkpoint::parse_save_io(t["save_io"].get<std::string>());
+  options.check_shared_directory = false;  // output_dir, checked at the start where it matters
   return options;
 }
 

@@ -13,6 +13,7 @@
 #include "runtime/device/interval_timer.h"
 #include "src/data/distributed_sampler.h"
 #include "src/data/hdf5_dataset.h"
+#include "src/models/deferred_init.h"
 #include "src/models/model.h"
 #include "src/train/adamw.h"
 #include "src/train/losses.h"
@@ -125,6 +126,9 @@ class Trainer {
   // Under sharding, the HF directory whose weights each rank reads as shards once they exist
   // (the model is built without reading them, so no rank holds the whole of it).
   std::string weights_to_shard_;
+  // Under sharding, a model made from scratch: its parameters get their values one by one as
+  // the sharding takes their shards (set-up only).
+  std::unique_ptr<models::DeferredInitialisation> deferred_init_;
   std::unique_ptr<AdamW> optimizer_;
   std::vector<torch::Tensor> parameters_;
   std::vector<models::ParameterPlacement> placements_;  // of parameters_, same order

@@ -370,6 +370,14 @@ TEST_F(Train, AnOutputDirNotSharedByEveryRankFailsAtTheStart) {
       EXPECT_NE(name.rfind("checkpoint-", 0), 0u) << item.path();
       EXPECT_NE(name.rfind(".mpitrain-shared-probe", 0), 0u) << item.path();
     }
+  // Where only rank 0 writes (no checkpoints, save_mode gather, data given), node-local
+  // storage will do: the model is saved on rank 0's "node".
+  const json rank0_only = {{"save_strategy", "no"}, {"save_mode", "gather"}};
+  const auto r = run(1, "train " + write_config("local0", rank0_only) + " : -np 1 " + MPITRAIN_BINARY + " train " +
+                            write_config("local1", rank0_only));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out("local0") + "/model.safetensors"));
+  EXPECT_FALSE(fs::exists(out("local1") + "/model.safetensors"));
 }
 
 }  // namespace

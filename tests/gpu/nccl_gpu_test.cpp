@@ -214,9 +214,9 @@ TEST(Sharding, AModelBuiltOnTheHostReachesTheGpuShardByShard) {
       EXPECT_TRUE(params[static_cast<std::size_t>(i)].is_cuda());
       EXPECT_EQ(params[static_cast<std::size_t>(i)].numel(), stage == parallel::ShardingStage::kZero3 ? 0 : kRows * kColumns);
     }
-    // zero3: the shards and nothing else; zero2 adds the bf16 parameters. One tensor's worth
-    // of slack for a conversion in flight.
-    const auto expected = shard_bytes + (stage == parallel::ShardingStage::kZero3 ? 0 : shard_bytes / 2);
+    // zero3: the shards and nothing else; zero2 adds the whole bf16 parameters. One tensor's
+    // worth of slack for a conversion in flight.
+    const auto expected = shard_bytes + (stage == parallel::ShardingStage::kZero3 ? 0 : kTensors * tensor_bytes / 2);
     EXPECT_LE(static_cast<std::uint64_t>(stat().peak) - before, expected + tensor_bytes);
   }
 }
