@@ -266,6 +266,12 @@ std::vector<std::vector<std::vector<std::size_t>>> rounds_by_file(const std::vec
 void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::string& dir,
                           const std::vector<LocalTensor>& tensors, HostStaging& staged, const SavePlan& plan,
                           std::uint64_t round_bytes) {
+  // MPI_File_open failing on some ranks only would leave the others in the collective calls
+  // that follow: every rank first opens every file itself, agreed.
+  comm::run_agreed(comm, [&] {
+    OpenFiles files(dir, plan);
+    for (std::size_t f = 0; f < plan.files.size(); ++f) files.fd(f);
+  });
   const auto mine = rounds_by_file(tensors, staged, plan, std::max<std::uint64_t>(round_bytes, 1));
   auto counts = torch::zeros({static_cast<std::int64_t>(plan.files.size())}, torch::kInt64);
   for (std::size_t f = 0; f < mine.size(); ++f) counts[static_cast<std::int64_t>(f)] = static_cast<std::int64_t>(mine[f].size());
