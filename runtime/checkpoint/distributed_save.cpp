@@ -269,8 +269,7 @@ void write_parallel_mpiio(comm::Communicator& comm, MPI_Comm handle, const std::
   // MPI_File_open failing on some ranks only would leave the others in the collective calls
   // that follow: every rank first opens every file itself, agreed.
   comm::run_agreed(comm, [&] {
-    OpenFiles files(dir, plan);
-    for (std::size_t f = 0; f < plan.files.size(); ++f) files.fd(f);
+    for (std::size_t f = 0; f < plan.files.size(); ++f) OpenFiles(dir, plan).fd(f);  // one open file at a time
   });
   const auto mine = rounds_by_file(tensors, staged, plan, std::max<std::uint64_t>(round_bytes, 1));
   auto counts = torch::zeros({static_cast<std::int64_t>(plan.files.size())}, torch::kInt64);

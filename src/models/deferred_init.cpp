@@ -38,21 +38,28 @@ void DeferredInitialisation::materialise(const torch::Tensor& parameter) {
   torch::NoGradGuard no_grad;
   // The draws come from this recorder's own sequence (the generator as it was when recording
   // began), lent the default generator for the duration: init functions use the default.
-  // (Its mutex is held only around the swaps: the draws take it themselves.)
-  auto generator = at::detail::getDefaultCPUGenerator();
-  auto swap_state = [&](const torch::Tensor& state) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    auto previous = generator.get_state();
-    generator.set_state(state);
-    return previous;
-  };
-  const auto outside = swap_state(generator_state_);
+  // (Its mutex is held only around the swaps: the draws take it themselves.) Swapped back
+  // whatever happens, so a failed make leaves neither sequence disturbed.
+  struct LentGenerator {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    torch::Tensor& own_state;
+    torch::Tensor outside;
+    explicit LentGenerator(torch::Tensor& state) : own_state(state) {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      outside = generator.get_state();
+      generator.set_state(own_state);
+    }
+    ~LentGenerator() {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      own_state = generator.get_state();
+      generator.set_state(outside);
+    }
+  } lent(generator_state_);
   for (; next_ <= found->second; ++next_) {
     auto& entry = entries_[next_];
     entry.parameter.set_data(slice_for_shard(entry.init(entry.full_shape), entry.shard));
     entry = Entry{};  // its closure and its reference to the parameter go
   }
-  generator_state_ = swap_state(outside);
 }
 
 }  // namespace mpitrain::models

@@ -64,6 +64,10 @@ void check_output_dir(const std::string& dir) {
 std::string why_output_dir_is_shared(const json& config) {
   const auto& t = config["training"];
   if (t["save_strategy"] != "no") return "every rank writes checkpoints there and reads them on resume";
+  if (!t["save_on_signals"].get<std::string>().empty())
+    return "every rank writes a checkpoint there when a stop signal comes (save_on_signals)";
+  const auto& resume = t["resume_from_checkpoint"];
+  if (resume == true || resume == "auto") return "every rank looks for the checkpoint to resume from there";
   if (t["save_mode"] != "gather") return "save_mode " + t["save_mode"].get<std::string>() + " writes there from every rank";
   if (config["data"]["train_file"].get<std::string>().empty()) return "every rank reads the data prepared there";
   return "";

@@ -370,9 +370,15 @@ TEST_F(Train, AnOutputDirNotSharedByEveryRankFailsAtTheStart) {
       EXPECT_NE(name.rfind("checkpoint-", 0), 0u) << item.path();
       EXPECT_NE(name.rfind(".mpitrain-shared-probe", 0), 0u) << item.path();
     }
-  // Where only rank 0 writes (no checkpoints, save_mode gather, data given), node-local
+  // Where only rank 0 writes (no checkpoints, not even on a signal; save_mode gather; data given), node-local
   // storage will do: the model is saved on rank 0's "node".
-  const json rank0_only = {{"save_strategy", "no"}, {"save_mode", "gather"}};
+  const json rank0_only = {{"save_strategy", "no"}, {"save_mode", "gather"}, {"save_on_signals", ""}};
+  // (A stop signal would make every rank save a checkpoint there.)
+  json on_signals = rank0_only;
+  on_signals.erase("save_on_signals");
+  expect_one_line_error(run(1, "train " + write_config("signal0", on_signals) + " : -np 1 " + MPITRAIN_BINARY +
+                                   " train " + write_config("signal1", on_signals)),
+                        "when a stop signal comes (save_on_signals): output_dir must be on a shared filesystem");
   const auto r = run(1, "train " + write_config("local0", rank0_only) + " : -np 1 " + MPITRAIN_BINARY + " train " +
                             write_config("local1", rank0_only));
   ASSERT_EQ(r.status, 0) << r.err;
