@@ -35,12 +35,13 @@ torch::Tensor ShardedLayer::register_sharded(const std::string& name, at::IntArr
                                              const std::function<torch::Tensor(at::IntArrayRef)>& init,
                                              const Shard& shard) {
   if (shard.dim >= 0) shards_[name] = shard;
-  auto* deferred = DeferredInitialisation::recording();
-  if (!SkipInitialisation::active() && !deferred) return register_parameter(name, slice_for_shard(init(full_shape), shard));
+  const bool skip = SkipInitialisation::active();
+  auto* deferred = skip ? nullptr : DeferredInitialisation::recording();
+  if (!skip && !deferred) return register_parameter(name, slice_for_shard(init(full_shape), shard));
   auto local = full_shape.vec();
   if (shard.dim >= 0) local[static_cast<std::size_t>(shard.dim)] /= shard.count;
   auto parameter = register_parameter(name, torch::empty(local));
-  if (!SkipInitialisation::active()) deferred->record(parameter, full_shape.vec(), init, shard);
+  if (deferred) deferred->record(parameter, full_shape.vec(), init, shard);
   return parameter;
 }
 

@@ -75,6 +75,10 @@ std::string why_output_dir_is_shared(const json& config) {
 
 }  // namespace
 
+bool Trainer::sharding_configured() const {
+  return parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone;
+}
+
 Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device device)
     : config_(std::move(config)), mesh_(std::move(mesh)), device_(device), exposed_comm_(device::interval_timer_for(device)) {
   auto& world = mesh_->world();
@@ -121,7 +125,7 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
 
   saved_dtype_ = t["save_dtype"].get<std::string>().empty() ? parameters_.front().scalar_type()
                                                             : models::parse_torch_dtype(t["save_dtype"]);
-  if (parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone) {
+  if (sharding_configured()) {
     setup_sharding();
     model_->to(device_);  // the buffers; the parameters are there already
     if (!weights_to_shard_.empty())
@@ -218,10 +222,10 @@ void Trainer::build_model() {
   const auto& m = config_["model"];
   const auto name = m["model_name_or_path"].get<std::string>();
   auto tp = std::make_shared<const parallel::TensorParallel>(mesh_->tp_ptr());
+  const bool sharded = sharding_configured();
   comm::run_agreed(world, [&] {
     if (!name.empty()) {
       // Each rank reads only its tp slices; under sharding only its shards of them, later.
-      const bool sharded = config_["parallel"]["sharding"] != "none";
       auto loaded = models::from_pretrained(name, torch::kFloat32, tp, /*load_now=*/!sharded);
       if (sharded) weights_to_shard_ = name;
       model_ = loaded.model;
@@ -235,7 +239,7 @@ void Trainer::build_model() {
       // any tp size starts from the weights one rank would.
       torch::manual_seed(m["init_seed"].get<std::uint64_t>());
       // Sharded, each parameter is made when its shard is taken: no rank builds the whole model.
-      if (config_["parallel"]["sharding"] != "none") deferred_init_ = std::make_unique<models::DeferredInitialisation>();
+      if (sharded) deferred_init_ = std::make_unique<models::DeferredInitialisation>();
       model_ = models::create_model(m["config"], "model.config", tp);
       if (deferred_init_) deferred_init_->stop_recording();
     }
@@ -246,7 +250,6 @@ void Trainer::build_model() {
   });
   // Under sharding the parameters reach the device as ShardedDataParallel takes their shards
   // (zero3: only the shards), so a model that fits only sharded never lands whole on a GPU.
-  const bool sharded = parallel::parse_sharding_stage(config_["parallel"]["sharding"]) != parallel::ShardingStage::kNone;
   if (!sharded) model_->to(device_);  // keeps each parameter's identity (its data moves)
   for (const auto& p : model_->parameters()) parameters_.push_back(p);
   for (auto& [name, placement] : model_->placements()) {

@@ -83,6 +83,7 @@ class Trainer {
   // What this rank trains and saves: the parameters, or under sharding their shards.
   std::vector<std::pair<std::string, torch::Tensor>> trained_tensors() const;
   const std::vector<models::ParameterPlacement>& trained_placements() const;
+  bool sharding_configured() const;  // parallel.sharding is a zero stage (set-up; sharded_ after)
   void setup_sharding();  // parallel.sharding != none: the ZeRO runtime in place of the reducer
   // Reads the model's weights from a checkpoint, each rank only its blocks (under sharding,
   // into the shards: the caller then calls sharded_->shards_updated(), a collective, outside
