@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "runtime/comm/agreement.h"
 #include "runtime/parallel/gradient_hooks.h"
 
 namespace mpitrain::parallel {
@@ -68,27 +69,10 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
                                          ShardingOptions options)
     : dp_(std::move(dp)), parameters_(std::move(parameters)), options_(options) {
   if (options_.stage == ShardingStage::kNone) throw std::invalid_argument("ShardedDataParallel needs a zero stage");
-  torch::NoGradGuard no_grad;
-  const int rank = dp_->rank(), ranks = dp_->size();
-  for (std::size_t i = 0; i < parameters_.size(); ++i) {
-    auto& p = parameters_[i];
-    if (options_.before_sharding) options_.before_sharding(p);
-    layout_.push_back(dim0_shard(rows[i], p.numel(), rank, ranks));
-    const auto& s = layout_.back();
-    auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel);
-    shards_.push_back(shard.to(options_.device, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true)
-                          .view(shard_shape(p, s))
-                          .requires_grad_(true));
-    full_shapes_.push_back(p.sizes().vec());
-    if (options_.stage == ShardingStage::kZero3)
-      // Only shards from here on: this one goes now. Its gradient hook (below) records the
-      // shape, dtype and device its gradients will have: a one-element stand-in has them.
-      p.set_data(torch::empty({}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device))
-                     .expand(full_shapes_.back()));
-    else if (p.scalar_type() != options_.compute_dtype || p.device() != options_.device)
-      // Mixed precision: the parameters the model computes with take the compute dtype.
-      p.set_data(p.detach().to(options_.device, options_.compute_dtype));
-  }
+  // Taking the shards may fail on one rank only (a deferred initialisation or the device
+  // running out of memory): agreed, so every rank throws here instead of the others waiting
+  // in the first collective for the timeout.
+  comm::run_agreed(*dp_, [&] { take_shards(rows); });
 
   // Units, in the order their reductions launch (roughly the order backward produces them).
   std::vector<std::vector<std::size_t>> members;
@@ -127,6 +111,30 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
   accumulators_ = on_each_gradient(parameters_, [this](std::size_t k) { on_gradient_ready(k); });
   if (options_.stage == ShardingStage::kZero3)
     for (std::size_t g = 0; g < group_unit_.size(); ++g) release(static_cast<int>(g));
+}
+
+void ShardedDataParallel::take_shards(const std::vector<std::int64_t>& rows) {
+  torch::NoGradGuard no_grad;
+  const int rank = dp_->rank(), ranks = dp_->size();
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    auto& p = parameters_[i];
+    if (options_.before_sharding) options_.before_sharding(p);
+    layout_.push_back(dim0_shard(rows[i], p.numel(), rank, ranks));
+    const auto& s = layout_.back();
+    auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel);
+    shards_.push_back(shard.to(options_.device, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true)
+                          .view(shard_shape(p, s))
+                          .requires_grad_(true));
+    full_shapes_.push_back(p.sizes().vec());
+    if (options_.stage == ShardingStage::kZero3)
+      // Only shards from here on: this one goes now. Its gradient hook (below) records the
+      // shape, dtype and device its gradients will have: a one-element stand-in has them.
+      p.set_data(torch::empty({}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device))
+                     .expand(full_shapes_.back()));
+    else if (p.scalar_type() != options_.compute_dtype || p.device() != options_.device)
+      // Mixed precision: the parameters the model computes with take the compute dtype.
+      p.set_data(p.detach().to(options_.device, options_.compute_dtype));
+  }
 }
 
 ShardedDataParallel::~ShardedDataParallel() {

@@ -73,6 +73,8 @@ struct ShardedTraffic {
 class ShardedDataParallel : public DataParallelGradients, public ParameterGroupHooks {
  public:
   // `rows[i]`: the rows parameter i is sharded along; `groups[i]`: its forward group (zero3).
+  // Collective: a failure taking any rank's shards (before_sharding, the device's memory)
+  // throws comm::AgreedError on every rank, the parameters then in no usable state.
   ShardedDataParallel(std::shared_ptr<comm::Communicator> dp, std::vector<torch::Tensor> parameters,
                       std::vector<std::int64_t> rows, std::vector<int> groups, ShardingOptions options);
   ~ShardedDataParallel() override;
@@ -116,6 +118,9 @@ class ShardedDataParallel : public DataParallelGradients, public ParameterGroupH
     std::unique_ptr<comm::Work> gather;
     bool resident = true;  // zero3: the parameters are materialised
   };
+  // Calls before_sharding, takes this rank's float32 shard of each parameter to the device and
+  // moves (zero1/2) or frees (zero3) the parameter itself; no collectives.
+  void take_shards(const std::vector<std::int64_t>& rows);
   void on_gradient_ready(std::size_t parameter);
   void launch_ready_reductions();
   void launch_reduction(Unit& unit);

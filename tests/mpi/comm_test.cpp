@@ -1,10 +1,11 @@
-// The MPI Communicator, the mesh, error agreement and the gradient reducer, on 2 and 4 ranks.
+// The MPI Communicator, the mesh, error agreement, the gradient reducer and ZeRO's agreed set-up, on 2 and 4 ranks.
 #include <gtest/gtest.h>
 
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/mesh.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/parallel/gradient_reducer.h"
+#include "runtime/parallel/sharded_data_parallel.h"
 
 namespace mpitrain::comm {
 namespace {
@@ -136,6 +137,39 @@ TEST(Agreement, OneRanksFailureFailsEveryRankWithItsMessage) {
     EXPECT_STREQ(e.what(), "disk full on the last rank");
   }
   EXPECT_NO_THROW(run_agreed(w, [] {}));
+}
+
+// One rank failing to take its shards (a deferred initialisation, or the GPU's memory) must
+// not leave the others in their first collective until the timeout.
+TEST(ShardedDataParallel, OneRanksFailureTakingShardsFailsEveryRankAtConstruction) {
+  auto& w = *world();
+  auto make_parameters = [] {
+    return std::vector<torch::Tensor>{torch::arange(12, torch::kFloat).view({6, 2}).requires_grad_(true),
+                                      torch::arange(5, torch::kFloat).requires_grad_(true)};
+  };
+  for (auto stage : {parallel::ShardingStage::kZero1, parallel::ShardingStage::kZero3}) {
+    parallel::ShardingOptions options;
+    options.stage = stage;
+    int calls = 0;
+    options.before_sharding = [&](const torch::Tensor&) {
+      if (++calls == 2 && w.rank() == w.size() - 1) throw std::runtime_error("out of memory making parameter 2");
+    };
+    try {
+      parallel::ShardedDataParallel failing(world(), make_parameters(), {6, 5}, {0, 1}, options);
+      FAIL() << "no rank failed";
+    } catch (const AgreedError& e) {
+      EXPECT_STREQ(e.what(), "out of memory making parameter 2");
+    }
+    // Every rank left the constructor at the same point: the next collective pairs up.
+    options.before_sharding = nullptr;
+    auto parameters = make_parameters();
+    parallel::ShardedDataParallel sharded(world(), parameters, {6, 5}, {0, 1}, options);
+    const auto& s = sharded.layout()[0];
+    EXPECT_TRUE(torch::equal(sharded.shards()[0].detach(), torch::arange(12, torch::kFloat).view({6, 2}).narrow(0, s.start, s.count)));
+    auto t = torch::ones({1});
+    w.allreduce(t, ReduceOp::kSum);
+    EXPECT_EQ(t.item<float>(), static_cast<float>(w.size()));
+  }
 }
 
 TEST(GradientReducer, AveragesGradientsAcrossRanksInSeveralBuckets) {
