@@ -144,7 +144,10 @@ torch::Tensor BertModel::forward(const ModelInputs& inputs) {
   auto mask =
       additive_attention_mask(inputs.attention_mask, x.size(0), x.size(1), /*causal=*/false, x.scalar_type(), x.device());
   for (std::size_t i = 0; i < encoder_layers->size(); ++i)
-    x = groups_->run({1 + static_cast<int>(i)}, [&] { return encoder_layers[i]->as<BertLayer>()->forward(x, mask); });
+    x = groups_->run_layer(1 + static_cast<int>(i), x,
+                           [layer = encoder_layers->ptr<BertLayer>(i), mask](const torch::Tensor& in) {
+                             return layer->forward(in, mask);
+                           });
   const int pooler = 1 + static_cast<int>(encoder_layers->size());
   return groups_->run({pooler}, [&] { return torch::tanh(pooler_dense->forward(x.select(1, 0))); });
 }

@@ -108,7 +108,8 @@ torch::Tensor Gpt2Model::forward(const ModelInputs& inputs) {
                         : additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, x.scalar_type(),
                                                   x.device());
   for (std::size_t i = 0; i < h->size(); ++i)
-    x = groups_->run({1 + static_cast<int>(i)}, [&] { return h[i]->as<Gpt2Block>()->forward(x, mask); });
+    x = groups_->run_layer(1 + static_cast<int>(i), x,
+                           [block = h->ptr<Gpt2Block>(i), mask](const torch::Tensor& in) { return block->forward(in, mask); });
   return groups_->run({1 + static_cast<int>(h->size())}, [&] { return ln_f->forward(x); });
 }
 

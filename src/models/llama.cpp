@@ -172,7 +172,10 @@ torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
                         ? torch::Tensor()
                         : additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, dtype, h.device());
   for (std::size_t i = 0; i < layers->size(); ++i)
-    h = groups_->run({1 + static_cast<int>(i)}, [&] { return layers[i]->as<LlamaDecoderLayer>()->forward(h, cos, sin, mask); });
+    h = groups_->run_layer(1 + static_cast<int>(i), h,
+                           [layer = layers->ptr<LlamaDecoderLayer>(i), cos, sin, mask](const torch::Tensor& x) {
+                             return layer->forward(x, cos, sin, mask);
+                           });
   return groups_->run({1 + static_cast<int>(layers->size())}, [&] { return norm->forward(h); });
 }
 

@@ -11,6 +11,7 @@
 
 #include "runtime/checkpoint/layout.h"
 #include "runtime/parallel/parameter_groups.h"
+#include "src/models/layer_runner.h"
 #include "src/models/layers.h"
 
 namespace mpitrain::models {
@@ -34,8 +35,9 @@ struct ParameterPlacement {
   bool partial_gradient = false;    // those ranks each compute part of its gradient (sum them)
 };
 
-// The runner a model's parts call around their forward (a sharded runtime's hooks, or nothing).
-using GroupRunnerPtr = std::shared_ptr<const parallel::ParameterGroupRunner>;
+// The runner a model's parts call around their forward (a sharded runtime's hooks, layers'
+// activation checkpointing).
+using GroupRunnerPtr = std::shared_ptr<const LayerRunner>;
 
 // Forward groups (FSDP units) are numbered in forward order: 0 the input embeddings, 1 + i
 // decoder layer i, layers + 1 the final norm (BERT: pooler), layers + 2 the head. A name's
@@ -81,6 +83,10 @@ class HfModel : public torch::nn::Module {
   void install_parameter_group_hooks(std::shared_ptr<parallel::ParameterGroupHooks> hooks) {
     group_runner_->install(std::move(hooks));
   }
+  // HF's gradient_checkpointing_enable(): each repeated layer's activations are recomputed in
+  // backward instead of kept (gradients and random numbers as without).
+  void set_gradient_checkpointing(bool on) { group_runner_->set_checkpoint_layers(on); }
+  bool gradient_checkpointing() const { return group_runner_->checkpoint_layers(); }
 
   // config.json as loaded (every key kept, so it round-trips) with this model's facts applied.
   const nlohmann::json& config() const { return config_; }
@@ -105,7 +111,7 @@ class HfModel : public torch::nn::Module {
   }
 
  private:
-  std::shared_ptr<parallel::ParameterGroupRunner> group_runner_ = std::make_shared<parallel::ParameterGroupRunner>();
+  std::shared_ptr<LayerRunner> group_runner_ = std::make_shared<LayerRunner>();
   nlohmann::json config_;
   TensorParallelPtr tp_;
 };

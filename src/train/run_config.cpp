@@ -57,6 +57,8 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "seed", Type::kInt, 42, ""},
       {"training", "device", Type::kString, "cpu", "cpu | cuda (one GPU per local rank, NCCL collectives; needs a CUDA LibTorch build)"},
       {"training", "bf16", Type::kBool, false, "bfloat16 compute with float32 master weights (autocast; under sharding, bfloat16 parameters and gradients)"},
+      {"training", "gradient_checkpointing", Type::kBool, false,
+       "recompute each layer's activations in backward instead of keeping them (less memory, about one more forward per step)"},
       {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
       {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
       {"training", "save_mode", Type::kString, "parallel",

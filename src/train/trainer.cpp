@@ -26,7 +26,7 @@
 #include "src/data/prepare_data.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
-#include "src/train/autocast.h"
+#include "src/models/autocast.h"
 #include "src/train/losses.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "src/train/lr_schedule.h"
@@ -243,6 +243,7 @@ void Trainer::build_model() {
       model_ = models::create_model(m["config"], "model.config", tp);
       if (deferred_init_) deferred_init_->stop_recording();
     }
+    model_->set_gradient_checkpointing(config_["training"]["gradient_checkpointing"].get<bool>());
     const auto vocab = model_->config().value("vocab_size", std::int64_t{0});
     if (train_data_->vocab_size() > vocab)
       throw std::runtime_error(train_data_->path() + ": data vocab_size " + std::to_string(train_data_->vocab_size()) +
@@ -427,7 +428,7 @@ torch::Tensor Trainer::forward_loss(const data::Batch& batch) {
   models::ModelInputs inputs{batch.input_ids, batch.attention_mask, {}};
   torch::Tensor logits;
   {
-    AutocastScope scope(device_, config_["training"]["bf16"].get<bool>());
+    models::AutocastScope scope(device_, config_["training"]["bf16"].get<bool>());
     logits = model_->forward(inputs);
   }
   return loss_of(logits, batch).loss;

@@ -137,9 +137,14 @@ TEST_F(ZeroTrain, ComposesWithTensorParallelism) {
   auto r = run(4, "train " + llama_config("dp4", {{"max_steps", 20}, {"per_device_train_batch_size", 1}}, 1));
   ASSERT_EQ(r.status, 0) << r.err;
   const auto reference = losses(out("dp4"));
-  for (const std::string stage : {"zero1", "zero2", "zero3"}) {
+  // zero3 once more with gradient_checkpointing: layers recomputed in backward, inside the
+  // all-gathers zero3 runs for the backward, with tp's collectives recomputed too.
+  for (const std::string stage : {"zero1", "zero2", "zero3", "zero3_checkpointed"}) {
     const auto name = "tp2_" + stage;
-    r = run(4, "train " + llama_config(name, {{"max_steps", 20}, {"per_device_train_batch_size", 2}}, 2, stage));
+    const bool checkpointed = stage == "zero3_checkpointed";
+    r = run(4, "train " + llama_config(name, {{"max_steps", 20}, {"per_device_train_batch_size", 2},
+                                              {"gradient_checkpointing", checkpointed}},
+                                       2, checkpointed ? "zero3" : stage));
     ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
     const auto ours = losses(out(name));
     ASSERT_EQ(ours.size(), reference.size()) << name;
@@ -149,6 +154,28 @@ TEST_F(ZeroTrain, ComposesWithTensorParallelism) {
     // DP's 8 P: 0.375, plus what tp replicates (norms, the one kv head): 0.406 here.
     EXPECT_LT(summary(out(name))["memory_optimizer_bytes"].get<double>(),
               0.45 * summary(out("dp4"))["memory_optimizer_bytes"].get<double>()) << name;
+  }
+}
+
+TEST_F(ZeroTrain, GradientCheckpointingTrainsLikeKeepingTheActivations) {
+  // Data parallel (the reducer's hooks fire inside the recomputation's backward) and zero2,
+  // against the same runs keeping their activations: the same steps up to float32 rounding.
+  for (const std::string stage : {"none", "zero2"}) {
+    std::vector<double> kept;
+    for (bool checkpointed : {false, true}) {
+      const auto name = stage + (checkpointed ? "_checkpointed" : "_kept");
+      const json training = {{"max_steps", 10}, {"per_device_train_batch_size", 2}, {"gradient_checkpointing", checkpointed}};
+      const auto r = run(2, "train " + llama_config(name, training, 1, stage));
+      ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+      const auto ours = losses(out(name));
+      ASSERT_EQ(ours.size(), 10u) << name;
+      if (!checkpointed) {
+        kept = ours;
+        continue;
+      }
+      for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], kept[i], 1e-5) << name << " step " << i + 1;
+      EXPECT_LT(max_weight_difference(out(name), out(stage + "_kept")), 1e-5) << name;
+    }
   }
 }
 

@@ -22,7 +22,7 @@
 #include "src/models/attention.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
-#include "src/train/autocast.h"
+#include "src/models/autocast.h"
 #include "tests/unit/test_files.h"
 
 namespace mpitrain {
@@ -227,7 +227,7 @@ TEST(Autocast, BfloatMatmulsOnTheGpuAndFreshWeightsEveryForward) {
   auto x = torch::randn({8, 64}, torch::TensorOptions().device(gpu()));
   torch::Tensor first, second;
   {
-    train::AutocastScope scope(gpu(), true);
+    models::AutocastScope scope(gpu(), true);
     first = torch::matmul(x, w);
   }
   EXPECT_EQ(first.scalar_type(), torch::kBFloat16);
@@ -236,7 +236,7 @@ TEST(Autocast, BfloatMatmulsOnTheGpuAndFreshWeightsEveryForward) {
     w.mul_(2);
   }
   {
-    train::AutocastScope scope(gpu(), true);
+    models::AutocastScope scope(gpu(), true);
     second = torch::matmul(x, w);
   }
   EXPECT_TRUE(torch::allclose(second.to(torch::kFloat), first.to(torch::kFloat) * 2, 2e-2, 2e-2));
