@@ -11,6 +11,7 @@
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
+#include "src/train/config_agreement.h"
 #include "src/train/run_config.h"
 #include "src/train/stop_signal.h"
 #include "src/train/trainer.h"
@@ -50,6 +51,7 @@ int run_train(const Args& args) {
     auto world = comm::MpiCommunicator::world();
     nlohmann::json config;
     comm::run_agreed(*world, [&] { config = train::load_run_config(args[0], Args(args.begin() + 1, args.end())); });
+    train::require_same_config_on_every_rank(*world, config);
     comm::set_collective_timeout_seconds(config["parallel"]["collective_timeout_s"].get<double>());
     signal_ready_when_every_rank_is(*world);
     comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());

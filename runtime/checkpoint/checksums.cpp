@@ -6,6 +6,7 @@
 
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/xxhash64.h"
 
 namespace mpitrain::checkpoint {
@@ -34,8 +35,41 @@ nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums) {
   return files;
 }
 
+nlohmann::json read_complete_marker(const std::string& dir) {
+  const auto path = (fs::path(dir) / kCompleteMarker).string();
+  nlohmann::json marker;
+  try {
+    marker = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(path, std::string("is not valid JSON (") + e.what() + ")");
+  }
+  if (!marker.is_object()) throw CheckpointError(path, "must be a JSON object, got " + std::string(marker.type_name()));
+  for (const char* key : {"step", "world_size", "dp", "tp"}) {
+    if (!marker.contains(key)) continue;
+    const auto& v = marker[key];
+    const bool positive = std::string(key) != "step";
+    if (!v.is_number_integer() || v.get<std::int64_t>() < (positive ? 1 : 0))
+      throw CheckpointError(path, std::string("\"") + key + "\" must be a " + (positive ? "positive" : "non-negative") +
+                                      " integer, got " + v.dump());
+  }
+  if (marker.contains("files")) {
+    if (!marker["files"].is_object()) throw CheckpointError(path, "\"files\" must be an object, got " + marker["files"].dump());
+    for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it) {
+      const auto& entry = it.value();
+      if (!entry.is_object() || !entry.contains("size") || !entry["size"].is_number_unsigned() ||
+          !entry.contains("xxh64") || !entry["xxh64"].is_string())
+        throw CheckpointError(path, "file '" + it.key() + "' must have an integer \"size\" and a string \"xxh64\", got " +
+                                        entry.dump());
+    }
+  }
+  return marker;
+}
+
 void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which, int count) {
-  if (!marker.contains("files")) return;
+  if (!marker.contains("files") || marker["files"].empty())
+    throw CheckpointError((fs::path(dir) / kCompleteMarker).string(),
+                          "lists no files to verify (edited, or not written by mpitrain); resume with "
+                          "verify_checksums=false to read the checkpoint unverified");
   int index = 0;
   for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it, ++index) {
     if (index % count != which) continue;

@@ -20,9 +20,17 @@ FileChecksum checksum_file(const std::string& dir, const std::string& relative);
 
 nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums);  // {path: {"size", "xxh64"}}
 
-// The files of `marker["files"]` that this verifier checks: those with index % count == which
-// (ranks share the reading). Throws CheckpointError naming the first missing, resized or
-// corrupted file. A marker without "files" (an older checkpoint) verifies nothing.
+// The completion marker of checkpoint `dir`, with the fields a resume reads checked: an
+// object; "step", "world_size", "dp" and "tp", where present, non-negative integers (dp, tp
+// and world_size positive); "files", where present, {path: {"size": integer, "xxh64":
+// string}}. Throws CheckpointError naming the marker and the field (not a JSON library's text).
+nlohmann::json read_complete_marker(const std::string& dir);
+
+// The files of `marker["files"]` (as read_complete_marker returns it) that this verifier
+// checks: those with index % count == which (ranks share the reading). Throws CheckpointError
+// naming the first missing, resized or corrupted file, or the marker where it lists no files:
+// every checkpoint has files, so an empty or absent list means an edited or foreign marker,
+// and verifying nothing would pass a corrupted checkpoint as sound.
 void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which = 0, int count = 1);
 
 }  // namespace mpitrain::checkpoint

@@ -672,6 +672,14 @@ bool CheckpointReader::contains(const std::string& name) const {
   return sharded_ ? impl_->find(name) != nullptr : impl_->weights->contains(name);
 }
 
+std::vector<std::string> CheckpointReader::names() const {
+  if (!sharded_) return impl_->weights->names();
+  std::vector<std::string> names;
+  for (const auto& t : impl_->sharded) names.push_back(t.spec.name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::vector<std::int64_t> CheckpointReader::shape(const std::string& name) const {
   if (!sharded_) return impl_->weights->entry(name).shape;
   const auto* t = impl_->find(name);

@@ -77,6 +77,7 @@ class CheckpointReader {
   bool sharded() const { return sharded_; }
   const std::string& dir() const;
   bool contains(const std::string& name) const;
+  std::vector<std::string> names() const;  // every tensor it holds, sorted
   std::vector<std::int64_t> shape(const std::string& name) const;
   // Returns the block as a new tensor of the stored dtype. `view`: the coordinates of `block`
   // when not the tensor's shape (same row-major bytes, e.g. a fused dim seen as [parts, n]).

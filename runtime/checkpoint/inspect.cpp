@@ -88,9 +88,16 @@ InspectReport inspect_checkpoint(const std::string& path) {
   if (!fs::is_directory(path)) {
     inspect_file(path, fs::path(path).filename().string(), report);
   } else {
+    // The weights transformers loads: model.safetensors or its shards (model-*.safetensors, an
+    // unreferenced one is stale). A training checkpoint's other safetensors files (each rank's
+    // RNG state, optimizer moments) are not weights: their same-named tensors are no conflict.
     std::vector<fs::path> weight_files;
-    for (const auto& item : fs::directory_iterator(path))
-      if (item.is_regular_file() && item.path().extension() == ".safetensors") weight_files.push_back(item.path());
+    for (const auto& item : fs::directory_iterator(path)) {
+      const auto name = item.path().filename().string();
+      if (item.is_regular_file() && item.path().extension() == ".safetensors" &&
+          (name == kSingleWeightsFile || name.rfind("model-", 0) == 0))
+        weight_files.push_back(item.path());
+    }
     std::sort(weight_files.begin(), weight_files.end());
     std::map<std::string, std::set<std::string>> file_tensors;
     for (const auto& file : weight_files)
@@ -103,7 +110,11 @@ InspectReport inspect_checkpoint(const std::string& path) {
       report.problems.push_back(path + ": both model.safetensors and an index exist; transformers loads "
                                        "model.safetensors and ignores the index (stale files from another save?)");
     if (!has_single && !has_index)
-      report.problems.push_back(path + ": no model.safetensors or model.safetensors.index.json");
+      report.problems.push_back(
+          path + ": no model.safetensors or model.safetensors.index.json" +
+          (fs::exists(fs::path(path) / "sharded_index.json")
+               ? " (an mpitrain sharded checkpoint: `mpitrain consolidate` writes it as an HF directory)"
+               : ""));
     // In a well-formed directory the tensors a loader sees are unique; duplicates across files mean stale data.
     std::map<std::string, std::string> first_file;
     for (const auto& t : report.tensors) {

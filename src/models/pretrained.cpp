@@ -207,7 +207,20 @@ torch::Tensor read_placed(const checkpoint::CheckpointReader& reader, const std:
   return reader.read(name, placement.block, placement.view).view(local_shape);
 }
 
+void require_no_foreign_tensors(const HfModel& model, const checkpoint::CheckpointReader& reader) {
+  std::set<std::string> parameters;
+  for (const auto& item : model.named_parameters()) parameters.insert(item.key());
+  std::vector<std::string> foreign;
+  for (const auto& name : reader.names())
+    if (!parameters.count(name) && !model.is_ignorable_checkpoint_tensor(name)) foreign.push_back(name);
+  if (foreign.empty()) return;
+  throw CheckpointError(reader.dir(), "holds tensor '" + foreign.front() + "', which this model does not have" +
+                                          (foreign.size() > 1 ? " (and " + std::to_string(foreign.size() - 1) + " more)" : "") +
+                                          ": a checkpoint of another model? (resuming would drop it)");
+}
+
 void load_weights(HfModel& model, const checkpoint::CheckpointReader& reader) {
+  require_no_foreign_tensors(model, reader);
   torch::NoGradGuard no_grad;
   const auto placements = model.placements();
   std::size_t i = 0;

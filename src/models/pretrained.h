@@ -63,7 +63,12 @@ struct SaveOptions {
 void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::ScalarType saved_dtype,
                               const nlohmann::json& generation_config = nullptr);
 
-// Loads every parameter from a reader of any saved layout (HF directory or sharded save).
+// Throws CheckpointError naming the directory and a tensor the checkpoint holds that the model
+// has no parameter for (nor recomputes or ties): a checkpoint of a larger model would
+// otherwise load with its extra layers silently dropped.
+void require_no_foreign_tensors(const HfModel& model, const class checkpoint::CheckpointReader& reader);
+// Loads every parameter from a reader of any saved layout (HF directory or sharded save), all
+// of the checkpoint's tensors (require_no_foreign_tensors).
 void load_weights(HfModel& model, const class checkpoint::CheckpointReader& reader);
 // The block of tensor `name` that `placement` describes, shaped `local_shape`; throws
 // CheckpointError naming the directory and the tensor when it is absent or of another shape.

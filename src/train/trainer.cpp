@@ -156,9 +156,7 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
     // Every file as it was saved (the ranks share the reading), agreed before any is used.
     if (t["verify_checksums"].get<bool>())
       comm::run_agreed(world, [&] {
-        checkpoint::verify_checksums(
-            resume_path, models::read_json_file((fs::path(resume_path) / checkpoint::kCompleteMarker).string()),
-            world.rank(), world.size());
+        checkpoint::verify_checksums(resume_path, checkpoint::read_complete_marker(resume_path), world.rank(), world.size());
       });
     comm::run_agreed(world, [&] { resume(resume_path); });
   }
@@ -303,7 +301,16 @@ std::string Trainer::resolve_resume_path() const {
 void Trainer::resume(const std::string& dir) {
   // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
   load_model_weights(checkpoint::CheckpointReader(dir));
-  state_ = TrainerState::from_json(models::read_json_file((fs::path(dir) / "trainer_state.json").string()));
+  const auto state_path = (fs::path(dir) / "trainer_state.json").string();
+  try {
+    state_ = TrainerState::from_json(models::read_json_file(state_path));
+  } catch (const json::exception& e) {
+    throw checkpoint::CheckpointError(state_path, std::string("malformed (") + e.what() + ")");
+  }
+  if (state_.global_step < 0 || !std::isfinite(state_.epoch) || state_.epoch < 0)
+    throw checkpoint::CheckpointError(state_path, "global_step and epoch must be non-negative, got " +
+                                                      std::to_string(state_.global_step) + " and " +
+                                                      std::to_string(state_.epoch));
   const auto optimizer_dir = fs::path(dir) / kOptimizerDir;
   if (fs::exists(optimizer_dir)) {
     // The moments are laid out like their parameters: read this rank's blocks, whatever
@@ -378,6 +385,7 @@ void Trainer::load_model_weights(const checkpoint::CheckpointReader& reader) {
     models::load_weights(*model_, reader);
     return;
   }
+  models::require_no_foreign_tensors(*model_, reader);
   // Only this rank's shard of each tensor is read.
   torch::NoGradGuard no_grad;
   std::size_t i = 0;
@@ -392,7 +400,7 @@ void Trainer::restore_rng(const std::string& dir) {
   // stream. At another layout, dp index d restores the stream of the saving run's (d, tp 0)
   // rank, so the ranks of a tp group agree; a dp index the saving run did not have is
   // seeded from (seed, dp index, step).
-  const auto marker = models::read_json_file((fs::path(dir) / checkpoint::kCompleteMarker).string());
+  const auto marker = checkpoint::read_complete_marker(dir);
   const int saved_dp = marker.value("dp", marker.value("world_size", 1)), saved_tp = marker.value("tp", 1);
   int source = mesh_->world().rank();
   if (saved_dp != mesh_->dp_size() || saved_tp != mesh_->tp_size())

@@ -53,6 +53,14 @@ TEST_F(Train, EverySaveModeResumesBitForBitAndConsolidates) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(testing::read_bytes(out(name) + "/model.safetensors") ==
                 testing::read_bytes(out(name + "_resumed") + "/model.safetensors")) << mode;
+    // A two-rank checkpoint holds each rank's RNG state (same tensor names): no weight conflict.
+    r = run(0, "inspect " + out(name) + "/checkpoint-3");
+    if (std::string(mode) == "sharded") {
+      EXPECT_NE(r.status, 0);
+      EXPECT_NE((r.out + r.err).find("an mpitrain sharded checkpoint: `mpitrain consolidate` writes it"), std::string::npos)
+          << r.out << r.err;
+    } else
+      EXPECT_EQ(r.status, 0) << mode << "\n" << r.out << r.err;
   }
   EXPECT_TRUE(fs::exists(out("mode_sharded") + "/checkpoint-3/sharded_index.json"));
   EXPECT_FALSE(fs::exists(out("mode_sharded") + "/checkpoint-3/model.safetensors"));
@@ -351,6 +359,22 @@ TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
   ASSERT_EQ(r.status, 0) << r.err;
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=" + out("wide") + "/checkpoint-1"),
                         "a checkpoint of another model?");
+  // A checkpoint of a deeper model: its extra layer would be dropped silently, with its moments.
+  const json shallow = {{"model_type", "llama"}, {"vocab_size", 259}, {"hidden_size", 64}, {"intermediate_size", 64},
+                        {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
+  expect_one_line_error(run(2, "train " + write_config("bad", {}, {{"model", {{"config", shallow}}}}) +
+                                   " --resume_from_checkpoint=" + out("wide") + "/checkpoint-1"),
+                        "holds tensor 'model.layers.1.");
+  // A marker emptied of its file list cannot vouch for the files.
+  fs::copy(out("wide") + "/checkpoint-1", out("wide") + "/checkpoint-2", fs::copy_options::recursive);
+  testing::write_bytes(out("wide") + "/checkpoint-2/mpitrain_complete.json", "{}");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}, {{"model", {{"config", wide}}}}) +
+                                   " --resume_from_checkpoint=" + out("wide") + "/checkpoint-2"),
+                        "mpitrain_complete.json: lists no files to verify");
+  testing::write_bytes(out("wide") + "/checkpoint-2/mpitrain_complete.json", "[]");
+  expect_one_line_error(run(2, "train " + write_config("bad", {}, {{"model", {{"config", wide}}}}) +
+                                   " --resume_from_checkpoint=" + out("wide") + "/checkpoint-2"),
+                        "mpitrain_complete.json: must be a JSON object, got array");
   fs::create_directories(local_ / "not_a_model");
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --model_name_or_path=" + (local_ / "not_a_model")),
                         "config.json");
@@ -384,6 +408,25 @@ TEST_F(Train, AnOutputDirNotSharedByEveryRankFailsAtTheStart) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(out("local0") + "/model.safetensors"));
   EXPECT_FALSE(fs::exists(out("local1") + "/model.safetensors"));
+}
+
+TEST_F(Train, RanksGivenDifferentSettingsFailAtTheStart) {
+  // mpirun's MPMD form gives rank 1 other options or another file: before, a different model
+  // size crashed inside MPI (heap corruption), a different max_steps hung until the collective
+  // timeout, and a different learning rate trained silently diverging replicas.
+  const auto config = write_config("same", {{"save_strategy", "steps"}, {"save_steps", 2}, {"max_steps", 4}});
+  const auto other_rank = std::string(" : -np 1 ") + MPITRAIN_BINARY + " train " + config;
+  expect_one_line_error(run(1, "train " + config + other_rank + " --max_steps=3"),
+                        "the run config differs between ranks: rank 1 has training.max_steps = 3 where rank 0 has 4");
+  expect_one_line_error(run(1, "train " + config + other_rank + " --learning_rate=0.01"),
+                        "rank 1 has training.learning_rate = 0.01 where rank 0 has");
+  const json wider = {{"model_type", "llama"}, {"vocab_size", 259}, {"hidden_size", 64}, {"intermediate_size", 64},
+                      {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"num_key_value_heads", 1},
+                      {"max_position_embeddings", 64}, {"tie_word_embeddings", true}};
+  expect_one_line_error(run(1, "train " + config + " : -np 1 " + MPITRAIN_BINARY + " train " +
+                                   write_config("wider", {{"max_steps", 4}}, {{"model", {{"config", wider}}}})),
+                        "model.config.hidden_size = 64 where rank 0 has");
+  EXPECT_FALSE(fs::exists(out("same") + "/checkpoint-2"));
 }
 
 }  // namespace

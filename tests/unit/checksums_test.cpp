@@ -62,5 +62,48 @@ TEST(Checksums, VerificationNamesTheDamagedFile) {
   EXPECT_THROW(verify_checksums(dir.path(), marker, 1, 2), CheckpointError);
 }
 
+TEST(Checksums, AMarkerListingNoFilesIsRefusedNotTakenAsVerified) {
+  // Before, a marker without "files" verified nothing: a flipped byte then resumed silently.
+  testing::ScratchDir dir;
+  testing::write_bytes(dir / "model.safetensors", std::string(100, 'x'));
+  for (const auto& marker : {nlohmann::json::object(), nlohmann::json{{"files", nlohmann::json::object()}}}) {
+    try {
+      verify_checksums(dir.path(), marker);
+      ADD_FAILURE() << "verified " << marker.dump();
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find("mpitrain_complete.json: lists no files to verify"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("verify_checksums=false"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Checksums, AMalformedMarkerIsNamedWithItsField) {
+  testing::ScratchDir dir;
+  const auto expect_error = [&](const std::string& text, const std::string& needle) {
+    testing::write_bytes(dir / "mpitrain_complete.json", text);
+    try {
+      read_complete_marker(dir.path());
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const CheckpointError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("mpitrain_complete.json"), std::string::npos) << what;
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+      // The field named, not a JSON library's type error (a parse error keeps its position text).
+      if (needle != "is not valid JSON") EXPECT_EQ(what.find("[json.exception"), std::string::npos) << what;
+    }
+  };
+  expect_error("[]", "must be a JSON object, got array");
+  expect_error("5", "must be a JSON object, got number");
+  expect_error("{\"step\": 3, \"dp\": \"x\"}", "\"dp\" must be a positive integer, got \"x\"");
+  expect_error("{\"tp\": 0}", "\"tp\" must be a positive integer, got 0");
+  expect_error("{\"files\": [1]}", "\"files\" must be an object");
+  expect_error("{\"files\": {\"model.safetensors\": {\"size\": \"big\", \"xxh64\": \"00\"}}}",
+               "file 'model.safetensors' must have an integer \"size\"");
+  expect_error("{\"step\": ", "is not valid JSON");
+  testing::write_bytes(dir / "mpitrain_complete.json",
+                       R"({"step": 4, "world_size": 2, "dp": 2, "tp": 1, "files": {"a": {"size": 1, "xxh64": "ab"}}})");
+  EXPECT_EQ(read_complete_marker(dir.path())["dp"], 2);
+}
+
 }  // namespace
 }  // namespace mpitrain::checkpoint

@@ -1,0 +1,68 @@
+// Every rank of a run must train with the same settings: a config or option given to some ranks only is one error at the start.
+#include "src/train/config_agreement.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "runtime/comm/agreement.h"
+
+namespace mpitrain::train {
+
+namespace {
+
+using nlohmann::json;
+
+// Rank 0's text, on every rank.
+std::string broadcast_text(comm::Communicator& world, const std::string& mine) {
+  auto length = torch::tensor({static_cast<std::int64_t>(mine.size())}, torch::kInt64);
+  world.broadcast(length, 0);
+  auto bytes = torch::empty({length.item<std::int64_t>()}, torch::kUInt8);
+  if (world.rank() == 0) std::memcpy(bytes.data_ptr(), mine.data(), mine.size());
+  world.broadcast(bytes, 0);
+  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(bytes.numel()));
+}
+
+// "section.key" -> the value's JSON text (nested objects, e.g. model.config, to their leaves).
+void flatten(const json& value, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (value.is_object() && !value.empty()) {
+    for (auto it = value.begin(); it != value.end(); ++it)
+      flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+    return;
+  }
+  out[prefix] = value.dump();
+}
+
+}  // namespace
+
+void require_same_config_on_every_rank(comm::Communicator& world, const json& config) {
+  auto compared = config;
+  compared["training"].erase("output_dir");
+  const auto mine = compared.dump();
+  const auto rank0 = broadcast_text(world, mine);
+  comm::run_agreed(world, [&] {
+    if (mine == rank0) return;
+    std::map<std::string, std::string> ours, theirs;
+    flatten(compared, "", ours);
+    flatten(json::parse(rank0), "", theirs);
+    std::string key = "?", our_value = "(unset)", their_value = "(unset)";
+    for (const auto& source : {ours, theirs}) {
+      for (const auto& [name, value] : source) {
+        const auto a = ours.find(name), b = theirs.find(name);
+        if (a != ours.end() && b != theirs.end() && a->second == b->second) continue;
+        key = name;
+        if (a != ours.end()) our_value = a->second;
+        if (b != theirs.end()) their_value = b->second;
+        break;
+      }
+      if (key != "?") break;
+    }
+    throw std::runtime_error("the run config differs between ranks: rank " + std::to_string(world.rank()) + " has " +
+                             key + " = " + our_value + " where rank 0 has " + their_value +
+                             " (every rank must be given the same config file and options)");
+  });
+}
+
+}  // namespace mpitrain::train
