@@ -10,7 +10,13 @@ bool parse_options(const std::string& command, const std::string& synopsis, cons
                    po::variables_map& values) {
   options.add_options()("help,h", "show this help");
   try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(), values);
+    // No guessing: an abbreviated option is an error, not whichever option it happens to prefix.
+    po::store(po::command_line_parser(args)
+                  .options(options)
+                  .positional(positional)
+                  .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+                  .run(),
+              values);
     if (values.count("help")) {
       std::cout << "usage: mpitrain " << command << " " << synopsis << "\n" << options;
       return false;

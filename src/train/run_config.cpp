@@ -3,9 +3,14 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
+
+#include "runtime/checkpoint/hf_index.h"
 
 namespace mpitrain::train {
 
@@ -118,7 +123,7 @@ const KeySpec* find_key(const std::string& section, const std::string& name) {
 std::string type_name(Type t) {
   switch (t) {
     case Type::kInt: return "an integer";
-    case Type::kFloat: return "a number";
+    case Type::kFloat: return "a finite number";
     case Type::kBool: return "true or false";
     case Type::kString: return "a string";
     case Type::kObject: return "a JSON object";
@@ -154,7 +159,7 @@ json from_text(const KeySpec& key, const std::string& text) {
       case Type::kFloat: {
         std::size_t used = 0;
         const double v = std::stod(text, &used);
-        return used == text.size() ? json(v) : fail();
+        return used == text.size() && std::isfinite(v) ? json(v) : fail();  // "nan" and "inf" parse
       }
       case Type::kBool:
         if (text == "true" || text == "1") return true;
@@ -175,9 +180,10 @@ json from_text(const KeySpec& key, const std::string& text) {
   return fail();
 }
 
-void validate(const json& c, const std::string& where) {
+// `where(key)`: "command line: " for a key given as an option, else the config file's path.
+void validate(const json& c, const std::function<std::string(const std::string&)>& where) {
   auto fail = [&](const std::string& key, const std::string& problem) {
-    throw ConfigError(where + "key '" + key + "' " + problem);
+    throw ConfigError(where(key) + "key '" + key + "' " + problem);
   };
   auto positive = [&](const std::string& section, const std::string& name) {
     if (c[section][name].get<double>() <= 0) fail(section + "." + name, "must be positive, got " + c[section][name].dump());
@@ -201,6 +207,29 @@ void validate(const json& c, const std::string& where) {
                         "warmup_ratio", "save_total_limit", "eval_steps", "num_train_epochs"})
     non_negative("training", k);
   if (c["training"]["max_steps"].get<long long>() < -1) fail("training.max_steps", "must be -1 (use epochs) or >= 0");
+  for (const char* k : {"adam_beta1", "adam_beta2"}) {
+    const auto beta = c["training"][k].get<double>();
+    if (beta < 0 || beta >= 1) fail(std::string("training.") + k, "must be in [0, 1), got " + c["training"][k].dump());
+  }
+  if (c["training"]["warmup_ratio"].get<double>() > 1)
+    fail("training.warmup_ratio", "must be in [0, 1], got " + c["training"]["warmup_ratio"].dump());
+  // Checked here, not at the first checkpoint or evaluation hours into the run.
+  try {
+    checkpoint::parse_shard_size(c["training"]["max_shard_size"].get<std::string>());
+  } catch (const std::invalid_argument& e) {
+    fail("training.max_shard_size", std::string("is invalid: ") + e.what());
+  }
+  if (!c["training"]["save_dtype"].get<std::string>().empty())  // empty: as trained
+    one_of("training", "save_dtype", {"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"});
+  {
+    auto metric = c["training"]["metric_for_best_model"].get<std::string>();
+    if (metric.rfind("eval_", 0) == 0) metric = metric.substr(5);
+    const bool classification = c["data"]["task"] == "classification";
+    if (metric != "loss" && !(classification && metric == "accuracy"))
+      fail("training.metric_for_best_model", "'" + c["training"]["metric_for_best_model"].get<std::string>() +
+                                                 "' is not an eval metric of this task (loss" +
+                                                 (classification ? ", accuracy" : "") + ")");
+  }
   positive("data", "seq_len");
   positive("data", "max_length");
   positive("parallel", "tensor_parallel_size");
@@ -297,7 +326,12 @@ json load_run_config(const std::string& path, const std::vector<std::string>& ov
   }
   po::variables_map values;
   try {
-    auto parsed = po::command_line_parser(overrides).options(options).allow_unregistered().run();
+    // No guessing: '--learning=0.1' must not quietly set learning_rate, nor '--lr' lr_scheduler_type.
+    auto parsed = po::command_line_parser(overrides)
+                      .options(options)
+                      .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+                      .allow_unregistered()
+                      .run();
     for (const auto& unrecognized : po::collect_unrecognized(parsed.options, po::include_positional)) {
       auto name = unrecognized;
       name.erase(0, name.find_first_not_of('-'));
@@ -309,11 +343,15 @@ json load_run_config(const std::string& path, const std::vector<std::string>& ov
   } catch (const po::error& e) {
     throw ConfigError(std::string("command line: ") + e.what());
   }
+  std::set<std::string> from_command_line;
   for (const auto& k : config_keys()) {
     for (const auto& name : {k.name, k.dotted()})
-      if (values.count(name)) config[k.section][k.name] = from_text(k, values[name].as<std::string>());
+      if (values.count(name)) {
+        config[k.section][k.name] = from_text(k, values[name].as<std::string>());
+        from_command_line.insert(k.dotted());
+      }
   }
-  validate(config, where);
+  validate(config, [&](const std::string& key) { return from_command_line.count(key) ? "command line: " : where; });
   return config;
 }
 

@@ -291,7 +291,9 @@ std::string Trainer::resolve_resume_path() const {
     const auto complete = checkpoint::complete_checkpoints(output_dir_);
     return complete.empty() ? "" : complete.back().path;
   }
-  if (!fs::is_directory(path)) throw comm::AgreedError("resume_from_checkpoint '" + path + "' does not exist");
+  if (!fs::is_directory(path))
+    throw comm::AgreedError("resume_from_checkpoint '" + path + "' " +
+                            (fs::exists(path) ? "is not a directory (a checkpoint-<step> directory)" : "does not exist"));
   if (!checkpoint::is_complete_checkpoint(path))
     throw comm::AgreedError("resume_from_checkpoint '" + path + "' is incomplete (no " +
                             std::string(checkpoint::kCompleteMarker) + "; the job that wrote it did not finish)");

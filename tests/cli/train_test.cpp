@@ -249,11 +249,30 @@ TEST_F(Train, BadConfigurationsFailOnEveryRankWithOneLine) {
   expect_one_line_error(run(2, "train " + config + " --max_stepz=3"), "unknown key 'max_stepz' (did you mean 'max_steps'?)");
   expect_one_line_error(run(2, "train " + config + " --per_device_train_batch_size=-2"),
                         "'training.per_device_train_batch_size' must be positive");
-  expect_one_line_error(run(2, "train " + config + " --learning_rate=fast"), "'training.learning_rate' must be a number");
+  expect_one_line_error(run(2, "train " + config + " --learning_rate=fast"), "'training.learning_rate' must be a finite number");
   testing::write_bytes(local_ / "typo.json", R"({"training": {"output_dir": "x", "per_device_train_batch_size": "eight"}})");
   expect_one_line_error(run(2, "train " + (local_ / "typo.json")), "must be an integer, got \"eight\"");
   testing::write_bytes(local_ / "section.json", R"({"trainig": {}})");
   expect_one_line_error(run(2, "train " + (local_ / "section.json")), "unknown section 'trainig'");
+  // An abbreviation is not a guess at the option it prefixes (Boost's default).
+  expect_one_line_error(run(2, "train " + config + " --learning=0.1"), "command line: unknown key 'learning'");
+  // Numbers that would train NaN weights to the end and save them with exit status 0.
+  expect_one_line_error(run(2, "train " + config + " --learning_rate=nan"),
+                        "command line: key 'training.learning_rate' must be a finite number, got 'nan'");
+  expect_one_line_error(run(2, "train " + config + " --max_grad_norm=inf"), "'training.max_grad_norm' must be a finite number");
+  expect_one_line_error(run(2, "train " + config + " --adam_beta2=1"), "'training.adam_beta2' must be in [0, 1), got 1.0");
+  expect_one_line_error(run(2, "train " + config + " --warmup_ratio=1.5"), "'training.warmup_ratio' must be in [0, 1]");
+  // Settings used only at the first checkpoint or evaluation fail before any training.
+  expect_one_line_error(run(2, "train " + config + " --max_shard_size=abc"), "'training.max_shard_size' is invalid");
+  expect_one_line_error(run(2, "train " + config + " --save_dtype=float8"), "'training.save_dtype' must be one of");
+  expect_one_line_error(run(2, "train " + config + " --metric_for_best_model=bogus"),
+                        "'bogus' is not an eval metric of this task (loss)");
+  // A value from the command line is blamed on the command line, not on the file.
+  expect_one_line_error(run(2, "train " + config + " --save_total_limit=-1"),
+                        "command line: key 'training.save_total_limit' must not be negative");
+  testing::write_bytes(local_ / "limit.json", R"({"training": {"output_dir": "x", "save_total_limit": -1}})");
+  expect_one_line_error(run(2, "train " + (local_ / "limit.json")),
+                        (local_ / "limit.json") + ": key 'training.save_total_limit' must not be negative");
 }
 
 // With a CUDA LibTorch and a GPU, one rank on the GPU (NCCL) trains as it does on the CPU;
