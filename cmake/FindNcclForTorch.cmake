@@ -44,8 +44,10 @@ if(pip_nvidia)
 endif()
 list(APPEND nccl_hints "${CUDAToolkit_LIBRARY_ROOT}" "${CUDAToolkit_TARGET_DIR}")
 find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${nccl_hints} PATH_SUFFIXES include)
-# pip ships only libnccl.so.2 (no unversioned link).
-find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${nccl_hints} PATH_SUFFIXES lib lib64)
+# pip ships only libnccl.so.2 (no unversioned link). NAMES_PER_DIR: the hinted directories
+# (pip's, next to its nccl.h) first, whatever the name; else a toolkit's libnccl.so elsewhere
+# would win over pip's and pair another NCCL's library with pip's header.
+find_library(NCCL_LIBRARY NAMES libnccl.so.2 nccl NAMES_PER_DIR HINTS ${nccl_hints} PATH_SUFFIXES lib lib64)
 if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
   # The CUDA runtime we link must be the one LibTorch loads (same soname), else two coexist.
   if(MPITRAIN_TORCH_CUDA AND CUDA_VERSION AND NOT CUDA_VERSION MATCHES "^${CUDAToolkit_VERSION_MAJOR}\\.")

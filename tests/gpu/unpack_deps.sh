@@ -6,13 +6,23 @@ deps_debs="$(pwd)/.gpu-deps/debs"
 rm -rf "$deps_root"  # never reuse an unpacking made elsewhere (its wrappers name that place)
 mkdir -p "$deps_root"
 deps_ldcache=$(ldconfig -p)
+# Each stack (Open MPI, HDF5, Boost) is taken whole or not at all: a machine with only the
+# runtime of one (mpi4py's libmpi.so.40, no mpicxx) would otherwise get the carried -dev
+# package's links pointing at a runtime left out, and OPAL_PREFIX at a tree without plugins.
+# An mpirun that is not Open MPI's (MPICH) counts as missing: the tests pass it Open MPI flags.
+deps_need_openmpi() {
+  ! command -v mpicxx >/dev/null || ! command -v mpirun >/dev/null || ! mpirun --version 2>&1 | grep -q 'Open MPI'
+}
+deps_need_hdf5() { [ ! -f /usr/include/hdf5/serial/H5Cpp.h ] && [ ! -f /usr/include/H5Cpp.h ]; }
+deps_need_boost() { [ ! -f /usr/include/boost/program_options.hpp ]; }
 # A build package is taken when the machine lacks what it provides.
 deps_missing() {
   [ "${MPITRAIN_FORCE_DEPS:-0}" = 1 ] && return 0
   case "$1" in
-    libopenmpi-dev|openmpi-bin|openmpi-common) ! command -v mpicxx >/dev/null || ! command -v mpirun >/dev/null ;;
-    libhdf5-dev|hdf5-helpers) [ ! -f /usr/include/hdf5/serial/H5Cpp.h ] && [ ! -f /usr/include/H5Cpp.h ] ;;
-    libboost-program-options1.74-dev|libboost1.74-dev) [ ! -f /usr/include/boost/program_options.hpp ] ;;
+    libopenmpi-dev|openmpi-bin|openmpi-common) deps_need_openmpi ;;
+    libopenmpi3|libpmix2|libhwloc15|libevent-core-2.1-7|libevent-pthreads-2.1-7) deps_need_openmpi ;;
+    libhdf5-dev|hdf5-helpers|libhdf5-103-1|libhdf5-cpp-103-1|libhdf5-hl-100|libhdf5-hl-cpp-100) deps_need_hdf5 ;;
+    libboost-program-options1.74-dev|libboost1.74-dev|libboost-program-options1.74.0) deps_need_boost ;;
     nlohmann-json3-dev) [ ! -f /usr/include/nlohmann/json.hpp ] ;;
     libgtest-dev) [ ! -f /usr/include/gtest/gtest.h ] ;;
     *) # a library package: taken unless one of the libraries it puts in the loader's own
@@ -57,6 +67,7 @@ if echo " $deps_used " | grep -q " libopenmpi3 \| openmpi-bin "; then
   export OPAL_PREFIX="$usr"  # Open MPI finds its plugins, help files and orted under it
 fi
 export PATH="$usr/bin:$PATH"
-export LD_LIBRARY_PATH="$arch_lib:$arch_lib/openmpi/lib:$arch_lib/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# libfabric's PSM provider library sits where only update-alternatives would link it from.
+export LD_LIBRARY_PATH="$arch_lib:$arch_lib/openmpi/lib:$arch_lib/hdf5/serial:$usr/lib/libpsm1${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CMAKE_PREFIX_PATH="$usr${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}"
 echo "deps: unpacked${deps_used:- nothing} into $deps_root"
