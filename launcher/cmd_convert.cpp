@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "launcher/options.h"
+#include "runtime/checkpoint/checksums.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "src/models/pretrained.h"
 
@@ -26,6 +27,7 @@ int run_convert(const Args& args) {
     throw UsageError(std::string("convert: ") + e.what());
   }
   // Loading in float32 is exact for F32/BF16/F16 sources; without --dtype the source dtype is kept.
+  checkpoint::verify_if_checkpoint(src);  // a training checkpoint's files as they were saved
   auto loaded = models::from_pretrained(src, torch::kFloat32);
   const auto stored = loaded.model->config().value("torch_dtype", std::string("float32"));
   save.dtype = models::parse_torch_dtype(values.count("dtype") ? dtype_name : stored);

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "launcher/options.h"
+#include "runtime/checkpoint/checksums.h"
 #include "runtime/checkpoint/npy.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
@@ -21,6 +22,7 @@ int run_logits(const Args& args) {
   if (!parse_options("logits", "MODEL_DIR --inputs F --output F.npy", args, options, positional, values)) return 0;
 
   const auto dtype = models::parse_torch_dtype(dtype_name);
+  checkpoint::verify_if_checkpoint(model_dir);  // a training checkpoint's files as they were saved
   auto loaded = models::from_pretrained(model_dir, dtype);
   for (const auto& name : loaded.ignored_tensors)
     std::cerr << "mpitrain: warning: " << model_dir << ": tensor '" << name << "' is not used by the model\n";

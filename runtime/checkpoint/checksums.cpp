@@ -87,4 +87,10 @@ void verify_checksums(const std::string& dir, const nlohmann::json& marker, int 
   }
 }
 
+bool verify_if_checkpoint(const std::string& dir, int which, int count) {
+  if (!fs::is_regular_file(fs::path(dir) / kCompleteMarker)) return false;
+  verify_checksums(dir, read_complete_marker(dir), which, count);
+  return true;
+}
+
 }  // namespace mpitrain::checkpoint

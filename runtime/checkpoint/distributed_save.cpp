@@ -15,6 +15,7 @@
 
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/checksums.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/crash_point.h"
 #include "runtime/checkpoint/hf_weights.h"
@@ -754,8 +755,11 @@ void consolidate_sharded(comm::Communicator& comm, const std::string& source_dir
   comm::run_agreed(comm, [&] {
     reader = std::make_unique<CheckpointReader>(source_dir);
     if (!reader->sharded()) throw CheckpointError(source_dir, "is not a sharded checkpoint (no sharded_index.json)");
-    tensors = read_sharded_index(source_dir);
   });
+  // Every file as it was saved (the ranks share the reading) before any is turned into an HF
+  // directory that would carry a flipped byte on as sound.
+  comm::run_agreed(comm, [&] { verify_if_checkpoint(source_dir, comm.rank(), comm.size()); });
+  comm::run_agreed(comm, [&] { tensors = read_sharded_index(source_dir); });
   std::vector<TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back(t.spec);
   const auto plan = plan_hf_save(specs, max_shard_size);

@@ -74,6 +74,32 @@ TEST_F(Train, EverySaveModeResumesBitForBitAndConsolidates) {
   EXPECT_EQ(r.status, 0) << r.out;
   expect_one_line_error(run(0, "consolidate " + out("mode_gather") + "/checkpoint-3 " + (local_ / "nope")),
                         "is not a sharded checkpoint");
+  // A flipped byte in a checkpoint is named by the commands that read one, as by a resume:
+  // before, consolidate, logits and convert carried it on with exit status 0.
+  const auto flip_a_byte = [](const std::string& path) {
+    auto bytes = testing::read_bytes(path);
+    bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x10);
+    testing::write_bytes(path, bytes);
+  };
+  fs::copy(out("mode_sharded") + "/checkpoint-3", local_ / "flipped_sharded", fs::copy_options::recursive);
+  for (const auto& item : fs::directory_iterator(local_ / "flipped_sharded"))
+    if (item.path().filename().string().rfind("shard-", 0) == 0) {
+      flip_a_byte(item.path());
+      break;
+    }
+  expect_one_line_error(run(2, "consolidate " + (local_ / "flipped_sharded") + " " + (local_ / "nope")), "checksum mismatch");
+  EXPECT_FALSE(fs::exists(local_ / "nope/model.safetensors"));
+  fs::copy(out("mode_gather") + "/checkpoint-3", local_ / "flipped_hf", fs::copy_options::recursive);
+  flip_a_byte(local_ / "flipped_hf/model.safetensors");
+  testing::write_bytes(local_ / "flip_inputs.json", R"({"input_ids": [[72, 101, 108]]})");
+  expect_one_line_error(run(0, "logits " + (local_ / "flipped_hf") + " --inputs " + (local_ / "flip_inputs.json") +
+                                   " --output " + (local_ / "flipped.npy")),
+                        "flipped_hf/model.safetensors: checksum mismatch");
+  expect_one_line_error(run(0, "convert " + (local_ / "flipped_hf") + " " + (local_ / "nope_converted")), "checksum mismatch");
+  // Where nothing is wrong, logits reads the checkpoint as before.
+  r = run(0, "logits " + out("mode_gather") + "/checkpoint-3 --inputs " + (local_ / "flip_inputs.json") + " --output " +
+                 (local_ / "sound.npy"));
+  EXPECT_EQ(r.status, 0) << r.err;
 }
 
 TEST_F(Train, ResumeContinuesBitForBit) {

@@ -89,7 +89,9 @@ TEST(Checksums, AMalformedMarkerIsNamedWithItsField) {
       EXPECT_NE(what.find("mpitrain_complete.json"), std::string::npos) << what;
       EXPECT_NE(what.find(needle), std::string::npos) << what;
       // The field named, not a JSON library's type error (a parse error keeps its position text).
-      if (needle != "is not valid JSON") EXPECT_EQ(what.find("[json.exception"), std::string::npos) << what;
+      if (needle != "is not valid JSON") {
+        EXPECT_EQ(what.find("[json.exception"), std::string::npos) << what;
+      }
     }
   };
   expect_error("[]", "must be a JSON object, got array");
