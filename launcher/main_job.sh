@@ -6,7 +6,8 @@ launcher/setup.sh
 
 flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
-mpirun "${flags[@]}" -np "${NP:-2}" build/bin/mpitrain train configs/tiny-llama.json "$@"
+# Run again, it trains again: the earlier run's checkpoints go (options after it may say otherwise).
+mpirun "${flags[@]}" -np "${NP:-2}" build/bin/mpitrain train configs/tiny-llama.json --overwrite_output_dir=true "$@"
 
 output=$(python3 -c 'import json,sys; print(json.load(open("configs/tiny-llama.json"))["training"]["output_dir"])' 2>/dev/null || echo runs/tiny-llama)
 for arg in "$@"; do case "$arg" in --output_dir=*|--training.output_dir=*) output=${arg#*=};; esac; done

@@ -55,6 +55,8 @@ const std::vector<KeySpec>& config_keys() {
       {"training", "save_strategy", Type::kString, "steps", "no | steps | epoch | best"},
       {"training", "save_steps", Type::kInt, 500, ""},
       {"training", "save_total_limit", Type::kInt, 0, "0 keeps every checkpoint; the best is never deleted"},
+      {"training", "overwrite_output_dir", Type::kBool, false,
+       "start over in an output_dir holding an earlier run's checkpoints, deleting them first (without it, such a start must resume)"},
       {"training", "load_best_model_at_end", Type::kBool, false, ""},
       {"training", "metric_for_best_model", Type::kString, "loss", "an eval metric name (eval_ prefix optional)"},
       {"training", "greater_is_better", Type::kBool, false, ""},

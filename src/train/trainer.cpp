@@ -89,6 +89,9 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   if (const auto why = why_output_dir_is_shared(config_); !why.empty())
     checkpoint::require_shared_directory(world, output_dir_, why + ": output_dir must be on a shared filesystem");
   log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0) start_over_or_refuse_earlier_checkpoints();
+  });
   install_stop_signals(t["save_on_signals"].get<std::string>());
   // The background writer moves host copies only.
   if (t["async_save"].get<bool>()) save_comm_ = world.cpu_communicator().split(0, world.rank(), "save");
@@ -274,6 +277,25 @@ void Trainer::build_model() {
   log_->info("model " + model_->architecture() + ": " + std::to_string(count) + " parameters (" + std::to_string(local) +
              " on this rank); " + std::to_string(mesh_->dp_size()) + " data-parallel x " +
              std::to_string(mesh_->tp_size()) + " tensor-parallel ranks");
+}
+
+void Trainer::start_over_or_refuse_earlier_checkpoints() const {
+  const auto& t = config_["training"];
+  const auto& resume = t["resume_from_checkpoint"];
+  if (resume != false && resume != "") return;  // a resume continues the run they belong to
+  const auto earlier = checkpoint::complete_checkpoints(output_dir_);
+  if (earlier.empty()) return;
+  if (!t["overwrite_output_dir"].get<bool>())
+    // Else this run's checkpoint-N would replace the earlier run's, the later ones staying: a
+    // resume would then pick up the other run's weights.
+    throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + std::to_string(earlier.size()) +
+                             " checkpoint(s) of an earlier run (" + fs::path(earlier.back().path).filename().string() +
+                             " the latest): resume it (resume_from_checkpoint=true or auto), or start over with "
+                             "overwrite_output_dir=true, which deletes them");
+  for (const auto& entry : earlier) fs::remove_all(entry.path);
+  for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
+  log_->warn("overwrite_output_dir: deleted " + std::to_string(earlier.size()) + " checkpoint(s) of an earlier run in " +
+             output_dir_);
 }
 
 std::string Trainer::resolve_resume_path() const {

@@ -455,6 +455,27 @@ TEST_F(Train, AnOutputDirNotSharedByEveryRankFailsAtTheStart) {
   EXPECT_FALSE(fs::exists(out("local1") + "/model.safetensors"));
 }
 
+TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
+  // Before, a new run's checkpoint-2 silently replaced the earlier run's while its checkpoint-4
+  // stayed: a later resume=true took the other run's weights.
+  auto r = run(2, "train " + write_config("earlier", {{"max_steps", 4}, {"save_strategy", "steps"}, {"save_steps", 2}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto first = testing::read_bytes(out("earlier") + "/checkpoint-4/model.safetensors");
+  const auto again = write_config("earlier", {{"max_steps", 2}, {"save_strategy", "steps"}, {"save_steps", 2},
+                                              {"learning_rate", 5e-3}});
+  expect_one_line_error(run(2, "train " + again),
+                        "holds 2 checkpoint(s) of an earlier run (checkpoint-4 the latest): resume it");
+  EXPECT_EQ(testing::read_bytes(out("earlier") + "/checkpoint-4/model.safetensors"), first);
+  r = run(2, "train " + again + " --overwrite_output_dir=true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-2"));
+  EXPECT_FALSE(fs::exists(out("earlier") + "/checkpoint-4"));
+  // A resume continues the run the checkpoints belong to: no overwrite needed.
+  r = run(2, "train " + again + " --max_steps=4 --resume_from_checkpoint=true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4"));
+}
+
 TEST_F(Train, RanksGivenDifferentSettingsFailAtTheStart) {
   // mpirun's MPMD form gives rank 1 other options or another file: before, a different model
   // size crashed inside MPI (heap corruption), a different max_steps hung until the collective
