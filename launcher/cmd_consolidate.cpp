@@ -13,9 +13,12 @@ namespace mpitrain::launcher {
 int run_consolidate(const Args& args) {
   po::options_description options("consolidate options");
   std::string source, output, max_shard_size;
+  bool verify = true;
   options.add_options()("src", po::value(&source)->required(), "a checkpoint written with save_mode=sharded")(
       "out", po::value(&output)->required(), "the HF directory to write")(
-      "max_shard_size", po::value(&max_shard_size)->default_value("5GB"), "shard above this size");
+      "max_shard_size", po::value(&max_shard_size)->default_value("5GB"), "shard above this size")(
+      "verify_checksums", po::value<bool>(&verify)->default_value(true),
+      "a training checkpoint's files against its recorded checksums first");
   po::positional_options_description positional;
   positional.add("src", 1).add("out", 1);
   po::variables_map values;
@@ -29,7 +32,7 @@ int run_consolidate(const Args& args) {
   comm::MpiSession mpi(nullptr, nullptr);
   auto world = comm::MpiCommunicator::world();
   try {
-    checkpoint::consolidate_sharded(*world, source, output, limit);
+    checkpoint::consolidate_sharded(*world, source, output, limit, verify);
   } catch (const comm::AgreedError& e) {
     // Every rank has the same message; one line is enough.
     if (world->rank() == 0) std::cerr << "mpitrain: error: " << e.what() << std::endl;

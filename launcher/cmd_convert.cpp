@@ -11,10 +11,13 @@ namespace mpitrain::launcher {
 int run_convert(const Args& args) {
   po::options_description options("convert options");
   std::string src, dst, dtype_name, max_shard_size;
+  bool verify = true;
   options.add_options()("src", po::value(&src)->required(), "HF model directory to read")(
       "dst", po::value(&dst)->required(), "directory to write (stale weight files in it are removed)")(
       "dtype", po::value(&dtype_name), "save dtype: float32 | bfloat16 | float16 (default: as stored)")(
-      "max_shard_size", po::value(&max_shard_size)->default_value("5GB"), "shard above this size (5GB = 5e9 bytes)");
+      "max_shard_size", po::value(&max_shard_size)->default_value("5GB"), "shard above this size (5GB = 5e9 bytes)")(
+      "verify_checksums", po::value<bool>(&verify)->default_value(true),
+      "a training checkpoint's files against its recorded checksums first");
   po::positional_options_description positional;
   positional.add("src", 1).add("dst", 1);
   po::variables_map values;
@@ -27,7 +30,7 @@ int run_convert(const Args& args) {
     throw UsageError(std::string("convert: ") + e.what());
   }
   // Loading in float32 is exact for F32/BF16/F16 sources; without --dtype the source dtype is kept.
-  checkpoint::verify_if_checkpoint(src);  // a training checkpoint's files as they were saved
+  if (verify) checkpoint::verify_if_checkpoint(src);  // a training checkpoint's files as they were saved
   auto loaded = models::from_pretrained(src, torch::kFloat32);
   const auto stored = loaded.model->config().value("torch_dtype", std::string("float32"));
   save.dtype = models::parse_torch_dtype(values.count("dtype") ? dtype_name : stored);

@@ -12,17 +12,20 @@ namespace mpitrain::launcher {
 int run_logits(const Args& args) {
   po::options_description options("logits options");
   std::string model_dir, inputs_path, output_path, dtype_name;
+  bool verify = true;
   options.add_options()("model_dir", po::value(&model_dir)->required(), "HF model directory")(
       "inputs", po::value(&inputs_path)->required(), "JSON with input_ids [, attention_mask, token_type_ids]")(
       "output", po::value(&output_path)->required(), "where to write float32 logits (.npy)")(
-      "dtype", po::value(&dtype_name)->default_value("float32"), "compute dtype: float32 | bfloat16");
+      "dtype", po::value(&dtype_name)->default_value("float32"), "compute dtype: float32 | bfloat16")(
+      "verify_checksums", po::value<bool>(&verify)->default_value(true),
+      "a training checkpoint's files against its recorded checksums first");
   po::positional_options_description positional;
   positional.add("model_dir", 1);
   po::variables_map values;
   if (!parse_options("logits", "MODEL_DIR --inputs F --output F.npy", args, options, positional, values)) return 0;
 
   const auto dtype = models::parse_torch_dtype(dtype_name);
-  checkpoint::verify_if_checkpoint(model_dir);  // a training checkpoint's files as they were saved
+  if (verify) checkpoint::verify_if_checkpoint(model_dir);  // a training checkpoint's files as they were saved
   auto loaded = models::from_pretrained(model_dir, dtype);
   for (const auto& name : loaded.ignored_tensors)
     std::cerr << "mpitrain: warning: " << model_dir << ": tensor '" << name << "' is not used by the model\n";

@@ -6,8 +6,10 @@ launcher/setup.sh
 
 flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
-# Run again, it trains again: the earlier run's checkpoints go (options after it may say otherwise).
-mpirun "${flags[@]}" -np "${NP:-2}" build/bin/mpitrain train configs/tiny-llama.json --overwrite_output_dir=true "$@"
+# Run again, it trains again: the earlier run's checkpoints go, unless the options say otherwise.
+overwrite=(--overwrite_output_dir=true)
+for arg in "$@"; do case "$arg" in --overwrite_output_dir=*|--training.overwrite_output_dir=*) overwrite=();; esac; done
+mpirun "${flags[@]}" -np "${NP:-2}" build/bin/mpitrain train configs/tiny-llama.json "${overwrite[@]}" "$@"
 
 output=$(python3 -c 'import json,sys; print(json.load(open("configs/tiny-llama.json"))["training"]["output_dir"])' 2>/dev/null || echo runs/tiny-llama)
 for arg in "$@"; do case "$arg" in --output_dir=*|--training.output_dir=*) output=${arg#*=};; esac; done

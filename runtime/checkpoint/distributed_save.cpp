@@ -749,7 +749,7 @@ void copy_model_files(const std::string& source_dir, const std::string& output_d
 }  // namespace
 
 void consolidate_sharded(comm::Communicator& comm, const std::string& source_dir, const std::string& output_dir,
-                         std::uint64_t max_shard_size) {
+                         std::uint64_t max_shard_size, bool verify_checksums) {
   std::unique_ptr<CheckpointReader> reader;
   std::vector<ShardedTensor> tensors;
   comm::run_agreed(comm, [&] {
@@ -758,7 +758,7 @@ void consolidate_sharded(comm::Communicator& comm, const std::string& source_dir
   });
   // Every file as it was saved (the ranks share the reading) before any is turned into an HF
   // directory that would carry a flipped byte on as sound.
-  comm::run_agreed(comm, [&] { verify_if_checkpoint(source_dir, comm.rank(), comm.size()); });
+  if (verify_checksums) comm::run_agreed(comm, [&] { verify_if_checkpoint(source_dir, comm.rank(), comm.size()); });
   comm::run_agreed(comm, [&] { tensors = read_sharded_index(source_dir); });
   std::vector<TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back(t.spec);

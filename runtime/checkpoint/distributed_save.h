@@ -64,9 +64,11 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
 
 // Turns a sharded save into a standard HF directory (and copies the other files); collective
 // over `comm`: the ranks share the blocks by bytes (one process, or mpirun to go faster).
-// Throws comm::AgreedError with the same message on every rank.
+// A training checkpoint's recorded checksums are verified first (the ranks share the
+// hashing), unless `verify_checksums` is false. Throws comm::AgreedError with the same
+// message on every rank.
 void consolidate_sharded(comm::Communicator& comm, const std::string& source_dir, const std::string& output_dir,
-                         std::uint64_t max_shard_size);
+                         std::uint64_t max_shard_size, bool verify_checksums = true);
 
 // Reads any block of any tensor from an HF directory or a sharded save, whatever layout
 // wrote it: only the bytes of the block are read.

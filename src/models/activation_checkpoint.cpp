@@ -1,6 +1,7 @@
 // Activation checkpointing: a part of the forward pass keeps only its input, and backward runs it again to get its activations back.
 #include "src/models/activation_checkpoint.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
@@ -60,6 +61,18 @@ class LentGeneratorStates {
   std::vector<at::Tensor> now_;
 };
 
+// While alive, autocast caches no casts.
+class CastCacheOff {
+ public:
+  CastCacheOff() : before_(at::autocast::is_autocast_cache_enabled()) { at::autocast::set_autocast_cache_enabled(false); }
+  ~CastCacheOff() { at::autocast::set_autocast_cache_enabled(before_); }
+  CastCacheOff(const CastCacheOff&) = delete;
+  CastCacheOff& operator=(const CastCacheOff&) = delete;
+
+ private:
+  bool before_;
+};
+
 class RecomputeBackward : public torch::autograd::Node {
  public:
   RecomputeBackward(ForwardPart part, const torch::Tensor& input, GeneratorStates generators, AutocastState autocast)
@@ -70,6 +83,9 @@ class RecomputeBackward : public torch::autograd::Node {
         autocast_(autocast) {}
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    // The inner backward below makes no graph of itself: a double backward would be wrong.
+    TORCH_CHECK(!torch::GradMode::is_enabled(), "double backward through a checkpointed layer is not supported");
+    if (!grads[0].defined()) return {torch::Tensor()};  // the output was not used: nothing to recompute
     // unpack() refuses an input modified in place since the forward (a wrong recomputation).
     auto input = input_.unpack().detach().requires_grad_(input_requires_grad_);
     torch::Tensor output;
@@ -107,6 +123,10 @@ torch::Tensor run_checkpointed(ForwardPart part, const torch::Tensor& input) {
   torch::Tensor output;
   {
     torch::NoGradGuard no_activations_kept;
+    // Autocast must not cache bfloat16 copies of weights made here, without gradients: a later
+    // use inside the same autocast scope (the recomputation, were backward run inside it)
+    // would take them and leave the weights without gradients.
+    CastCacheOff no_cached_casts;
     output = part(input);
     // The backward step is attached to the output itself, so it must own its storage.
     if (output.is_view()) output = output.clone();

@@ -40,6 +40,9 @@ void flatten(const json& value, const std::string& prefix, std::map<std::string,
 void require_same_config_on_every_rank(comm::Communicator& world, const json& config) {
   auto compared = config;
   compared["training"].erase("output_dir");
+  // Per process, not per run: each may have its own.
+  compared["training"].erase("progress_bar");
+  compared["parallel"].erase("torch_threads");
   const auto mine = compared.dump();
   const auto rank0 = broadcast_text(world, mine);
   comm::run_agreed(world, [&] {

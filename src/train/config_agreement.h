@@ -12,6 +12,8 @@ namespace mpitrain::train {
 // without this, ranks given different sizes crash inside a collective, hang until the
 // timeout, or train silently diverging replicas. training.output_dir is left out: its spelling
 // may differ per node; whether it is the same directory is the shared-directory check's job.
+// So are per-process settings (progress_bar, torch_threads). Other paths are compared as
+// spelled: on a cluster they name one shared file.
 void require_same_config_on_every_rank(comm::Communicator& world, const nlohmann::json& config);
 
 }  // namespace mpitrain::train

@@ -137,7 +137,8 @@ std::string type_name(Type t) {
 // Checks a JSON value against the key's type; numbers given as ints are fine for floats.
 json typed(const KeySpec& key, const json& value, const std::string& where) {
   const bool ok = (key.type == Type::kInt && value.is_number_integer()) ||
-                  (key.type == Type::kFloat && value.is_number()) || (key.type == Type::kBool && value.is_boolean()) ||
+                  (key.type == Type::kFloat && value.is_number() && std::isfinite(value.get<double>())) ||
+                  (key.type == Type::kBool && value.is_boolean()) ||
                   (key.type == Type::kString && value.is_string()) ||
                   (key.type == Type::kObject && (value.is_object() || value.is_null())) ||
                   (key.type == Type::kPathOrBool && (value.is_string() || value.is_boolean()));
@@ -223,7 +224,7 @@ void validate(const json& c, const std::function<std::string(const std::string&)
   }
   if (!c["training"]["save_dtype"].get<std::string>().empty())  // empty: as trained
     one_of("training", "save_dtype", {"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"});
-  {
+  if (c["training"]["eval_strategy"] != "no" || c["training"]["save_strategy"] == "best") {  // where it is used
     auto metric = c["training"]["metric_for_best_model"].get<std::string>();
     if (metric.rfind("eval_", 0) == 0) metric = metric.substr(5);
     const bool classification = c["data"]["task"] == "classification";

@@ -129,8 +129,12 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   saved_dtype_ = t["save_dtype"].get<std::string>().empty() ? parameters_.front().scalar_type()
                                                             : models::parse_torch_dtype(t["save_dtype"]);
   if (sharding_configured()) {
-    setup_sharding();
-    model_->to(device_);  // the buffers; the parameters are there already
+    // Over the world: ShardedDataParallel agrees a failure over its dp group only, and under
+    // tp the other groups would go on into the next collective and wait for the timeout.
+    comm::run_agreed(world, [&] {
+      setup_sharding();
+      model_->to(device_);  // the buffers; the parameters are there already
+    });
     if (!weights_to_shard_.empty())
       comm::run_agreed(world, [&] {
         models::load_weight_blocks(*model_, checkpoint::HfWeights::open(weights_to_shard_), shard_placements_, trained_);
@@ -281,21 +285,35 @@ void Trainer::build_model() {
 
 void Trainer::start_over_or_refuse_earlier_checkpoints() const {
   const auto& t = config_["training"];
+  // A run that writes no checkpoint cannot mix its own with an earlier run's.
+  if (t["save_strategy"] == "no" && t["save_on_signals"].get<std::string>().empty()) return;
   const auto& resume = t["resume_from_checkpoint"];
-  if (resume != false && resume != "") return;  // a resume continues the run they belong to
-  const auto earlier = checkpoint::complete_checkpoints(output_dir_);
+  if (resume == true || resume == "auto") return;  // continues the run they belong to, from its latest
+  // Resuming from a given checkpoint of this output_dir abandons the later ones: they would
+  // stay beside this run's checkpoints of the same steps and be picked by the next resume.
+  std::int64_t from_step = -1;
+  if (resume.is_string() && !resume.get<std::string>().empty()) {
+    const fs::path path = resume.get<std::string>();
+    std::error_code error;
+    if (!fs::equivalent(path.parent_path(), output_dir_, error)) return;  // another directory's checkpoint
+    for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))
+      if (fs::equivalent(entry.path, path, error)) from_step = entry.step;
+  }
+  std::vector<checkpoint::CheckpointEntry> earlier;
+  for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))
+    if (entry.step > from_step) earlier.push_back(entry);
   if (earlier.empty()) return;
+  const std::string which = std::to_string(earlier.size()) + " checkpoint(s) " +
+                            (from_step < 0 ? "of an earlier run" : "after the one resumed from") + " (" +
+                            fs::path(earlier.back().path).filename().string() + " the latest)";
   if (!t["overwrite_output_dir"].get<bool>())
-    // Else this run's checkpoint-N would replace the earlier run's, the later ones staying: a
-    // resume would then pick up the other run's weights.
-    throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + std::to_string(earlier.size()) +
-                             " checkpoint(s) of an earlier run (" + fs::path(earlier.back().path).filename().string() +
-                             " the latest): resume it (resume_from_checkpoint=true or auto), or start over with "
-                             "overwrite_output_dir=true, which deletes them");
+    throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + which + ": " +
+                             (from_step < 0 ? "resume it (resume_from_checkpoint=true or auto), or start over"
+                                            : "resume from the latest (resume_from_checkpoint=true), or go on") +
+                             " with overwrite_output_dir=true, which deletes them");
   for (const auto& entry : earlier) fs::remove_all(entry.path);
   for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
-  log_->warn("overwrite_output_dir: deleted " + std::to_string(earlier.size()) + " checkpoint(s) of an earlier run in " +
-             output_dir_);
+  log_->warn("overwrite_output_dir: deleted " + which + " in " + output_dir_);
 }
 
 std::string Trainer::resolve_resume_path() const {

@@ -96,6 +96,9 @@ TEST_F(Train, EverySaveModeResumesBitForBitAndConsolidates) {
                                    " --output " + (local_ / "flipped.npy")),
                         "flipped_hf/model.safetensors: checksum mismatch");
   expect_one_line_error(run(0, "convert " + (local_ / "flipped_hf") + " " + (local_ / "nope_converted")), "checksum mismatch");
+  // Asked not to, it reads what is there (the flipped byte is in a tensor's data: it loads).
+  r = run(0, "convert " + (local_ / "flipped_hf") + " " + (local_ / "converted_anyway") + " --verify_checksums=false");
+  EXPECT_EQ(r.status, 0) << r.err;
   // Where nothing is wrong, logits reads the checkpoint as before.
   r = run(0, "logits " + out("mode_gather") + "/checkpoint-3 --inputs " + (local_ / "flip_inputs.json") + " --output " +
                  (local_ / "sound.npy"));
@@ -291,7 +294,7 @@ TEST_F(Train, BadConfigurationsFailOnEveryRankWithOneLine) {
   // Settings used only at the first checkpoint or evaluation fail before any training.
   expect_one_line_error(run(2, "train " + config + " --max_shard_size=abc"), "'training.max_shard_size' is invalid");
   expect_one_line_error(run(2, "train " + config + " --save_dtype=float8"), "'training.save_dtype' must be one of");
-  expect_one_line_error(run(2, "train " + config + " --metric_for_best_model=bogus"),
+  expect_one_line_error(run(2, "train " + config + " --eval_strategy=steps --metric_for_best_model=bogus"),
                         "'bogus' is not an eval metric of this task (loss)");
   // A value from the command line is blamed on the command line, not on the file.
   expect_one_line_error(run(2, "train " + config + " --save_total_limit=-1"),
@@ -474,6 +477,15 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   r = run(2, "train " + again + " --max_steps=4 --resume_from_checkpoint=true");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4"));
+  // Resuming from an earlier one of them abandons the later ones: they must go first.
+  const auto from_2 = " --max_steps=4 --resume_from_checkpoint=" + out("earlier") + "/checkpoint-2";
+  expect_one_line_error(run(2, "train " + again + from_2), "holds 1 checkpoint(s) after the one resumed from (checkpoint-4");
+  r = run(2, "train " + again + from_2 + " --overwrite_output_dir=true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));  // this run's own
+  // A run that saves no checkpoint mixes nothing in.
+  r = run(2, "train " + write_config("earlier", {{"max_steps", 1}, {"save_on_signals", ""}}));
+  EXPECT_EQ(r.status, 0) << r.err;
 }
 
 TEST_F(Train, RanksGivenDifferentSettingsFailAtTheStart) {
