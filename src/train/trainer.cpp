@@ -293,7 +293,8 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
   // stay beside this run's checkpoints of the same steps and be picked by the next resume.
   std::int64_t from_step = -1;
   if (resume.is_string() && !resume.get<std::string>().empty()) {
-    const fs::path path = resume.get<std::string>();
+    auto path = fs::path(resume.get<std::string>()).lexically_normal();
+    if (!path.has_filename()) path = path.parent_path();  // "checkpoint-2/"
     std::error_code error;
     if (!fs::equivalent(path.parent_path(), output_dir_, error)) return;  // another directory's checkpoint
     for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))

@@ -478,7 +478,7 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4"));
   // Resuming from an earlier one of them abandons the later ones: they must go first.
-  const auto from_2 = " --max_steps=4 --resume_from_checkpoint=" + out("earlier") + "/checkpoint-2";
+  const auto from_2 = " --max_steps=4 --resume_from_checkpoint=" + out("earlier") + "/checkpoint-2/";
   expect_one_line_error(run(2, "train " + again + from_2), "holds 1 checkpoint(s) after the one resumed from (checkpoint-4");
   r = run(2, "train " + again + from_2 + " --overwrite_output_dir=true");
   ASSERT_EQ(r.status, 0) << r.err;
