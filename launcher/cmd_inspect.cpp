@@ -39,7 +39,7 @@ void check_against_config(const std::string& dir, checkpoint::InspectReport& rep
     const std::string text = e.what();
     // Weight-file problems are already listed per file; do not report them twice.
     for (const auto& known : report.problems)
-      if (known == text) return;
+      if (known.rfind(text, 0) == 0) return;  // the same problem, perhaps with a hint added
     report.problems.push_back(text);
   }
 }

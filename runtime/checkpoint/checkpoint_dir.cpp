@@ -23,14 +23,18 @@ void prepare_staging_dir(const std::string& root, std::int64_t step) {
   const auto dir = staging_dir(root, step);
   fs::remove_all(dir);
   fs::create_directories(dir);
+  write_file_atomically((fs::path(dir) / kOwnCheckpointTag).string(), "");
 }
 
 std::string commit_staging_dir(const std::string& root, std::int64_t step, const std::string& marker_json) {
   const auto staging = staging_dir(root, step);
   const auto final_path = (fs::path(root) / checkpoint_name(step)).string();
   fsync_directory(staging);
-  // A complete checkpoint of the same step is replaced only after the new one is whole.
-  if (fs::exists(final_path)) fs::remove_all(final_path);
+  // A complete checkpoint of the same step is replaced only after the new one is whole; a
+  // directory of that name that is not one of ours is never replaced.
+  if (fs::exists(fs::symlink_status(final_path)) && !is_own_checkpoint(final_path))
+    throw CheckpointError(final_path, "exists and was not written by mpitrain: not replaced (move it)");
+  if (fs::exists(fs::symlink_status(final_path))) fs::remove_all(final_path);
   fs::rename(staging, final_path);
   fsync_directory(root);
   crash_point("checkpoint.renamed", 0);  // in place, but no marker yet: still incomplete
@@ -39,6 +43,10 @@ std::string commit_staging_dir(const std::string& root, std::int64_t step, const
 }
 
 bool is_complete_checkpoint(const std::string& dir) { return fs::is_regular_file(fs::path(dir) / kCompleteMarker); }
+
+bool is_own_checkpoint(const std::string& dir) {
+  return !fs::is_symlink(dir) && (is_complete_checkpoint(dir) || fs::is_regular_file(fs::path(dir) / kOwnCheckpointTag));
+}
 
 namespace {
 
@@ -67,7 +75,20 @@ std::vector<std::string> incomplete_checkpoints(const std::string& root) {
     const auto name = item.path().filename().string();
     if (!item.is_directory()) continue;
     if (name.rfind(".tmp-checkpoint-", 0) == 0 ||
-        (std::regex_match(name, kCheckpointName) && !is_complete_checkpoint(item.path().string())))
+        (std::regex_match(name, kCheckpointName) && is_own_checkpoint(item.path().string()) &&
+         !is_complete_checkpoint(item.path().string())))
+      out.push_back(item.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> foreign_checkpoints(const std::string& root) {
+  std::vector<std::string> out;
+  if (!fs::is_directory(root)) return out;
+  for (const auto& item : fs::directory_iterator(root)) {
+    const auto name = item.path().filename().string();
+    if (std::regex_match(name, kCheckpointName) && !is_own_checkpoint(item.path().string()))
       out.push_back(item.path().string());
   }
   std::sort(out.begin(), out.end());

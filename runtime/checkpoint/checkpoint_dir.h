@@ -9,12 +9,16 @@ namespace mpitrain::checkpoint {
 
 // A checkpoint is complete only when this file exists; it is written last.
 inline constexpr const char* kCompleteMarker = "mpitrain_complete.json";
+// Written first into every checkpoint this project saves: a checkpoint-N directory with
+// neither file is someone else's (another trainer's, a user's folder) and is never deleted.
+inline constexpr const char* kOwnCheckpointTag = ".mpitrain-checkpoint";
 
 std::string checkpoint_name(std::int64_t step);  // "checkpoint-<step>"
 // Where the ranks write a checkpoint before it is committed: <root>/.tmp-checkpoint-<step>.
 std::string staging_dir(const std::string& root, std::int64_t step);
 
-// Rank 0, before the ranks write: removes any leftover staging dir for `step` and creates it.
+// Rank 0, before the ranks write: removes any leftover staging dir for `step` and creates it,
+// tagged as this project's.
 void prepare_staging_dir(const std::string& root, std::int64_t step);
 
 // Rank 0, after every rank has written and fsynced its files into the staging dir: renames it
@@ -23,6 +27,8 @@ void prepare_staging_dir(const std::string& root, std::int64_t step);
 std::string commit_staging_dir(const std::string& root, std::int64_t step, const std::string& marker_json);
 
 bool is_complete_checkpoint(const std::string& dir);
+// Complete, or tagged as one this project started to write.
+bool is_own_checkpoint(const std::string& dir);
 
 struct CheckpointEntry {
   std::int64_t step;
@@ -30,8 +36,10 @@ struct CheckpointEntry {
 };
 // Complete checkpoints under root, oldest first.
 std::vector<CheckpointEntry> complete_checkpoints(const std::string& root);
-// Incomplete checkpoint dirs and staging dirs left by a killed job.
+// Incomplete checkpoint dirs (own ones only) and staging dirs left by a killed job.
 std::vector<std::string> incomplete_checkpoints(const std::string& root);
+// checkpoint-N entries under root this project did not write (no marker, no tag), sorted.
+std::vector<std::string> foreign_checkpoints(const std::string& root);
 
 // Which checkpoints to delete so that at most `limit` remain (0 = no limit), oldest first,
 // never `protect` (the best checkpoint), which does not count against the limit.

@@ -90,15 +90,24 @@ void verify_checksums(const std::string& dir, const nlohmann::json& marker, int 
 bool verify_if_checkpoint(const std::string& dir, int which, int count) {
   if (!fs::is_regular_file(fs::path(dir) / kCompleteMarker)) return false;
   auto marker = read_complete_marker(dir);
-  // What a model reader reads: not the optimizer state or the ranks' RNG streams (a job may
+  // What a model reader reads: config.json, the weight files and their indexes. Not the
+  // optimizer state, the ranks' RNG streams, the tokenizer or the trainer's state (a job may
   // have pruned them to save space; hashing them would only cost time).
+  const auto read_by_a_model_reader = [](const std::string& name) {
+    const auto ends_with = [&](const std::string& suffix) {
+      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (name.find('/') != std::string::npos) return false;
+    return name == "config.json" || ends_with("index.json") ||
+           (ends_with(".safetensors") && name.rfind("rng_state_", 0) != 0);
+  };
   if (marker.contains("files")) {
     auto& files = marker["files"];
     for (auto it = files.begin(); it != files.end();)
-      if (it.key().rfind("optimizer/", 0) == 0 || it.key().rfind("rng_state_", 0) == 0)
-        it = files.erase(it);
-      else
+      if (read_by_a_model_reader(it.key()))
         ++it;
+      else
+        it = files.erase(it);
   }
   verify_checksums(dir, marker, which, count);
   return true;

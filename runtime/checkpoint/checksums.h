@@ -34,7 +34,7 @@ nlohmann::json read_complete_marker(const std::string& dir);
 void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which = 0, int count = 1);
 
 // Where `dir` is a complete training checkpoint (it has a completion marker), verifies its
-// share of the files a model reader reads (all but optimizer/ and rng_state_*) as
+// share of the files a model reader reads (config.json, weight files, indexes) as
 // verify_checksums does and returns true; false for any other directory (an HF model
 // directory has no checksums to hold it to).
 bool verify_if_checkpoint(const std::string& dir, int which = 0, int count = 1);

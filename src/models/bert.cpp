@@ -27,10 +27,10 @@ BertConfig BertConfig::from_json(const nlohmann::json& config, const std::string
                      ? static_cast<std::int64_t>(id2label->size())
                      : r.int_or("num_labels", 2);
   if (c.num_labels <= 0) r.fail("num_labels must be positive");
-  c.layer_norm_eps = r.double_or("layer_norm_eps", 1e-12);
-  c.hidden_dropout_prob = r.double_or("hidden_dropout_prob", 0.1);
-  c.attention_probs_dropout_prob = r.double_or("attention_probs_dropout_prob", 0.1);
-  c.classifier_dropout = r.double_or("classifier_dropout", c.hidden_dropout_prob);
+  c.layer_norm_eps = r.positive_double_or("layer_norm_eps", 1e-12);
+  c.hidden_dropout_prob = r.probability_or("hidden_dropout_prob", 0.1);
+  c.attention_probs_dropout_prob = r.probability_or("attention_probs_dropout_prob", 0.1);
+  c.classifier_dropout = r.probability_or("classifier_dropout", c.hidden_dropout_prob);
   c.initializer_range = r.double_or("initializer_range", 0.02);
   c.hidden_act = r.activation_or("hidden_act", "gelu");
   const auto position_type = r.string_or("position_embedding_type", "absolute");

@@ -1,6 +1,8 @@
 // Typed access to a config.json with errors that name the file, the key and what was expected.
 #include "src/models/config_reader.h"
 
+#include <cmath>
+
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "src/models/layers.h"
 
@@ -41,6 +43,18 @@ double ConfigReader::double_or(const std::string& key, double fallback) const {
   if (!v) return fallback;
   if (!v->is_number()) fail("key '" + key + "' must be a number, got " + v->dump());
   return v->get<double>();
+}
+
+double ConfigReader::positive_double_or(const std::string& key, double fallback) const {
+  const auto v = double_or(key, fallback);
+  if (!(v > 0) || !std::isfinite(v)) fail("key '" + key + "' must be a positive number, got " + value(key)->dump());
+  return v;
+}
+
+double ConfigReader::probability_or(const std::string& key, double fallback) const {
+  const auto v = double_or(key, fallback);
+  if (!(v >= 0 && v <= 1)) fail("key '" + key + "' must be a probability in [0, 1], got " + value(key)->dump());
+  return v;
 }
 
 bool ConfigReader::bool_or(const std::string& key, bool fallback) const {

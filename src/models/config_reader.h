@@ -14,6 +14,10 @@ class ConfigReader {
   std::int64_t require_int(const std::string& key) const;  // must be present, a positive integer
   std::int64_t int_or(const std::string& key, std::int64_t fallback) const;  // null counts as absent
   double double_or(const std::string& key, double fallback) const;
+  // A finite number > 0 (an epsilon, a RoPE base): 0 or less trains NaN to the end.
+  double positive_double_or(const std::string& key, double fallback) const;
+  // A dropout probability, in [0, 1].
+  double probability_or(const std::string& key, double fallback) const;
   bool bool_or(const std::string& key, bool fallback) const;
   std::string string_or(const std::string& key, const std::string& fallback) const;
   bool has(const std::string& key) const;

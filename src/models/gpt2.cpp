@@ -19,10 +19,10 @@ Gpt2Config Gpt2Config::from_json(const nlohmann::json& config, const std::string
   if (c.n_embd % c.n_head != 0)
     r.fail("n_embd " + std::to_string(c.n_embd) + " is not divisible by n_head " + std::to_string(c.n_head));
   c.n_inner = r.int_or("n_inner", 4 * c.n_embd);
-  c.layer_norm_epsilon = r.double_or("layer_norm_epsilon", 1e-5);
-  c.attn_pdrop = r.double_or("attn_pdrop", 0.1);
-  c.resid_pdrop = r.double_or("resid_pdrop", 0.1);
-  c.embd_pdrop = r.double_or("embd_pdrop", 0.1);
+  c.layer_norm_epsilon = r.positive_double_or("layer_norm_epsilon", 1e-5);
+  c.attn_pdrop = r.probability_or("attn_pdrop", 0.1);
+  c.resid_pdrop = r.probability_or("resid_pdrop", 0.1);
+  c.embd_pdrop = r.probability_or("embd_pdrop", 0.1);
   c.initializer_range = r.double_or("initializer_range", 0.02);
   c.scale_attn_weights = r.bool_or("scale_attn_weights", true);
   c.scale_attn_by_inverse_layer_idx = r.bool_or("scale_attn_by_inverse_layer_idx", false);

@@ -27,9 +27,9 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& config, const std::stri
   if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0)
     r.fail("num_attention_heads " + std::to_string(c.num_attention_heads) +
            " is not a multiple of num_key_value_heads " + std::to_string(c.num_key_value_heads));
-  c.rms_norm_eps = r.double_or("rms_norm_eps", 1e-6);
-  c.rope_theta = r.double_or("rope_theta", 10000.0);
-  c.attention_dropout = r.double_or("attention_dropout", 0.0);
+  c.rms_norm_eps = r.positive_double_or("rms_norm_eps", 1e-6);
+  c.rope_theta = r.positive_double_or("rope_theta", 10000.0);
+  c.attention_dropout = r.probability_or("attention_dropout", 0.0);
   c.initializer_range = r.double_or("initializer_range", 0.02);
   c.attention_bias = r.bool_or("attention_bias", false);
   c.mlp_bias = r.bool_or("mlp_bias", false);

@@ -285,21 +285,42 @@ void Trainer::build_model() {
 
 void Trainer::start_over_or_refuse_earlier_checkpoints() const {
   const auto& t = config_["training"];
+  const auto& resume = t["resume_from_checkpoint"];
+  fs::path resume_path;
+  std::error_code error;
+  if (resume.is_string() && !resume.get<std::string>().empty() && resume != "auto") {
+    resume_path = fs::path(resume.get<std::string>()).lexically_normal();
+    if (!resume_path.has_filename()) resume_path = resume_path.parent_path();  // "checkpoint-2/"
+    // The final save would overwrite the files being resumed from (and checkpoints nest in it).
+    if (fs::equivalent(resume_path, output_dir_, error))
+      throw std::runtime_error("output_dir '" + output_dir_ +
+                               "' is the checkpoint resumed from: the run would write over it; give the directory "
+                               "that holds it, or another one");
+  }
   // A run that writes no checkpoint cannot mix its own with an earlier run's.
   if (t["save_strategy"] == "no" && t["save_on_signals"].get<std::string>().empty()) return;
-  const auto& resume = t["resume_from_checkpoint"];
+  const bool overwrite = t["overwrite_output_dir"].get<bool>();
+  // Someone else's checkpoint-N (another trainer's, a folder of the user's): a save of that
+  // step would replace it, and before, any save deleted it as an incomplete checkpoint.
+  const auto foreign = checkpoint::foreign_checkpoints(output_dir_);
+  if (!foreign.empty()) {
+    const auto named = fs::path(foreign.front()).filename().string() +
+                       (foreign.size() > 1 ? " and " + std::to_string(foreign.size() - 1) + " more" : "");
+    if (!overwrite)
+      throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + named +
+                               ", which mpitrain did not write (another trainer's checkpoint? a folder of yours?): "
+                               "move it, use another output_dir, or overwrite_output_dir=true deletes it");
+    for (const auto& path : foreign) fs::remove_all(path);  // a link goes, not what it points to
+    log_->warn("overwrite_output_dir: deleted " + named + " (not written by mpitrain) in " + output_dir_);
+  }
   if (resume == true || resume == "auto") return;  // continues the run they belong to, from its latest
   // Resuming from a given checkpoint of this output_dir abandons the later ones: they would
-  // stay beside this run's checkpoints of the same steps and be picked by the next resume.
+  // stay beside this run's checkpoints of the same steps and be picked by the next resume. A
+  // checkpoint of another directory leaves every one here an earlier run's.
   std::int64_t from_step = -1;
-  if (resume.is_string() && !resume.get<std::string>().empty()) {
-    auto path = fs::path(resume.get<std::string>()).lexically_normal();
-    if (!path.has_filename()) path = path.parent_path();  // "checkpoint-2/"
-    std::error_code error;
-    if (!fs::equivalent(path.parent_path(), output_dir_, error)) return;  // another directory's checkpoint
+  if (!resume_path.empty() && fs::equivalent(resume_path.parent_path(), output_dir_, error))
     for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))
-      if (fs::equivalent(entry.path, path, error)) from_step = entry.step;
-  }
+      if (fs::equivalent(entry.path, resume_path, error)) from_step = entry.step;
   std::vector<checkpoint::CheckpointEntry> earlier;
   for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))
     if (entry.step > from_step) earlier.push_back(entry);
@@ -307,7 +328,7 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
   const std::string which = std::to_string(earlier.size()) + " checkpoint(s) " +
                             (from_step < 0 ? "of an earlier run" : "after the one resumed from") + " (" +
                             fs::path(earlier.back().path).filename().string() + " the latest)";
-  if (!t["overwrite_output_dir"].get<bool>())
+  if (!overwrite)
     throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + which + ": " +
                              (from_step < 0 ? "resume it (resume_from_checkpoint=true or auto), or start over"
                                             : "resume from the latest (resume_from_checkpoint=true), or go on") +

@@ -59,6 +59,7 @@ TEST_F(Train, EverySaveModeResumesBitForBitAndConsolidates) {
       EXPECT_NE(r.status, 0);
       EXPECT_NE((r.out + r.err).find("an mpitrain sharded checkpoint: `mpitrain consolidate` writes it"), std::string::npos)
           << r.out << r.err;
+      EXPECT_NE(r.out.find("1 problem(s)"), std::string::npos) << r.out;  // said once, not again as a model check
     } else
       EXPECT_EQ(r.status, 0) << mode << "\n" << r.out << r.err;
   }
@@ -184,6 +185,7 @@ TEST_F(Train, CheckpointsLeftHalfWrittenAreIgnoredAndCleanedUp) {
   fs::create_directories(out("killed") + "/.tmp-checkpoint-6");
   testing::write_bytes(out("killed") + "/.tmp-checkpoint-6/model.safetensors", "half");
   fs::create_directories(out("killed") + "/checkpoint-5");
+  testing::write_bytes(out("killed") + "/checkpoint-5/.mpitrain-checkpoint", "");  // written first by every save
   testing::write_bytes(out("killed") + "/checkpoint-5/trainer_state.json", "{");
   r = run(2, "train " + write_config("killed", saving) + " --resume_from_checkpoint=true --max_steps=6");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -392,6 +394,7 @@ TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
                         "output_dir '" + (local_ / "a_file") + "' is a file");
   EXPECT_EQ(testing::read_bytes(local_ / "a_file"), "precious");
   fs::create_directories(out("bad") + "/checkpoint-3");
+  testing::write_bytes(out("bad") + "/checkpoint-3/.mpitrain-checkpoint", "");  // a killed save's
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=" + out("bad") + "/checkpoint-3"),
                         "is incomplete");
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --resume_from_checkpoint=" + out("bad") + "/checkpoint-9"),
@@ -485,6 +488,38 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));  // this run's own
   // A run that saves no checkpoint mixes nothing in.
   r = run(2, "train " + write_config("earlier", {{"max_steps", 1}, {"save_on_signals", ""}}));
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(Train, CheckpointDirectoriesMpitrainDidNotWriteAreNeverDeleted) {
+  // Before, any save deleted a checkpoint-N without mpitrain's marker as a killed job's: a
+  // Hugging Face Trainer's checkpoint-500, a folder of the user's, a link.
+  const auto config = write_config("foreign", {{"max_steps", 2}, {"save_strategy", "steps"}, {"save_steps", 2}});
+  fs::create_directories(out("foreign") + "/checkpoint-500");
+  testing::write_bytes(out("foreign") + "/checkpoint-500/optimizer.pt", "theirs");
+  expect_one_line_error(run(2, "train " + config),
+                        "holds checkpoint-500, which mpitrain did not write (another trainer's checkpoint? a folder of yours?)");
+  expect_one_line_error(run(2, "train " + config + " --resume_from_checkpoint=auto"), "which mpitrain did not write");
+  EXPECT_EQ(testing::read_bytes(out("foreign") + "/checkpoint-500/optimizer.pt"), "theirs");
+  auto r = run(2, "train " + config + " --overwrite_output_dir=true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(out("foreign") + "/checkpoint-500"));
+  EXPECT_TRUE(fs::exists(out("foreign") + "/checkpoint-2/.mpitrain-checkpoint"));
+  // A checkpoint of another directory: this one's checkpoints are an earlier run's.
+  const auto other = write_config("other_dir", {{"max_steps", 2}, {"save_strategy", "steps"}, {"save_steps", 2}});
+  r = run(2, "train " + other);
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_one_line_error(run(2, "train " + config + " --max_steps=4 --resume_from_checkpoint=" + out("other_dir") + "/checkpoint-2"),
+                        "holds 1 checkpoint(s) of an earlier run (checkpoint-2 the latest)");
+  // The checkpoint resumed from as output_dir: the run would write over the files it reads.
+  expect_one_line_error(run(2, "train " + config + " --max_steps=4 --resume_from_checkpoint=" + out("other_dir") +
+                                   "/checkpoint-2 --output_dir=" + out("other_dir") + "/checkpoint-2"),
+                        "is the checkpoint resumed from: the run would write over it");
+  // A model reader verifies what it reads: a checkpoint without its scheduler state still loads.
+  fs::remove(out("other_dir") + "/checkpoint-2/scheduler.json");
+  testing::write_bytes(local_ / "foreign_inputs.json", R"({"input_ids": [[72, 101, 108]]})");
+  r = run(0, "logits " + out("other_dir") + "/checkpoint-2 --inputs " + (local_ / "foreign_inputs.json") + " --output " +
+                 (local_ / "foreign.npy"));
   EXPECT_EQ(r.status, 0) << r.err;
 }
 

@@ -191,6 +191,27 @@ TEST(BadModelDirectory, InvalidConfigJson) {
   expect_load_fails(dir, "does not exist", "config.json");
 }
 
+TEST(BadModelDirectory, ValuesThatWouldTrainNanOrFailInsideTorch) {
+  // Before: a negative epsilon or RoPE base trained NaN to the end with exit status 0, and a
+  // dropout of 1.5 failed inside LibTorch naming neither the key nor the file.
+  ScratchDir scratch;
+  const auto llama = copy_fixture(scratch, "llama/single");
+  edit_config(llama, [](json& c) { c["rms_norm_eps"] = -1; });
+  expect_load_fails(llama, "key 'rms_norm_eps' must be a positive number, got -1", "config.json");
+  edit_config(llama, [](json& c) {
+    c["rms_norm_eps"] = 1e-6;
+    c["rope_theta"] = 0;
+  });
+  expect_load_fails(llama, "key 'rope_theta' must be a positive number, got 0", "config.json");
+  ScratchDir gpt2_scratch, bert_scratch;  // one fixture copy per scratch directory
+  const auto gpt2 = copy_fixture(gpt2_scratch, "gpt2/single");
+  edit_config(gpt2, [](json& c) { c["resid_pdrop"] = 1.5; });
+  expect_load_fails(gpt2, "key 'resid_pdrop' must be a probability in [0, 1], got 1.5", "config.json");
+  const auto bert = copy_fixture(bert_scratch, "bert_seqcls/single");
+  edit_config(bert, [](json& c) { c["layer_norm_eps"] = -1e-12; });
+  expect_load_fails(bert, "key 'layer_norm_eps' must be a positive number", "config.json");
+}
+
 TEST(BadModelDirectory, TensorShapeThatDoesNotFitTheConfig) {
   ScratchDir scratch;
   const auto dir = copy_fixture(scratch, "llama/sharded");
