@@ -32,9 +32,11 @@ std::string commit_staging_dir(const std::string& root, std::int64_t step, const
   fsync_directory(staging);
   // A complete checkpoint of the same step is replaced only after the new one is whole; a
   // directory of that name that is not one of ours is never replaced.
-  if (fs::exists(fs::symlink_status(final_path)) && !is_own_checkpoint(final_path))
-    throw CheckpointError(final_path, "exists and was not written by mpitrain: not replaced (move it)");
-  if (fs::exists(fs::symlink_status(final_path))) fs::remove_all(final_path);
+  if (fs::exists(fs::symlink_status(final_path))) {
+    if (!is_own_checkpoint(final_path))
+      throw CheckpointError(final_path, "exists and was not written by mpitrain: not replaced (move it)");
+    fs::remove_all(final_path);
+  }
   fs::rename(staging, final_path);
   fsync_directory(root);
   crash_point("checkpoint.renamed", 0);  // in place, but no marker yet: still incomplete
@@ -51,6 +53,17 @@ bool is_own_checkpoint(const std::string& dir) {
 namespace {
 
 const std::regex kCheckpointName(R"(checkpoint-(\d+))");
+
+// The entries of root whose name and path `wanted` accepts, sorted.
+template <class Wanted>
+std::vector<std::string> entries_where(const std::string& root, Wanted wanted) {
+  std::vector<std::string> out;
+  if (!fs::is_directory(root)) return out;
+  for (const auto& item : fs::directory_iterator(root))
+    if (wanted(item, item.path().filename().string())) out.push_back(item.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 }  // namespace
 
@@ -69,30 +82,18 @@ std::vector<CheckpointEntry> complete_checkpoints(const std::string& root) {
 }
 
 std::vector<std::string> incomplete_checkpoints(const std::string& root) {
-  std::vector<std::string> out;
-  if (!fs::is_directory(root)) return out;
-  for (const auto& item : fs::directory_iterator(root)) {
-    const auto name = item.path().filename().string();
-    if (!item.is_directory()) continue;
-    if (name.rfind(".tmp-checkpoint-", 0) == 0 ||
-        (std::regex_match(name, kCheckpointName) && is_own_checkpoint(item.path().string()) &&
-         !is_complete_checkpoint(item.path().string())))
-      out.push_back(item.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return entries_where(root, [](const fs::directory_entry& item, const std::string& name) {
+    if (!item.is_directory()) return false;
+    const auto path = item.path().string();
+    return name.rfind(".tmp-checkpoint-", 0) == 0 ||
+           (std::regex_match(name, kCheckpointName) && is_own_checkpoint(path) && !is_complete_checkpoint(path));
+  });
 }
 
 std::vector<std::string> foreign_checkpoints(const std::string& root) {
-  std::vector<std::string> out;
-  if (!fs::is_directory(root)) return out;
-  for (const auto& item : fs::directory_iterator(root)) {
-    const auto name = item.path().filename().string();
-    if (std::regex_match(name, kCheckpointName) && !is_own_checkpoint(item.path().string()))
-      out.push_back(item.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  return entries_where(root, [](const fs::directory_entry& item, const std::string& name) {
+    return std::regex_match(name, kCheckpointName) && !is_own_checkpoint(item.path().string());
+  });
 }
 
 std::vector<std::string> checkpoints_to_rotate(const std::vector<CheckpointEntry>& complete, std::int64_t limit,

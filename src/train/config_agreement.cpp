@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 
 #include "runtime/comm/agreement.h"
@@ -50,17 +51,21 @@ void require_same_config_on_every_rank(comm::Communicator& world, const json& co
     std::map<std::string, std::string> ours, theirs;
     flatten(compared, "", ours);
     flatten(json::parse(rank0), "", theirs);
+    // The first key (in order) whose value differs, or that one side lacks.
+    const auto value_in = [](const std::map<std::string, std::string>& values, const std::string& key) {
+      const auto it = values.find(key);
+      return it == values.end() ? std::string("(unset)") : it->second;
+    };
+    std::set<std::string> keys;
+    for (const auto* values : {&ours, &theirs})
+      for (const auto& entry : *values) keys.insert(entry.first);
     std::string key = "?", our_value = "(unset)", their_value = "(unset)";
-    for (const auto& source : {ours, theirs}) {
-      for (const auto& [name, value] : source) {
-        const auto a = ours.find(name), b = theirs.find(name);
-        if (a != ours.end() && b != theirs.end() && a->second == b->second) continue;
-        key = name;
-        if (a != ours.end()) our_value = a->second;
-        if (b != theirs.end()) their_value = b->second;
-        break;
-      }
-      if (key != "?") break;
+    for (const auto& name : keys) {
+      if (value_in(ours, name) == value_in(theirs, name)) continue;
+      key = name;
+      our_value = value_in(ours, name);
+      their_value = value_in(theirs, name);
+      break;
     }
     throw std::runtime_error("the run config differs between ranks: rank " + std::to_string(world.rank()) + " has " +
                              key + " = " + our_value + " where rank 0 has " + their_value +

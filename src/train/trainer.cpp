@@ -317,12 +317,13 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
   // Resuming from a given checkpoint of this output_dir abandons the later ones: they would
   // stay beside this run's checkpoints of the same steps and be picked by the next resume. A
   // checkpoint of another directory leaves every one here an earlier run's.
+  const auto complete = checkpoint::complete_checkpoints(output_dir_);
   std::int64_t from_step = -1;
   if (!resume_path.empty() && fs::equivalent(resume_path.parent_path(), output_dir_, error))
-    for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))
+    for (const auto& entry : complete)
       if (fs::equivalent(entry.path, resume_path, error)) from_step = entry.step;
   std::vector<checkpoint::CheckpointEntry> earlier;
-  for (const auto& entry : checkpoint::complete_checkpoints(output_dir_))
+  for (const auto& entry : complete)
     if (entry.step > from_step) earlier.push_back(entry);
   if (earlier.empty()) return;
   const std::string which = std::to_string(earlier.size()) + " checkpoint(s) " +
