@@ -14,6 +14,7 @@
 #include "launcher/options.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/remove_tree.h"
 #include "runtime/checkpoint/xxhash64.h"
 
 namespace mpitrain::launcher {
@@ -125,7 +126,7 @@ int run_bench_io(const Args& args) {
     // Both writes go to new files: freeing the previous run's blocks (and any discard the
     // file system does for them) happens here, outside the timings.
     fs::remove(root / "raw.bin");
-    fs::remove_all(root / "safetensors");
+    checkpoint::remove_tree(root / "safetensors");
     ::sync();
     // Alternate which write goes first so that neither always meets a busier disk.
     auto save = [&] {
@@ -161,7 +162,7 @@ int run_bench_io(const Args& args) {
     hash_warm.push_back(hash_files());
     if (r % 2) write_ratio.push_back((raw_w[r - 1] + raw_w[r]) / (st_w[r - 1] + st_w[r]));
   }
-  fs::remove_all(root);
+  checkpoint::remove_tree(root);
 
   std::cout << std::fixed << std::setprecision(3);
   std::cout << "bench io: " << count << " tensors x " << tensor_mb << " MiB = " << total_gb << " GB, " << repeats

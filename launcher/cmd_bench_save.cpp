@@ -16,6 +16,7 @@
 #include "launcher/bench_stats.h"
 #include "launcher/options.h"
 #include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/remove_tree.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
@@ -220,7 +221,7 @@ int run_bench_save(const Args& args) {
     world->barrier();
     if (rank == 0) {
       if (!keep_raw) fs::remove(root / "raw.bin");
-      fs::remove_all(root / "save");
+      checkpoint::remove_tree(root / "save");
       ::sync();  // freeing the last run's blocks happens outside the timings
     }
     world->barrier();
@@ -249,7 +250,7 @@ int run_bench_save(const Args& args) {
   }
   clean();
   if (rank == 0) {
-    fs::remove_all(root);
+    checkpoint::remove_tree(root);
     std::printf("bench save: %zu tensors, %.3f GB written as %s, %d ranks, mode %s (io %s), tensors on %s, %d runs\n",
                 count, total_gb, save_dtype_name.c_str(), n, mode_name.c_str(), io.c_str(), device.str().c_str(),
                 repeats);

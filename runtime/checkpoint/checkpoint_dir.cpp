@@ -8,6 +8,7 @@
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/crash_point.h"
+#include "runtime/checkpoint/remove_tree.h"
 
 namespace mpitrain::checkpoint {
 
@@ -21,7 +22,7 @@ std::string staging_dir(const std::string& root, std::int64_t step) {
 
 void prepare_staging_dir(const std::string& root, std::int64_t step) {
   const auto dir = staging_dir(root, step);
-  fs::remove_all(dir);
+  remove_tree(dir);
   fs::create_directories(dir);
   write_file_atomically((fs::path(dir) / kOwnCheckpointTag).string(), "");
 }
@@ -35,7 +36,7 @@ std::string commit_staging_dir(const std::string& root, std::int64_t step, const
   if (fs::exists(fs::symlink_status(final_path))) {
     if (!is_own_checkpoint(final_path))
       throw CheckpointError(final_path, "exists and was not written by mpitrain: not replaced (move it)");
-    fs::remove_all(final_path);
+    remove_tree(final_path);
   }
   fs::rename(staging, final_path);
   fsync_directory(root);

@@ -29,6 +29,7 @@
 #include "src/models/autocast.h"
 #include "src/train/losses.h"
 #include "runtime/checkpoint/hf_index.h"
+#include "runtime/checkpoint/remove_tree.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/stop_signal.h"
 
@@ -310,7 +311,7 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
       throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + named +
                                ", which mpitrain did not write (another trainer's checkpoint? a folder of yours?): "
                                "move it, use another output_dir, or overwrite_output_dir=true deletes it");
-    for (const auto& path : foreign) fs::remove_all(path);  // a link goes, not what it points to
+    for (const auto& path : foreign) checkpoint::remove_tree(path);  // a link goes, not what it points to
     log_->warn("overwrite_output_dir: deleted " + named + " (not written by mpitrain) in " + output_dir_);
   }
   if (resume == true || resume == "auto") return;  // continues the run they belong to, from its latest
@@ -334,8 +335,8 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
                              (from_step < 0 ? "resume it (resume_from_checkpoint=true or auto), or start over"
                                             : "resume from the latest (resume_from_checkpoint=true), or go on") +
                              " with overwrite_output_dir=true, which deletes them");
-  for (const auto& entry : earlier) fs::remove_all(entry.path);
-  for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
+  for (const auto& entry : earlier) checkpoint::remove_tree(entry.path);
+  for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) checkpoint::remove_tree(stale);
   log_->warn("overwrite_output_dir: deleted " + which + " in " + output_dir_);
 }
 
@@ -833,7 +834,7 @@ void Trainer::write_checkpoint(const CheckpointSnapshot& s, comm::Communicator& 
   const auto staging = checkpoint::staging_dir(output_dir_, s.step);
   comm::run_agreed(comm, [&] {
     if (comm.rank() == 0) {
-      for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) fs::remove_all(stale);
+      for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) checkpoint::remove_tree(stale);
       checkpoint::prepare_staging_dir(output_dir_, s.step);
     }
   });
@@ -920,7 +921,7 @@ void Trainer::rotate_checkpoints(const std::string& best_model_checkpoint) {
     log_->info("deleting older checkpoint " + path + " (save_total_limit " + std::to_string(limit) + ")");
     // The marker goes first, so a crash mid-delete leaves an incomplete checkpoint, not a corrupt complete one.
     fs::remove(fs::path(path) / checkpoint::kCompleteMarker);
-    fs::remove_all(path);
+    checkpoint::remove_tree(path);
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/npy.h"
+#include "runtime/checkpoint/remove_tree.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
 #include "runtime/device/interval_timer.h"
@@ -155,7 +156,7 @@ TEST(Staging, SavesFromGpuTensorsWriteTheBytesOfTheCpuSave) {
         checkpoint::save_distributed(*world, (root / "gpu").string(), on_gpu, options);
         for (const auto& item : fs::directory_iterator(root / "cpu"))
           EXPECT_EQ(read_file(item.path()), read_file(root / "gpu" / item.path().filename())) << item.path();
-        fs::remove_all(root);
+        checkpoint::remove_tree(root);
       }
     }
   }

@@ -60,7 +60,9 @@ torch_cmake=$(env LD_LIBRARY_PATH="$system_libraries" python3 -c 'import torch; 
 fixtures="$(pwd)/.gpu-fixtures/hf-tiny"
 build=build-gpu
 bin="$build/bin"
-stage configure 120 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPITRAIN_BUILD_FUZZERS=OFF \
+boost_dir=()  # the carried Boost's own package file: a system BoostConfig would be found first
+[ -n "${Boost_ROOT:-}" ] && boost_dir=(-DBoost_DIR="$(echo "$Boost_ROOT"/lib/x86_64-linux-gnu/cmake/Boost-*)")
+stage configure 120 cmake -S . -B "$build" -G Ninja "${boost_dir[@]}" -DCMAKE_BUILD_TYPE=Release -DMPITRAIN_BUILD_FUZZERS=OFF \
   -DCMAKE_PREFIX_PATH="$torch_cmake;$CMAKE_PREFIX_PATH" -DMPITRAIN_FIXTURES_DIR="$fixtures" \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DTORCH_CUDA_ARCH_LIST=9.0 \
   -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" | tee "$WORK/configure.txt"

@@ -14,7 +14,12 @@ deps_need_openmpi() {
   ! command -v mpicxx >/dev/null || ! command -v mpirun >/dev/null || ! mpirun --version 2>&1 | grep -q 'Open MPI'
 }
 deps_need_hdf5() { [ ! -f /usr/include/hdf5/serial/H5Cpp.h ] && [ ! -f /usr/include/H5Cpp.h ]; }
-deps_need_boost() { [ ! -f /usr/include/boost/program_options.hpp ]; }
+# Headers alone are not Boost.Program_options: an image with libboost-dev but not its
+# program_options library and CMake package (Ubuntu 24.04's, seen on the H200) needs ours.
+deps_need_boost() {
+  [ ! -f /usr/include/boost/program_options.hpp ] ||
+    ! compgen -G "/usr/lib/x86_64-linux-gnu/cmake/boost_program_options-*/boost_program_options-config.cmake" >/dev/null
+}
 # A build package is taken when the machine lacks what it provides.
 deps_missing() {
   [ "${MPITRAIN_FORCE_DEPS:-0}" = 1 ] && return 0
@@ -65,6 +70,9 @@ find "$deps_root" -type l -lname '/*' | while read -r link; do
 done
 if echo " $deps_used " | grep -q " libopenmpi3 \| openmpi-bin "; then
   export OPAL_PREFIX="$usr"  # Open MPI finds its plugins, help files and orted under it
+fi
+if echo " $deps_used " | grep -q " libboost-program-options1.74-dev "; then
+  export Boost_ROOT="$usr" BOOST_ROOT="$usr"  # ours, not a system Boost whose program_options is absent
 fi
 export PATH="$usr/bin:$PATH"
 # libfabric's PSM provider library sits where only update-alternatives would link it from.

@@ -9,6 +9,7 @@
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/remove_tree.h"
 #include "runtime/checkpoint/save_plan.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
@@ -171,7 +172,7 @@ TEST_P(DistributedSave, GatherAndParallelWriteTheSingleWriterBytes) {
     }
   }
   world()->barrier();
-  if (world()->rank() == 0) fs::remove_all(root);
+  if (world()->rank() == 0) remove_tree(root);
 }
 
 INSTANTIATE_TEST_SUITE_P(ShardSizes, DistributedSave, ::testing::Values(5'000'000'000ull, 300ull));
@@ -229,7 +230,7 @@ TEST(DistributedSave, ASavedDtypeIsMadeBlockByBlockWhileWriting) {
         expect_same_files(mode == SaveMode::kSharded ? out + "-up-front" : root + "/reference", out);
     }
   world()->barrier();
-  if (world()->rank() == 0) fs::remove_all(root);
+  if (world()->rank() == 0) remove_tree(root);
 }
 
 TEST(DistributedSave, ADirectoryNotSharedByEveryRankIsAClearErrorExceptForGather) {
@@ -285,7 +286,7 @@ TEST(DistributedSave, ADirectoryNotSharedByEveryRankIsAClearErrorExceptForGather
     }
   }
   world()->barrier();
-  if (world()->rank() == 0) fs::remove_all(root);
+  if (world()->rank() == 0) remove_tree(root);
 }
 
 TEST(DistributedSave, BadShardedDirectoriesAreClearErrors) {
@@ -375,7 +376,7 @@ TEST(DistributedSave, AFailedSaveLeavesThePreviousFilesAndNoTemporaries) {
         }
       }
   world()->barrier();
-  if (world()->rank() == 0) fs::remove_all(root);
+  if (world()->rank() == 0) remove_tree(root);
 }
 
 }  // namespace

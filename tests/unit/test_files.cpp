@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "runtime/checkpoint/remove_tree.h"
+
 namespace mpitrain::testing {
 
 namespace fs = std::filesystem;
@@ -19,8 +21,11 @@ ScratchDir::ScratchDir() {
 }
 
 ScratchDir::~ScratchDir() {
-  std::error_code ignored;
-  fs::remove_all(path_, ignored);
+  try {
+    checkpoint::remove_tree(path_);
+  } catch (const std::exception&) {
+    // a test's scratch left behind is no test failure
+  }
 }
 
 std::string fixture(const std::string& relative) { return std::string(MPITRAIN_FIXTURES_DIR) + "/" + relative; }
