@@ -29,7 +29,11 @@ int remove_entry(const char* entry, const struct stat*, int, struct FTW*) {
 
 }  // namespace
 
-std::uintmax_t remove_tree(const std::filesystem::path& path) {
+std::uintmax_t remove_tree(const std::filesystem::path& given) {
+  // "link/" would name the link's target: the link itself is what goes.
+  auto text = given.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  const std::filesystem::path path(text);
   struct stat info;
   if (::lstat(path.c_str(), &info) != 0) {
     if (errno == ENOENT) return 0;

@@ -33,6 +33,7 @@ class Hdf5Dataset {
   bool is_classification() const { return classification_; }
   std::int64_t size() const { return samples_; }  // windows or rows
   std::int64_t vocab_size() const { return vocab_size_; }
+  std::int64_t sequence_length() const { return seq_len_; }  // seq_len, or a classification row's width
   const std::string& path() const { return path_; }
 
   // Reads only the samples named (one hyperslab each), in the order given.

@@ -99,6 +99,9 @@ class BertForSequenceClassification : public HfModel {
   std::string architecture() const override { return "BertForSequenceClassification"; }
   bool is_causal_lm() const override { return false; }
   bool ties_word_embeddings() const override { return false; }
+  PositionLimit position_limit() const override {
+    return {config_.max_position_embeddings, "max_position_embeddings", /*learned=*/true};
+  }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   int parameter_group(const std::string& name) const override;
 

@@ -75,6 +75,7 @@ class Gpt2LMHeadModel : public HfModel {
   std::string architecture() const override { return "GPT2LMHeadModel"; }
   bool is_causal_lm() const override { return true; }
   bool ties_word_embeddings() const override { return config_.tie_word_embeddings; }
+  PositionLimit position_limit() const override { return {config_.n_positions, "n_positions", /*learned=*/true}; }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   std::string base_model_prefix() const override { return "transformer."; }
 

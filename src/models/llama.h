@@ -75,6 +75,9 @@ class LlamaForCausalLM : public HfModel {
   std::string architecture() const override { return "LlamaForCausalLM"; }
   bool is_causal_lm() const override { return true; }
   bool ties_word_embeddings() const override { return config_.tie_word_embeddings; }
+  PositionLimit position_limit() const override {
+    return {config_.max_position_embeddings, "max_position_embeddings", /*learned=*/false};
+  }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   std::int64_t logits_vocab_start() const override { return model->embed_tokens->first_row(); }
   int parameter_group(const std::string& name) const override;

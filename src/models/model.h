@@ -67,6 +67,15 @@ class HfModel : public torch::nn::Module {
   virtual bool is_ignorable_checkpoint_tensor(const std::string& name) const { return false; }
   // Prefix that checkpoints of the bare base model lack (GPT-2's "transformer.").
   virtual std::string base_model_prefix() const { return ""; }
+  // How far the position embeddings reach: `length` positions, from config key `key`. Learned
+  // ones (a table of that many rows) cannot run longer sequences; rotary ones run them,
+  // extrapolating to positions never trained.
+  struct PositionLimit {
+    std::int64_t length;
+    std::string key;
+    bool learned;
+  };
+  virtual PositionLimit position_limit() const = 0;
 
   const parallel::TensorParallel& tensor_parallel() const { return *tp_; }
   const TensorParallelPtr& tensor_parallel_ptr() const { return tp_; }

@@ -1,16 +1,21 @@
 // What a run reports: rank 0's console progress, metrics.jsonl, each rank's log file, and the loss plot.
 #include "src/train/run_log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "runtime/checkpoint/atomic_file.h"
@@ -35,10 +40,34 @@ std::string duration_text(double seconds) {
   return buf;
 }
 
+// Appends `text` to `path` and flushes it to disk, starting on a line of its own even after a
+// write cut short.
+void append_durably(const std::string& path, std::string text) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
+  char last = '\n';
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size > 0 && ::pread(fd, &last, 1, size - 1) == 1 && last != '\n') text.insert(text.begin(), '\n');
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const auto wrote = ::write(fd, text.data() + done, text.size() - done);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote <= 0) break;
+    done += static_cast<std::size_t>(wrote);
+  }
+  const bool ok = done == text.size() && ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  if (!ok) throw std::runtime_error(path + ": cannot write (" + std::strerror(error) + ")");
+}
+
 }  // namespace
 
 RunLog::RunLog(const std::string& output_dir, int rank, bool progress_bar)
-    : rank_(rank), bar_(progress_bar && rank == 0 && ::isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {
+    : rank_(rank),
+      output_dir_(output_dir),
+      bar_(progress_bar && rank == 0 && ::isatty(STDERR_FILENO)),
+      start_(std::chrono::steady_clock::now()) {
   fs::create_directories(fs::path(output_dir) / "logs");
   rank_log_.open(fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log"), std::ios::app);
   if (rank == 0) metrics_.open(fs::path(output_dir) / "metrics.jsonl", std::ios::app);
@@ -70,6 +99,43 @@ void RunLog::metrics(const nlohmann::json& entry) {
   if (rank_ != 0) return;
   metrics_ << entry.dump() << std::endl;
   if (!bar_) std::cout << entry.dump() << std::endl;
+}
+
+std::size_t RunLog::restart_metrics(const nlohmann::json& history, const std::string& why) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (rank_ != 0) return 0;
+  const auto path = (fs::path(output_dir_) / "metrics.jsonl").string();
+  std::string kept;
+  std::map<std::string, int> to_keep;  // each history line, as many times as it occurs
+  for (const auto& entry : history) {
+    const auto line = entry.dump();
+    kept += line + "\n";
+    ++to_keep[line];
+  }
+  std::string moved;
+  std::size_t moved_lines = 0;
+  {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      if (auto it = to_keep.find(line); it != to_keep.end() && it->second > 0) {
+        --it->second;
+        continue;
+      }
+      moved += line + "\n";
+      ++moved_lines;
+    }
+  }
+  // The moved lines are on disk before metrics.jsonl loses them (a kill in between leaves
+  // them in both).
+  if (moved_lines > 0) {
+    const nlohmann::json header = {{"moved_from", "metrics.jsonl"}, {"at", timestamp()}, {"why", why}};
+    append_durably((fs::path(output_dir_) / "logs" / "metrics-dropped.jsonl").string(), header.dump() + "\n" + moved);
+  }
+  metrics_.close();
+  checkpoint::write_file_atomically(path, kept);
+  metrics_.open(path, std::ios::app);
+  return moved_lines;
 }
 
 void RunLog::progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second) {

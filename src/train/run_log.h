@@ -20,6 +20,11 @@ class RunLog {
   void info(const std::string& line);  // rank log; echoed to the console on rank 0
   void warn(const std::string& line);  // rank log; console on rank 0 as a warning
   void metrics(const nlohmann::json& entry);  // one JSON line (rank 0), and the rank log
+  // Rank 0: makes metrics.jsonl the story of this run: `history` (the entries of the checkpoint
+  // resumed from; none for a fresh start), one JSON line each. Earlier lines not among them (an
+  // earlier run's, a continuation no longer followed) are appended to logs/metrics-dropped.jsonl
+  // first, under a line saying why: moved, not lost. Returns how many moved.
+  std::size_t restart_metrics(const nlohmann::json& history, const std::string& why);
   // Redraws the progress line (rank 0, terminals only) or prints it at log points elsewhere.
   void progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second);
   bool draws_progress() const { return bar_; }  // whether progress() shows anything (worth reading the loss)
@@ -27,6 +32,7 @@ class RunLog {
 
  private:
   int rank_;
+  std::string output_dir_;
   bool bar_;
   std::ofstream rank_log_, metrics_;
   std::chrono::steady_clock::time_point start_;

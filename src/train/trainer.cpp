@@ -171,6 +171,16 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   // Shards loaded (from the HF directory or the checkpoint) become the parameters zero1/2
   // compute with; collective, so after every rank's reading has been agreed.
   if (sharded_ && (!weights_to_shard_.empty() || !resume_path.empty())) sharded_->shards_updated();
+  // metrics.jsonl tells this run's story (appended to as it was, it held an earlier run's steps
+  // before this one's, or a resume's steps twice): the history of the checkpoint resumed from,
+  // then what this run logs, as trainer_state.json's log_history does.
+  comm::run_agreed(world, [&] {
+    const auto why = resume_path.empty() ? std::string("a fresh start")
+                                         : "resumed from " + resume_path + " at step " + std::to_string(state_.global_step);
+    if (const auto moved = log_->restart_metrics(state_.log_history, why))
+      log_->info("metrics.jsonl: " + std::to_string(moved) + " earlier line(s) not in this run's history (" + why +
+                 ") moved to logs/metrics-dropped.jsonl");
+  });
 }
 
 Trainer::~Trainer() {
@@ -254,6 +264,19 @@ void Trainer::build_model() {
     if (train_data_->vocab_size() > vocab)
       throw std::runtime_error(train_data_->path() + ": data vocab_size " + std::to_string(train_data_->vocab_size()) +
                                " exceeds the model's vocab_size " + std::to_string(vocab));
+    // Before the first step, in words (else the first forward fails, or Llama runs on silently):
+    // learned position tables end there; rotary ones run on, on positions they never trained.
+    const auto positions = model_->position_limit();
+    for (const auto* dataset : {train_data_.get(), eval_data_.get()}) {
+      if (!dataset || dataset->sequence_length() <= positions.length) continue;
+      const auto length = std::to_string(dataset->sequence_length());
+      const auto what = (dataset->is_classification() ? dataset->path() + ": rows of " + length + " tokens exceed"
+                                                      : "data.seq_len " + length + " exceeds") +
+                        " the model's " + positions.key + " " + std::to_string(positions.length);
+      if (positions.learned) throw std::runtime_error(what + " (learned position embeddings end there)");
+      log_->warn(what + ": positions beyond it were never trained (rotary embeddings extrapolate)");
+      break;  // said once
+    }
   });
   // Under sharding the parameters reach the device as ShardedDataParallel takes their shards
   // (zero3: only the shards), so a model that fits only sharded never lands whole on a GPU.

@@ -117,9 +117,10 @@ TEST_F(Train, ResumeContinuesBitForBit) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(testing::read_bytes(out("straight") + "/model.safetensors") ==
               testing::read_bytes(out("resumed") + "/model.safetensors"));
-  const auto a = losses(out("straight")), b = losses(out("resumed"));
-  ASSERT_EQ(b.size(), 4u);
-  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(a[4 + i], b[i]);
+  // Its metrics.jsonl: the checkpoint's history (steps 1-4), then its own steps, those of the
+  // uninterrupted run.
+  EXPECT_EQ(losses(out("resumed")), losses(out("straight")));
+  ASSERT_EQ(losses(out("resumed")).size(), 8u);
   // resume_from_checkpoint=true picks the latest complete checkpoint of output_dir.
   r = run(2, "train " + write_config("straight", saving) + " --resume_from_checkpoint=true --max_steps=10");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -139,7 +140,9 @@ TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
   const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
   struct KillOnExit {
     std::string pattern;
-    ~KillOnExit() { std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str()); }
+    ~KillOnExit() {
+      [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str());
+    }
   } cleanup{ranks};
   // Once it is training, SIGUSR1 to one rank only (the newest rank process).
   for (int i = 0; i < 600 && losses(out("signalled")).size() < 3; ++i) usleep(50000);
@@ -163,8 +166,8 @@ TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(testing::read_bytes(out("signalled") + "/model.safetensors") ==
               testing::read_bytes(out("uncut") + "/model.safetensors"));
-  const auto cut = losses(out("signalled")), uncut = losses(out("uncut"));
-  EXPECT_EQ(cut.back(), uncut.back());
+  // Its metrics.jsonl is the uncut run's: the checkpoint's history, then the rest.
+  EXPECT_EQ(losses(out("signalled")), losses(out("uncut")));
 }
 
 TEST_F(Train, PostSaveCommandFailureIsLoggedAndNeverBreaksTraining) {
@@ -486,9 +489,49 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   r = run(2, "train " + again + from_2 + " --overwrite_output_dir=true");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));  // this run's own
+  // metrics.jsonl is this run's story: each step once (before, 1..4 of the first run, 1, 2 of
+  // the overwrite, 3, 4 twice). The lines taken out are kept aside: the first run's 4 steps
+  // and summary, the overwrite's summary at step 2 (logged after checkpoint-2), then the
+  // abandoned 3, 4 and summary.
+  const auto logged_steps = [&] {
+    std::vector<std::int64_t> steps;
+    for (const auto& row : metrics(out("earlier")))
+      if (row.contains("loss")) steps.push_back(row["step"].get<std::int64_t>());
+    return steps;
+  };
+  EXPECT_EQ(logged_steps(), (std::vector<std::int64_t>{1, 2, 3, 4}));
+  std::ifstream dropped(out("earlier") + "/logs/metrics-dropped.jsonl");
+  std::size_t dropped_lines = 0;
+  for (std::string line; std::getline(dropped, line);) dropped_lines += json::parse(line).contains("step") ? 1 : 0;
+  EXPECT_EQ(dropped_lines, 9u);
+  EXPECT_NE(r.out.find("metrics.jsonl: 3 earlier line(s) not in this run's history (resumed from " + out("earlier") +
+                       "/checkpoint-2/ at step 2) moved to logs/metrics-dropped.jsonl"),
+            std::string::npos)
+      << r.out;
   // A run that saves no checkpoint mixes nothing in.
   r = run(2, "train " + write_config("earlier", {{"max_steps", 1}, {"save_on_signals", ""}}));
   EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(logged_steps(), (std::vector<std::int64_t>{1}));
+}
+
+TEST_F(Train, SequencesLongerThanThePositionEmbeddingsAreCaughtAtTheStart) {
+  // Learned positions (GPT-2's n_positions): an error before any step (before, at the first
+  // forward, after loading the model). The data's seq_len is 32.
+  const json gpt2 = {{"model_type", "gpt2"}, {"vocab_size", 259}, {"n_embd", 32},   {"n_layer", 1},
+                     {"n_head", 2},          {"n_positions", 16}, {"n_inner", 64}};
+  const auto refused = run(1, "train " + write_config("positions_gpt2", {{"max_steps", 1}}, {{"model", {{"config", gpt2}}}}));
+  expect_one_line_error(refused, "data.seq_len 32 exceeds the model's n_positions 16 (learned position embeddings end there)");
+  EXPECT_EQ(refused.out.find("training 1 steps"), std::string::npos) << refused.out;  // before the loop
+  // Rotary (Llama): it trains, and says the positions beyond were never trained.
+  const json llama = {{"model_type", "llama"}, {"vocab_size", 259}, {"hidden_size", 32}, {"intermediate_size", 64},
+                      {"num_hidden_layers", 1}, {"num_attention_heads", 2}, {"max_position_embeddings", 16}};
+  const auto r = run(1, "train " + write_config("positions_llama", {{"max_steps", 1}}, {{"model", {{"config", llama}}}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("mpitrain: warning: data.seq_len 32 exceeds the model's max_position_embeddings 16: positions "
+                       "beyond it were never trained (rotary embeddings extrapolate)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(fs::exists(out("positions_llama") + "/model.safetensors"));
 }
 
 TEST_F(Train, CheckpointDirectoriesMpitrainDidNotWriteAreNeverDeleted) {

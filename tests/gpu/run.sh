@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/mpitrain-gpu}"
 WORK="${WORK:-/tmp/mpitrain-gpu-work}"
-rm -rf "$WORK"  # a rerun on a warm machine starts clean (metrics.jsonl appends)
+rm -rf "$WORK"  # a rerun on a warm machine starts clean
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 started=$(date +%s)
@@ -61,10 +61,13 @@ fixtures="$(pwd)/.gpu-fixtures/hf-tiny"
 build=build-gpu
 bin="$build/bin"
 boost_dir=()  # the carried Boost's own package file: a system BoostConfig would be found first
-[ -n "${Boost_ROOT:-}" ] && boost_dir=(-DBoost_DIR="$(echo "$Boost_ROOT"/lib/x86_64-linux-gnu/cmake/Boost-*)")
+if [ -n "${Boost_ROOT:-}" ]; then
+  boost_config=$(compgen -G "$Boost_ROOT/lib/x86_64-linux-gnu/cmake/Boost-*" | head -1)
+  [ -n "$boost_config" ] && boost_dir=(-DBoost_DIR="$boost_config")
+fi
 stage configure 120 cmake -S . -B "$build" -G Ninja "${boost_dir[@]}" -DCMAKE_BUILD_TYPE=Release -DMPITRAIN_BUILD_FUZZERS=OFF \
   -DCMAKE_PREFIX_PATH="$torch_cmake;$CMAKE_PREFIX_PATH" -DMPITRAIN_FIXTURES_DIR="$fixtures" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DTORCH_CUDA_ARCH_LIST=9.0 \
+  -DTORCH_CUDA_ARCH_LIST=9.0 \
   -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" | tee "$WORK/configure.txt"
 grep -hE "mpitrain: (CUDA/NCCL backend|NCCL)" "$WORK/configure.txt" | tee -a "$OUT/summary.txt"
 # The binary first, alone: the figures need only it, and a test that fails to compile must

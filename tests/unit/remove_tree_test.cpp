@@ -41,8 +41,13 @@ TEST(RemoveTree, AFileALinkAndNothing) {
   EXPECT_FALSE(fs::exists(root / "file"));
   fs::create_directories(root / "target");
   fs::create_directory_symlink(root / "target", root / "link");
+  write(root / "target" / "inside", "kept");
   EXPECT_EQ(remove_tree(root / "link"), 1u);  // the link goes, its target stays
-  EXPECT_TRUE(fs::is_directory(root / "target"));
+  EXPECT_TRUE(fs::exists(root / "target" / "inside"));
+  fs::create_directory_symlink(root / "target", root / "link");
+  EXPECT_EQ(remove_tree(root / "link/"), 1u);  // spelled as a directory, still the link
+  EXPECT_TRUE(fs::exists(root / "target" / "inside"));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root / "link")));
   EXPECT_EQ(remove_tree(root / "missing"), 0u);
 }
 
