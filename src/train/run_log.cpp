@@ -69,6 +69,11 @@ RunLog::RunLog(const std::string& output_dir, int rank, bool progress_bar)
       bar_(progress_bar && rank == 0 && ::isatty(STDERR_FILENO)),
       start_(std::chrono::steady_clock::now()) {
   fs::create_directories(fs::path(output_dir) / "logs");
+  // A FIFO or device would block the open (the other ranks then wait in a collective).
+  for (const auto& path : {fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log"),
+                           fs::path(output_dir) / "metrics.jsonl"})
+    if (fs::exists(path) && !fs::is_regular_file(path))
+      throw std::runtime_error(path.string() + ": is not a regular file");
   rank_log_.open(fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log"), std::ios::app);
   if (rank == 0) metrics_.open(fs::path(output_dir) / "metrics.jsonl", std::ios::app);
 }

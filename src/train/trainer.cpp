@@ -89,9 +89,11 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   // At the start, not at the first checkpoint hours later.
   if (const auto why = why_output_dir_is_shared(config_); !why.empty())
     checkpoint::require_shared_directory(world, output_dir_, why + ": output_dir must be on a shared filesystem");
-  log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>());
+  comm::run_agreed(world, [&] { log_ = std::make_unique<RunLog>(output_dir_, world.rank(), t["progress_bar"].get<bool>()); });
+  // Refused now; what overwrite_output_dir deletes goes only once the run has started well
+  // (its resume checkpoint found and verified, the model and data accepted).
   comm::run_agreed(world, [&] {
-    if (world.rank() == 0) start_over_or_refuse_earlier_checkpoints();
+    if (world.rank() == 0) start_over_ = start_over_or_refuse_earlier_checkpoints();
   });
   install_stop_signals(t["save_on_signals"].get<std::string>());
   // The background writer moves host copies only.
@@ -174,6 +176,11 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   // metrics.jsonl tells this run's story (appended to as it was, it held an earlier run's steps
   // before this one's, or a resume's steps twice): the history of the checkpoint resumed from,
   // then what this run logs, as trainer_state.json's log_history does.
+  comm::run_agreed(world, [&] {
+    if (world.rank() != 0 || start_over_.paths.empty()) return;
+    for (const auto& path : start_over_.paths) checkpoint::remove_tree(path);  // a link goes, not what it points to
+    log_->warn(start_over_.what);
+  });
   comm::run_agreed(world, [&] {
     const auto why = resume_path.empty() ? std::string("a fresh start")
                                          : "resumed from " + resume_path + " at step " + std::to_string(state_.global_step);
@@ -270,8 +277,9 @@ void Trainer::build_model() {
     for (const auto* dataset : {train_data_.get(), eval_data_.get()}) {
       if (!dataset || dataset->sequence_length() <= positions.length) continue;
       const auto length = std::to_string(dataset->sequence_length());
-      const auto what = (dataset->is_classification() ? dataset->path() + ": rows of " + length + " tokens exceed"
-                                                      : "data.seq_len " + length + " exceeds") +
+      const auto what = (dataset->is_classification()
+                             ? dataset->path() + ": rows of " + length + " tokens (data.max_length when prepared) exceed"
+                             : "data.seq_len " + length + " exceeds") +
                         " the model's " + positions.key + " " + std::to_string(positions.length);
       if (positions.learned) throw std::runtime_error(what + " (learned position embeddings end there)");
       log_->warn(what + ": positions beyond it were never trained (rotary embeddings extrapolate)");
@@ -307,7 +315,8 @@ void Trainer::build_model() {
              std::to_string(mesh_->tp_size()) + " tensor-parallel ranks");
 }
 
-void Trainer::start_over_or_refuse_earlier_checkpoints() const {
+Trainer::StartOver Trainer::start_over_or_refuse_earlier_checkpoints() const {
+  StartOver plan;
   const auto& t = config_["training"];
   const auto& resume = t["resume_from_checkpoint"];
   fs::path resume_path;
@@ -322,7 +331,7 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
                                "that holds it, or another one");
   }
   // A run that writes no checkpoint cannot mix its own with an earlier run's.
-  if (t["save_strategy"] == "no" && t["save_on_signals"].get<std::string>().empty()) return;
+  if (t["save_strategy"] == "no" && t["save_on_signals"].get<std::string>().empty()) return plan;
   const bool overwrite = t["overwrite_output_dir"].get<bool>();
   // Someone else's checkpoint-N (another trainer's, a folder of the user's): a save of that
   // step would replace it, and before, any save deleted it as an incomplete checkpoint.
@@ -334,10 +343,10 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
       throw std::runtime_error("output_dir '" + output_dir_ + "' holds " + named +
                                ", which mpitrain did not write (another trainer's checkpoint? a folder of yours?): "
                                "move it, use another output_dir, or overwrite_output_dir=true deletes it");
-    for (const auto& path : foreign) checkpoint::remove_tree(path);  // a link goes, not what it points to
-    log_->warn("overwrite_output_dir: deleted " + named + " (not written by mpitrain) in " + output_dir_);
+    plan.paths = foreign;
+    plan.what = "overwrite_output_dir: deleted " + named + " (not written by mpitrain) in " + output_dir_;
   }
-  if (resume == true || resume == "auto") return;  // continues the run they belong to, from its latest
+  if (resume == true || resume == "auto") return plan;  // continues the run they belong to, from its latest
   // Resuming from a given checkpoint of this output_dir abandons the later ones: they would
   // stay beside this run's checkpoints of the same steps and be picked by the next resume. A
   // checkpoint of another directory leaves every one here an earlier run's.
@@ -349,7 +358,7 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
   std::vector<checkpoint::CheckpointEntry> earlier;
   for (const auto& entry : complete)
     if (entry.step > from_step) earlier.push_back(entry);
-  if (earlier.empty()) return;
+  if (earlier.empty()) return plan;
   const std::string which = std::to_string(earlier.size()) + " checkpoint(s) " +
                             (from_step < 0 ? "of an earlier run" : "after the one resumed from") + " (" +
                             fs::path(earlier.back().path).filename().string() + " the latest)";
@@ -358,9 +367,10 @@ void Trainer::start_over_or_refuse_earlier_checkpoints() const {
                              (from_step < 0 ? "resume it (resume_from_checkpoint=true or auto), or start over"
                                             : "resume from the latest (resume_from_checkpoint=true), or go on") +
                              " with overwrite_output_dir=true, which deletes them");
-  for (const auto& entry : earlier) checkpoint::remove_tree(entry.path);
-  for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) checkpoint::remove_tree(stale);
-  log_->warn("overwrite_output_dir: deleted " + which + " in " + output_dir_);
+  for (const auto& entry : earlier) plan.paths.push_back(entry.path);
+  for (const auto& stale : checkpoint::incomplete_checkpoints(output_dir_)) plan.paths.push_back(stale);
+  plan.what = (plan.what.empty() ? "overwrite_output_dir: deleted " : plan.what + "; and ") + which + " in " + output_dir_;
+  return plan;
 }
 
 std::string Trainer::resolve_resume_path() const {
@@ -942,9 +952,18 @@ void Trainer::rotate_checkpoints(const std::string& best_model_checkpoint) {
   for (const auto& path :
        checkpoint::checkpoints_to_rotate(checkpoint::complete_checkpoints(output_dir_), limit, best_model_checkpoint)) {
     log_->info("deleting older checkpoint " + path + " (save_total_limit " + std::to_string(limit) + ")");
-    // The marker goes first, so a crash mid-delete leaves an incomplete checkpoint, not a corrupt complete one.
-    fs::remove(fs::path(path) / checkpoint::kCompleteMarker);
-    checkpoint::remove_tree(path);
+    // Renamed aside first: the checkpoint leaves the listing at once, and whatever a failed or
+    // killed delete leaves is no checkpoint-N for a resume to pick. A delete that fails
+    // (permissions, an immutable file) costs disk space, not the run.
+    const auto aside = (fs::path(output_dir_) / (".deleting-" + fs::path(path).filename().string())).string();
+    try {
+      std::error_code not_renamed;
+      fs::rename(path, aside, not_renamed);
+      if (not_renamed) fs::remove(fs::path(path) / checkpoint::kCompleteMarker);  // else at least not "complete"
+      checkpoint::remove_tree(not_renamed ? path : aside);
+    } catch (const std::exception& e) {
+      log_->warn("could not delete " + path + " (" + std::string(e.what()).substr(0, 300) + "); training goes on");
+    }
   }
 }
 

@@ -85,8 +85,14 @@ class Trainer {
   const std::vector<models::ParameterPlacement>& trained_placements() const;
   bool sharding_configured() const;  // parallel.sharding is a zero stage (set-up; sharded_ after)
   // Rank 0, at the start of a run that does not resume: an earlier run's checkpoints in
-  // output_dir are deleted with overwrite_output_dir, else the start is refused.
-  void start_over_or_refuse_earlier_checkpoints() const;
+  // output_dir are deleted with overwrite_output_dir, else the start is refused. Returns what
+  // to delete, deleted once the run has started well.
+  struct StartOver {
+    std::vector<std::string> paths;
+    std::string what;  // the warning that says what went
+  };
+  StartOver start_over_or_refuse_earlier_checkpoints() const;
+  StartOver start_over_;
   void setup_sharding();  // parallel.sharding != none: the ZeRO runtime in place of the reducer
   // Reads the model's weights from a checkpoint, each rank only its blocks (under sharding,
   // into the shards: the caller then calls sharded_->shards_updated(), a collective, outside

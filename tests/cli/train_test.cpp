@@ -1,5 +1,6 @@
 // `mpitrain train` as users run it under mpirun: DP equivalence, exact resume, rotation, save strategies, bad input.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -213,6 +214,34 @@ TEST_F(Train, RotationKeepsTheNewestAndNeverDeletesTheBest) {
   // load_best_model_at_end: the final model is checkpoint-2's.
   EXPECT_TRUE(testing::read_bytes(out("rotate") + "/model.safetensors") ==
               testing::read_bytes(out("rotate") + "/checkpoint-2/model.safetensors"));
+}
+
+TEST_F(Train, ARotationThatCannotDeleteWarnsAndTrainingGoesOn) {
+  // Before, a file rotation could not delete (here immutable: even root cannot) ended the run
+  // three steps early and left a half-deleted checkpoint-2 that later resumes refused as foreign.
+  const json rotating = {{"max_steps", 2}, {"save_strategy", "steps"}, {"save_steps", 2}, {"save_total_limit", 1}};
+  auto r = run(2, "train " + write_config("rotate_fail", rotating));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto stuck = out("rotate_fail") + "/checkpoint-2/model.safetensors";
+  ASSERT_EQ(std::system(("chattr +i " + stuck).c_str()), 0) << "chattr +i needs root and a file system with attributes";
+  struct Unlock {  // wherever the file is by then, the scratch directory can go afterwards
+    std::string dir;
+    ~Unlock() {
+      [[maybe_unused]] const int status =
+          std::system(("chattr -i " + dir + "/checkpoint-2/model.safetensors " + dir +
+                       "/.deleting-checkpoint-2/model.safetensors 2>/dev/null").c_str());
+    }
+  } unlock{out("rotate_fail")};
+  r = run(2, "train " + write_config("rotate_fail", rotating) + " --max_steps=4 --resume_from_checkpoint=true");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("could not delete " + out("rotate_fail") + "/checkpoint-2 ("), std::string::npos) << r.err;
+  std::vector<std::int64_t> steps;
+  for (const auto& c : checkpoint::complete_checkpoints(out("rotate_fail"))) steps.push_back(c.step);
+  EXPECT_EQ(steps, (std::vector<std::int64_t>{4}));
+  EXPECT_FALSE(fs::exists(out("rotate_fail") + "/checkpoint-2"));  // set aside, not left as a checkpoint
+  // The next resume takes checkpoint-4, nothing refused.
+  r = run(2, "train " + write_config("rotate_fail", rotating) + " --max_steps=6 --resume_from_checkpoint=true");
+  EXPECT_EQ(r.status, 0) << r.err;
 }
 
 TEST_F(Train, SaveStrategiesStepsEpochAndBest) {
@@ -486,6 +515,20 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   // Resuming from an earlier one of them abandons the later ones: they must go first.
   const auto from_2 = " --max_steps=4 --resume_from_checkpoint=" + out("earlier") + "/checkpoint-2/";
   expect_one_line_error(run(2, "train " + again + from_2), "holds 1 checkpoint(s) after the one resumed from (checkpoint-4");
+  // overwrite_output_dir deletes only once the run has started: a mistyped checkpoint (before,
+  // every checkpoint was deleted first) or a FIFO in place of metrics.jsonl (before, a hang)
+  // leaves them all.
+  expect_one_line_error(run(2, "train " + again + " --max_steps=4 --resume_from_checkpoint=" + out("earlier") +
+                                   "/checkpoint-3 --overwrite_output_dir=true"),
+                        "checkpoint-3' does not exist");
+  EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));
+  ASSERT_EQ(::mkfifo((out("earlier") + "/metrics.jsonl.fifo").c_str(), 0644), 0);
+  fs::rename(out("earlier") + "/metrics.jsonl", out("earlier") + "/metrics.jsonl.kept");
+  fs::rename(out("earlier") + "/metrics.jsonl.fifo", out("earlier") + "/metrics.jsonl");
+  expect_one_line_error(run(2, "train " + again + " --overwrite_output_dir=true"), "metrics.jsonl: is not a regular file");
+  EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));
+  fs::remove(out("earlier") + "/metrics.jsonl");
+  fs::rename(out("earlier") + "/metrics.jsonl.kept", out("earlier") + "/metrics.jsonl");
   r = run(2, "train " + again + from_2 + " --overwrite_output_dir=true");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));  // this run's own
