@@ -24,6 +24,7 @@
 #include "runtime/parallel/sharded_data_parallel.h"
 #include "src/data/byte_tokenizer.h"
 #include "src/data/prepare_data.h"
+#include "src/data/preparation_record.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
 #include "src/models/autocast.h"
@@ -210,13 +211,29 @@ void Trainer::prepare_data() {
                              "tokenizes with the built-in byte tokenizer only)");
   });
   tokenizer_dir_ = tokenizer;
-  if (train_file.empty()) {
+  const bool prepared_in_output_dir = train_file.empty();
+  if (prepared_in_output_dir) {
     if (source.empty()) throw comm::AgreedError("data.train_file or data.source is required");
     train_file = (fs::path(output_dir_) / "data" / "prepared.h5").string();
   }
-  // Rank 0 prepares missing data; every rank learns whether it worked.
+  // Rank 0 prepares missing data; every rank learns whether it worked. Its own file in
+  // output_dir is prepared again when the source or the settings changed (before, an edited
+  // max_length or source trained on the old data silently), or its preparation never finished.
   comm::run_agreed(world, [&] {
-    if (world.rank() != 0 || fs::exists(train_file)) return;
+    if (world.rank() != 0) return;
+    nlohmann::json record;
+    if (prepared_in_output_dir) {
+      nlohmann::json settings = {{"task", d["task"]}, {"eval_every", d["eval_every"]}, {"tokenizer", "bytes"}};
+      if (d["task"] == "classification") settings["max_length"] = d["max_length"];
+      record = data::preparation_record(source, settings);
+      if (data::prepared_from(train_file, record)) return;
+      if (fs::exists(train_file)) {
+        log_->info(train_file + " was prepared from another source or settings, or not to the end: preparing it again");
+        fs::remove(train_file);
+      }
+    } else if (fs::exists(train_file)) {
+      return;
+    }
     if (source.empty()) throw std::runtime_error(train_file + ": data file does not exist (and no data.source to prepare it from)");
     log_->info("preparing " + train_file + " from " + source);
     const auto report = d["task"] == "classification"
@@ -226,6 +243,7 @@ void Trainer::prepare_data() {
     log_->info("prepared " + std::to_string(report.documents) + " documents: " +
                std::to_string(report.train_tokens + report.train_rows) + " train and " +
                std::to_string(report.eval_tokens + report.eval_rows) + " eval tokens/rows");
+    if (prepared_in_output_dir) data::write_preparation_record(train_file, record);
   });
   const auto seq_len = d["seq_len"].get<std::int64_t>();
   comm::run_agreed(world, [&] {

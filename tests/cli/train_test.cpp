@@ -557,6 +557,32 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   EXPECT_EQ(logged_steps(), (std::vector<std::int64_t>{1}));
 }
 
+TEST_F(Train, DataPreparedInOutputDirFollowsItsSourceAndSettings) {
+  // Before, output_dir/data/prepared.h5 was reused whatever changed: an edited source or
+  // max_length trained on the old data, and an interrupted preparation was taken as whole.
+  const auto corpus = out("prep_corpus");
+  fs::create_directories(corpus);
+  for (const auto& item : fs::directory_iterator(*scratch_ / "corpus"))
+    fs::copy_file(item.path(), corpus + "/" + item.path().filename().string());
+  const auto config =
+      write_config("prep", {{"max_steps", 1}}, {{"data", {{"train_file", ""}, {"source", corpus}, {"eval_every", 4}}}});
+  const auto prepared = out("prep") + "/data/prepared.h5";
+  const auto prepares = [&](const std::string& options) {
+    const auto r = run(1, "train " + config + options);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out.find("preparing " + prepared + " from " + corpus) != std::string::npos;
+  };
+  EXPECT_TRUE(prepares(""));
+  EXPECT_FALSE(prepares(""));  // the same source and settings: reused
+  testing::write_bytes(corpus + "/zz-added.txt", "A further address to the nation, added after the first run.");
+  EXPECT_TRUE(prepares(""));
+  EXPECT_FALSE(prepares(""));
+  EXPECT_TRUE(prepares(" --eval_every=2"));
+  fs::remove(prepared + ".json");  // as a preparation killed before its end leaves it
+  EXPECT_TRUE(prepares(" --eval_every=2"));
+  EXPECT_FALSE(prepares(" --eval_every=2"));
+}
+
 TEST_F(Train, SequencesLongerThanThePositionEmbeddingsAreCaughtAtTheStart) {
   // Learned positions (GPT-2's n_positions): an error before any step (before, at the first
   // forward, after loading the model). The data's seq_len is 32.
