@@ -959,6 +959,8 @@ void Trainer::stop_if_signalled() {
   if (last_checkpoint_step_ != state_.global_step) save_checkpoint();
   wait_for_async_save();  // the exit status promises a complete checkpoint
   log_->finish_progress();
+  // The curves so far (else the previous run's loss.svg stays beside this run's metrics).
+  if (mesh_->world().rank() == 0) write_loss_plot((fs::path(output_dir_) / "loss.svg").string(), state_.log_history);
   throw StoppedBySignal("stopped by " + signal_name(received) + " at step " + std::to_string(state_.global_step) +
                         " after saving " + (fs::path(output_dir_) / checkpoint::checkpoint_name(state_.global_step)).string() +
                         "; resume_from_checkpoint=true continues (exit status " +

@@ -157,6 +157,7 @@ TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
   const auto k = saved[0].step;
   EXPECT_LT(k, 20000);
   EXPECT_NE(testing::read_bytes(local_ / "err").find("stopped by SIGUSR1 at step " + std::to_string(k)), std::string::npos);
+  EXPECT_TRUE(fs::exists(out("signalled") + "/loss.svg"));  // the curves up to the stop
   EXPECT_NE(testing::read_bytes(out("signalled") + "/logs/post_save.log").find("uploaded " + saved[0].path),
             std::string::npos);
   // The requeued job: same command, resume_from_checkpoint=true.
