@@ -428,6 +428,15 @@ void Trainer::resume(const std::string& dir) {
     throw checkpoint::CheckpointError(state_path, "global_step and epoch must be non-negative, got " +
                                                       std::to_string(state_.global_step) + " and " +
                                                       std::to_string(state_.epoch));
+  // A run directory moved since the best checkpoint was recorded: it is found by its name
+  // beside the checkpoint resumed from (else load_best_model_at_end and rotation's guard of the
+  // best would look for the old path).
+  if (!state_.best_model_checkpoint.empty() && !checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
+    auto resumed = fs::path(dir).lexically_normal();
+    if (!resumed.has_filename()) resumed = resumed.parent_path();
+    const auto beside = (resumed.parent_path() / fs::path(state_.best_model_checkpoint).filename()).string();
+    if (checkpoint::is_complete_checkpoint(beside)) state_.best_model_checkpoint = beside;
+  }
   const auto optimizer_dir = fs::path(dir) / kOptimizerDir;
   if (fs::exists(optimizer_dir)) {
     // The moments are laid out like their parameters: read this rank's blocks, whatever
@@ -1031,8 +1040,11 @@ void Trainer::train() {
   wait_for_async_save();
   log_->finish_progress();
   const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
-      checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
+  const bool load_best = t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty();
+  if (load_best && !checkpoint::is_complete_checkpoint(state_.best_model_checkpoint))
+    log_->warn("load_best_model_at_end: the best checkpoint " + state_.best_model_checkpoint +
+               " is gone: the model saved is the last step's");
+  if (load_best && checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
     comm::run_agreed(mesh_->world(), [&] { load_model_weights(checkpoint::CheckpointReader(state_.best_model_checkpoint)); });
     if (sharded_) sharded_->shards_updated();
     log_->info("loaded the best model from " + state_.best_model_checkpoint + " (" +

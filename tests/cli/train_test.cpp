@@ -215,6 +215,16 @@ TEST_F(Train, RotationKeepsTheNewestAndNeverDeletesTheBest) {
   // load_best_model_at_end: the final model is checkpoint-2's.
   EXPECT_TRUE(testing::read_bytes(out("rotate") + "/model.safetensors") ==
               testing::read_bytes(out("rotate") + "/checkpoint-2/model.safetensors"));
+  // The run directory moved, then resumed: its best checkpoint is found at its new place (before,
+  // the old path was looked for and the last step's model saved without a word).
+  fs::rename(out("rotate"), out("rotate_moved"));
+  const auto resumed = run(2, "train " + write_config("rotate_moved", rotating) + " --max_steps=10 --resume_from_checkpoint=true");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("loaded the best model from " + out("rotate_moved") + "/checkpoint-2"), std::string::npos)
+      << resumed.out;
+  EXPECT_TRUE(fs::exists(out("rotate_moved") + "/checkpoint-2/mpitrain_complete.json"));  // kept by rotation still
+  EXPECT_TRUE(testing::read_bytes(out("rotate_moved") + "/model.safetensors") ==
+              testing::read_bytes(out("rotate_moved") + "/checkpoint-2/model.safetensors"));
 }
 
 TEST_F(Train, ARotationThatCannotDeleteWarnsAndTrainingGoesOn) {
