@@ -69,14 +69,16 @@ RunLog::RunLog(const std::string& output_dir, int rank, bool progress_bar)
       bar_(progress_bar && rank == 0 && ::isatty(STDERR_FILENO)),
       start_(std::chrono::steady_clock::now()) {
   fs::create_directories(fs::path(output_dir) / "logs");
+  const auto rank_log = fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log");
   // A FIFO or device would block the open (the other ranks then wait in a collective).
-  for (const auto& path : {fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log"),
-                           fs::path(output_dir) / "metrics.jsonl"})
+  for (const auto& path : {rank_log, fs::path(metrics_path())})
     if (fs::exists(path) && !fs::is_regular_file(path))
       throw std::runtime_error(path.string() + ": is not a regular file");
-  rank_log_.open(fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log"), std::ios::app);
-  if (rank == 0) metrics_.open(fs::path(output_dir) / "metrics.jsonl", std::ios::app);
+  rank_log_.open(rank_log, std::ios::app);
+  if (rank == 0) metrics_.open(metrics_path(), std::ios::app);
 }
+
+std::string RunLog::metrics_path() const { return (fs::path(output_dir_) / "metrics.jsonl").string(); }
 
 RunLog::~RunLog() { finish_progress(); }
 
@@ -109,7 +111,7 @@ void RunLog::metrics(const nlohmann::json& entry) {
 std::size_t RunLog::restart_metrics(const nlohmann::json& history, const std::string& why) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (rank_ != 0) return 0;
-  const auto path = (fs::path(output_dir_) / "metrics.jsonl").string();
+  const auto path = metrics_path();
   std::string kept;
   std::map<std::string, int> to_keep;  // each history line, as many times as it occurs
   for (const auto& entry : history) {

@@ -31,6 +31,8 @@ class RunLog {
   void finish_progress();
 
  private:
+  std::string metrics_path() const;
+
   int rank_;
   std::string output_dir_;
   bool bar_;

@@ -44,6 +44,12 @@ namespace {
 // Where a checkpoint keeps the optimizer's moments (a weights directory of their own).
 const char* kOptimizerDir = "optimizer";
 
+// The directory a path names, written with a trailing slash or not ("checkpoint-2/").
+fs::path directory_named_by(const std::string& path) {
+  auto dir = fs::path(path).lexically_normal();
+  return dir.has_filename() ? dir : dir.parent_path();
+}
+
 const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                  "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt"};
 
@@ -174,14 +180,15 @@ Trainer::Trainer(json config, std::shared_ptr<comm::Mesh> mesh, at::Device devic
   // Shards loaded (from the HF directory or the checkpoint) become the parameters zero1/2
   // compute with; collective, so after every rank's reading has been agreed.
   if (sharded_ && (!weights_to_shard_.empty() || !resume_path.empty())) sharded_->shards_updated();
-  // metrics.jsonl tells this run's story (appended to as it was, it held an earlier run's steps
-  // before this one's, or a resume's steps twice): the history of the checkpoint resumed from,
-  // then what this run logs, as trainer_state.json's log_history does.
+  // The run has started well: what overwrite_output_dir deletes goes now.
   comm::run_agreed(world, [&] {
     if (world.rank() != 0 || start_over_.paths.empty()) return;
     for (const auto& path : start_over_.paths) checkpoint::remove_tree(path);  // a link goes, not what it points to
     log_->warn(start_over_.what);
   });
+  // metrics.jsonl tells this run's story (appended to as it was, it held an earlier run's steps
+  // before this one's, or a resume's steps twice): the history of the checkpoint resumed from,
+  // then what this run logs, as trainer_state.json's log_history does.
   comm::run_agreed(world, [&] {
     const auto why = resume_path.empty() ? std::string("a fresh start")
                                          : "resumed from " + resume_path + " at step " + std::to_string(state_.global_step);
@@ -340,8 +347,7 @@ Trainer::StartOver Trainer::start_over_or_refuse_earlier_checkpoints() const {
   fs::path resume_path;
   std::error_code error;
   if (resume.is_string() && !resume.get<std::string>().empty() && resume != "auto") {
-    resume_path = fs::path(resume.get<std::string>()).lexically_normal();
-    if (!resume_path.has_filename()) resume_path = resume_path.parent_path();  // "checkpoint-2/"
+    resume_path = directory_named_by(resume.get<std::string>());
     // The final save would overwrite the files being resumed from (and checkpoints nest in it).
     if (fs::equivalent(resume_path, output_dir_, error))
       throw std::runtime_error("output_dir '" + output_dir_ +
@@ -432,9 +438,8 @@ void Trainer::resume(const std::string& dir) {
   // beside the checkpoint resumed from (else load_best_model_at_end and rotation's guard of the
   // best would look for the old path).
   if (!state_.best_model_checkpoint.empty() && !checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
-    auto resumed = fs::path(dir).lexically_normal();
-    if (!resumed.has_filename()) resumed = resumed.parent_path();
-    const auto beside = (resumed.parent_path() / fs::path(state_.best_model_checkpoint).filename()).string();
+    const auto beside =
+        (directory_named_by(dir).parent_path() / fs::path(state_.best_model_checkpoint).filename()).string();
     if (checkpoint::is_complete_checkpoint(beside)) state_.best_model_checkpoint = beside;
   }
   const auto optimizer_dir = fs::path(dir) / kOptimizerDir;
@@ -1040,11 +1045,11 @@ void Trainer::train() {
   wait_for_async_save();
   log_->finish_progress();
   const double runtime = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const bool load_best = t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty();
-  if (load_best && !checkpoint::is_complete_checkpoint(state_.best_model_checkpoint))
+  if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty() &&
+      !checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
     log_->warn("load_best_model_at_end: the best checkpoint " + state_.best_model_checkpoint +
                " is gone: the model saved is the last step's");
-  if (load_best && checkpoint::is_complete_checkpoint(state_.best_model_checkpoint)) {
+  } else if (t["load_best_model_at_end"].get<bool>() && !state_.best_model_checkpoint.empty()) {
     comm::run_agreed(mesh_->world(), [&] { load_model_weights(checkpoint::CheckpointReader(state_.best_model_checkpoint)); });
     if (sharded_) sharded_->shards_updated();
     log_->info("loaded the best model from " + state_.best_model_checkpoint + " (" +

@@ -92,7 +92,6 @@ class Trainer {
     std::string what;  // the warning that says what went
   };
   StartOver start_over_or_refuse_earlier_checkpoints() const;
-  StartOver start_over_;
   void setup_sharding();  // parallel.sharding != none: the ZeRO runtime in place of the reducer
   // Reads the model's weights from a checkpoint, each rank only its blocks (under sharding,
   // into the shards: the caller then calls sharded_->shards_updated(), a collective, outside
@@ -123,6 +122,7 @@ class Trainer {
   at::Device device_;
   std::string output_dir_;
   std::unique_ptr<RunLog> log_;
+  StartOver start_over_;  // rank 0: what overwrite_output_dir deletes at the end of set-up
   std::shared_ptr<models::HfModel> model_;
   nlohmann::json generation_config_;
   std::string tokenizer_dir_;  // where tokenizer files come from (empty: the built-in one)
