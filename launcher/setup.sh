@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages mpitrain needs (only those missing), then configures and builds it.
+# Installs the Debian packages mpitrain needs (only those missing), then configures and builds the
+# given targets (all of them, tests included, when none is given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +35,6 @@ export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(pwd)}"
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} \
   -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache ${CMAKE_EXTRA_ARGS:-}
-cmake --build "$BUILD_DIR" -j "${BUILD_JOBS:-$(nproc)}"
+targets=()
+for target in "$@"; do targets+=(--target "$target"); done
+cmake --build "$BUILD_DIR" -j "${BUILD_JOBS:-$(nproc)}" "${targets[@]}"

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   world->allreduce(t);  // everyone arrives at #0
   if (world->rank() == world->size() - 1) {
     // Stuck in computation, not in MPI; killed by the others' MPI_Abort.
-    std::this_thread::sleep_for(std::chrono::seconds(60));
+    std::this_thread::sleep_for(std::chrono::seconds(600));
     return 0;
   }
   world->allreduce(t);  // #1: the last rank never comes
