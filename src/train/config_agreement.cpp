@@ -3,28 +3,18 @@
 
 #include <torch/torch.h>
 
-#include <cstring>
 #include <map>
 #include <set>
 #include <string>
 
 #include "runtime/comm/agreement.h"
+#include "runtime/comm/string_collectives.h"
 
 namespace mpitrain::train {
 
 namespace {
 
 using nlohmann::json;
-
-// Rank 0's text, on every rank.
-std::string broadcast_text(comm::Communicator& world, const std::string& mine) {
-  auto length = torch::tensor({static_cast<std::int64_t>(mine.size())}, torch::kInt64);
-  world.broadcast(length, 0);
-  auto bytes = torch::empty({length.item<std::int64_t>()}, torch::kUInt8);
-  if (world.rank() == 0) std::memcpy(bytes.data_ptr(), mine.data(), mine.size());
-  world.broadcast(bytes, 0);
-  return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(bytes.numel()));
-}
 
 // "section.key" -> the value's JSON text (nested objects, e.g. model.config, to their leaves).
 void flatten(const json& value, const std::string& prefix, std::map<std::string, std::string>& out) {
@@ -45,7 +35,7 @@ void require_same_config_on_every_rank(comm::Communicator& world, const json& co
   compared["training"].erase("progress_bar");
   compared["parallel"].erase("torch_threads");
   const auto mine = compared.dump();
-  const auto rank0 = broadcast_text(world, mine);
+  const auto rank0 = comm::broadcast_string(world, mine);
   comm::run_agreed(world, [&] {
     if (mine == rank0) return;
     std::map<std::string, std::string> ours, theirs;
