@@ -15,6 +15,7 @@
 
 #include "launcher/bench_stats.h"
 #include "launcher/options.h"
+#include "runtime/checkpoint/checkpoint_reader.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/checkpoint/remove_tree.h"
 #include "runtime/checkpoint/torch_tensors.h"

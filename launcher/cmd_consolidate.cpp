@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "launcher/options.h"
-#include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/consolidate.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/launch.h"

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "launcher/options.h"
+#include "runtime/checkpoint/json_file.h"
 #include "src/data/byte_tokenizer.h"
 #include "src/models/pretrained.h"
 
@@ -27,7 +28,7 @@ int run_generate(const Args& args) {
 
   const auto tokenizer_file = std::filesystem::path(model_dir) / "tokenizer.json";
   if (!std::filesystem::exists(tokenizer_file) ||
-      models::read_json_file(tokenizer_file.string())["model"]["vocab"].size() != data::ByteTokenizer::kVocabSize)
+      checkpoint::read_json_file(tokenizer_file.string())["model"]["vocab"].size() != data::ByteTokenizer::kVocabSize)
     throw std::runtime_error(model_dir + ": generate needs a model saved with mpitrain's byte-level tokenizer");
   auto loaded = models::from_pretrained(model_dir);
   if (!loaded.model->is_causal_lm()) throw std::runtime_error(model_dir + ": " + loaded.model->architecture() + " is not a causal LM");

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "launcher/options.h"
+#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
@@ -26,7 +27,7 @@ int run_init(const Args& args) {
   save.dtype = models::parse_torch_dtype(dtype_name);
   save.max_shard_size = checkpoint::parse_shard_size(max_shard_size);
   torch::manual_seed(seed);
-  auto model = models::create_model(models::read_json_file(config_path), config_path);
+  auto model = models::create_model(checkpoint::read_json_file(config_path), config_path);
   models::save_pretrained(*model, out_dir, save);
   std::int64_t count = 0;
   for (const auto& p : model->parameters()) count += p.numel();

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "launcher/options.h"
+#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/inspect.h"
 #include "src/models/pretrained.h"
@@ -29,7 +30,7 @@ void check_against_config(const std::string& dir, checkpoint::InspectReport& rep
     return;
   }
   try {
-    auto model = models::create_model(models::read_json_file(config_path), config_path);
+    auto model = models::create_model(checkpoint::read_json_file(config_path), config_path);
     const auto weights = checkpoint::HfWeights::open(dir);
     std::vector<std::string> unused;
     for (auto& problem : models::check_weights(*model, weights, &unused)) report.problems.push_back(problem);

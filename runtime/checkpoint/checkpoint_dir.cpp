@@ -14,10 +14,10 @@ namespace mpitrain::checkpoint {
 
 namespace fs = std::filesystem;
 
-std::string checkpoint_name(std::int64_t step) { return "checkpoint-" + std::to_string(step); }
+std::string checkpoint_name(std::int64_t step) { return kCheckpointPrefix + std::to_string(step); }
 
 std::string staging_dir(const std::string& root, std::int64_t step) {
-  return (fs::path(root) / (".tmp-" + checkpoint_name(step))).string();
+  return (fs::path(root) / (kStagingPrefix + checkpoint_name(step))).string();
 }
 
 void prepare_staging_dir(const std::string& root, std::int64_t step) {
@@ -53,7 +53,7 @@ bool is_own_checkpoint(const std::string& dir) {
 
 namespace {
 
-const std::regex kCheckpointName(R"(checkpoint-(\d+))");
+const std::regex kCheckpointName(std::string(kCheckpointPrefix) + R"((\d+))");
 
 // The entries of root whose name and path `wanted` accepts, sorted.
 template <class Wanted>
@@ -86,7 +86,7 @@ std::vector<std::string> incomplete_checkpoints(const std::string& root) {
   return entries_where(root, [](const fs::directory_entry& item, const std::string& name) {
     if (!item.is_directory()) return false;
     const auto path = item.path().string();
-    return name.rfind(".tmp-checkpoint-", 0) == 0 ||
+    return name.rfind(std::string(kStagingPrefix) + kCheckpointPrefix, 0) == 0 ||
            (std::regex_match(name, kCheckpointName) && is_own_checkpoint(path) && !is_complete_checkpoint(path));
   });
 }

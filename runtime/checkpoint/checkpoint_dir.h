@@ -5,13 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace mpitrain::checkpoint {
+#include "runtime/checkpoint/checkpoint_schema.h"
 
-// A checkpoint is complete only when this file exists; it is written last.
-inline constexpr const char* kCompleteMarker = "mpitrain_complete.json";
-// Written first into every checkpoint this project saves: a checkpoint-N directory with
-// neither file is someone else's (another trainer's, a user's folder) and is never deleted.
-inline constexpr const char* kOwnCheckpointTag = ".mpitrain-checkpoint";
+namespace mpitrain::checkpoint {
 
 std::string checkpoint_name(std::int64_t step);  // "checkpoint-<step>"
 // Where the ranks write a checkpoint before it is committed: <root>/.tmp-checkpoint-<step>.

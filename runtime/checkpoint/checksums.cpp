@@ -35,43 +35,13 @@ nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums) {
   return files;
 }
 
-nlohmann::json read_complete_marker(const std::string& dir) {
-  const auto path = (fs::path(dir) / kCompleteMarker).string();
-  nlohmann::json marker;
-  try {
-    marker = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(path, std::string("is not valid JSON (") + e.what() + ")");
-  }
-  if (!marker.is_object()) throw CheckpointError(path, "must be a JSON object, got " + std::string(marker.type_name()));
-  for (const char* key : {"step", "world_size", "dp", "tp"}) {
-    if (!marker.contains(key)) continue;
-    const auto& v = marker[key];
-    const bool positive = std::string(key) != "step";
-    if (!v.is_number_integer() || v.get<std::int64_t>() < (positive ? 1 : 0))
-      throw CheckpointError(path, std::string("\"") + key + "\" must be a " + (positive ? "positive" : "non-negative") +
-                                      " integer, got " + v.dump());
-  }
-  if (marker.contains("files")) {
-    if (!marker["files"].is_object()) throw CheckpointError(path, "\"files\" must be an object, got " + marker["files"].dump());
-    for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it) {
-      const auto& entry = it.value();
-      if (!entry.is_object() || !entry.contains("size") || !entry["size"].is_number_unsigned() ||
-          !entry.contains("xxh64") || !entry["xxh64"].is_string())
-        throw CheckpointError(path, "file '" + it.key() + "' must have an integer \"size\" and a string \"xxh64\", got " +
-                                        entry.dump());
-    }
-  }
-  return marker;
-}
-
-void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which, int count) {
-  if (!marker.contains("files") || marker["files"].empty())
+void verify_checksums(const std::string& dir, const CompletionMarker& marker, int which, int count) {
+  if (marker.files.empty())
     throw CheckpointError((fs::path(dir) / kCompleteMarker).string(),
                           "lists no files to verify (edited, or written before mpitrain recorded checksums); "
                           "verify_checksums=false reads the checkpoint unverified");
   int index = 0;
-  for (auto it = marker["files"].begin(); it != marker["files"].end(); ++it, ++index) {
+  for (auto it = marker.files.begin(); it != marker.files.end(); ++it, ++index) {
     if (index % count != which) continue;
     const auto path = (fs::path(dir) / it.key()).string();
     if (!fs::is_regular_file(path)) throw CheckpointError(path, "is missing (listed in " + std::string(kCompleteMarker) + ")");
@@ -89,7 +59,7 @@ void verify_checksums(const std::string& dir, const nlohmann::json& marker, int 
 
 bool verify_if_checkpoint(const std::string& dir, int which, int count) {
   if (!fs::is_regular_file(fs::path(dir) / kCompleteMarker)) return false;
-  auto marker = read_complete_marker(dir);
+  auto marker = read_completion_marker(dir);
   // What a model reader reads: config.json, the weight files and their indexes. Not the
   // optimizer state, the ranks' RNG streams, the tokenizer or the trainer's state (a job may
   // have pruned them to save space; hashing them would only cost time).
@@ -99,16 +69,13 @@ bool verify_if_checkpoint(const std::string& dir, int which, int count) {
     };
     if (name.find('/') != std::string::npos) return false;
     return name == "config.json" || ends_with("index.json") ||
-           (ends_with(".safetensors") && name.rfind("rng_state_", 0) != 0);
+           (ends_with(".safetensors") && !is_rng_state_file(name));
   };
-  if (marker.contains("files")) {
-    auto& files = marker["files"];
-    for (auto it = files.begin(); it != files.end();)
-      if (read_by_a_model_reader(it.key()))
-        ++it;
-      else
-        it = files.erase(it);
-  }
+  for (auto it = marker.files.begin(); it != marker.files.end();)
+    if (read_by_a_model_reader(it.key()))
+      ++it;
+    else
+      it = marker.files.erase(it);
   verify_checksums(dir, marker, which, count);
   return true;
 }

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/checkpoint/checkpoint_schema.h"
+
 namespace mpitrain::checkpoint {
 
 struct FileChecksum {
@@ -20,18 +22,12 @@ FileChecksum checksum_file(const std::string& dir, const std::string& relative);
 
 nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums);  // {path: {"size", "xxh64"}}
 
-// The completion marker of checkpoint `dir`, with the fields a resume reads checked: an
-// object; "step", "world_size", "dp" and "tp", where present, non-negative integers (dp, tp
-// and world_size positive); "files", where present, {path: {"size": integer, "xxh64":
-// string}}. Throws CheckpointError naming the marker and the field (not a JSON library's text).
-nlohmann::json read_complete_marker(const std::string& dir);
-
-// The files of `marker["files"]` (as read_complete_marker returns it) that this verifier
-// checks: those with index % count == which (ranks share the reading). Throws CheckpointError
+// The files of `marker.files` that this verifier checks: those with index % count == which
+// (ranks share the reading). Throws CheckpointError
 // naming the first missing, resized or corrupted file, or the marker where it lists no files:
 // every checkpoint has files, so an empty or absent list means an edited or foreign marker,
 // and verifying nothing would pass a corrupted checkpoint as sound.
-void verify_checksums(const std::string& dir, const nlohmann::json& marker, int which = 0, int count = 1);
+void verify_checksums(const std::string& dir, const CompletionMarker& marker, int which = 0, int count = 1);
 
 // Where `dir` is a complete training checkpoint (it has a completion marker), verifies its
 // share of the files a model reader reads (config.json, weight files, indexes) as

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/checkpoint_schema.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_file.h"
@@ -112,7 +113,7 @@ InspectReport inspect_checkpoint(const std::string& path) {
     if (!has_single && !has_index)
       report.problems.push_back(
           path + ": no model.safetensors or model.safetensors.index.json" +
-          (fs::exists(fs::path(path) / "sharded_index.json")
+          (fs::exists(fs::path(path) / kShardedIndexFile)
                ? " (an mpitrain sharded checkpoint: `mpitrain consolidate` writes it as an HF directory)"
                : ""));
     // In a well-formed directory the tensors a loader sees are unique; duplicates across files mean stale data.

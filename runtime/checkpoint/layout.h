@@ -1,4 +1,4 @@
-// The layout abstraction: which rectangular block of each global tensor a rank holds, and whether it writes it.
+// The layout abstraction: which rectangular block of each global tensor a rank holds.
 #pragma once
 
 #include <cstdint>
@@ -20,10 +20,12 @@ struct Block {
   static Block whole(const std::vector<std::int64_t>& shape);
 };
 
-// One saved tensor as one rank sees it. DP replica: the whole tensor on every rank, one
-// writer. TP column-parallel: a dim-0 block; row-parallel: a dim-1 block; sharded: a dim-0
-// block of the TP-local block. Save, load, reshard and consolidate are one algorithm over
-// these: intersect blocks, move bytes.
+// One saved tensor as one rank sees it. DP replica: the whole tensor on every rank.
+// TP column-parallel: a dim-0 block; row-parallel: a dim-1 block; sharded: a dim-0 block of
+// the TP-local block. Ranks holding equal blocks of a tensor hold copies of the same values
+// (its replica group: DP replicas, tp ranks sharing a kv slice); one of them writes it, as
+// assign_writers decides from every rank's layout. Save, load, reshard and consolidate are one
+// algorithm over these: intersect blocks, move bytes.
 struct TensorLayout {
   std::string name;                  // HF name
   std::vector<std::int64_t> shape;   // global shape
@@ -34,7 +36,6 @@ struct TensorLayout {
   Block block;                       // what this rank holds, in coords()
 
   const std::vector<std::int64_t>& coords() const { return view.empty() ? shape : view; }
-  bool writer = true;                // this rank's copy is the one written (one per replica group)
 };
 
 // Visits the contiguous byte runs that a block occupies inside its row-major tensor:

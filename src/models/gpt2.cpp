@@ -137,10 +137,8 @@ Gpt2LMHeadModel::Gpt2LMHeadModel(const nlohmann::json& config, const std::string
 }
 
 torch::Tensor Gpt2LMHeadModel::forward(const ModelInputs& inputs) {
-  auto h = tensor_parallel().copy_to_region(transformer->forward(inputs));
-  const int head = static_cast<int>(config_.n_layer) + 2;
-  if (lm_head) return run_groups({head}, [&] { return lm_head->forward(h); });
-  return run_groups({0}, [&] { return torch::linear(h, transformer->wte->weight); });
+  return causal_lm_logits(transformer->forward(inputs), lm_head, transformer->wte->weight,
+                          static_cast<int>(config_.n_layer) + 2);
 }
 
 int Gpt2LMHeadModel::parameter_group(const std::string& name) const {

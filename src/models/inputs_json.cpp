@@ -2,6 +2,7 @@
 #include "src/models/inputs_json.h"
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/json_file.h"
 #include "src/models/pretrained.h"
 
 namespace mpitrain::models {
@@ -32,7 +33,7 @@ torch::Tensor matrix(const nlohmann::json& doc, const std::string& key, const st
 }  // namespace
 
 ModelInputs read_inputs_json(const std::string& path, std::int64_t vocab_size) {
-  const auto doc = read_json_file(path);
+  const auto doc = checkpoint::read_json_file(path);
   if (!doc.is_object() || !doc.contains("input_ids")) throw CheckpointError(path, "missing required key 'input_ids'");
   ModelInputs inputs;
   inputs.input_ids = matrix(doc, "input_ids", path, -1, -1);

@@ -208,10 +208,8 @@ LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::stri
 }
 
 torch::Tensor LlamaForCausalLM::forward(const ModelInputs& inputs) {
-  auto h = tensor_parallel().copy_to_region(model->forward(inputs));
-  const int head = static_cast<int>(config_.num_hidden_layers) + 2;
-  if (lm_head) return run_groups({head}, [&] { return lm_head->forward(h); });
-  return run_groups({0}, [&] { return torch::linear(h, model->embed_tokens->weight); });
+  return causal_lm_logits(model->forward(inputs), lm_head, model->embed_tokens->weight,
+                          static_cast<int>(config_.num_hidden_layers) + 2);
 }
 
 int LlamaForCausalLM::parameter_group(const std::string& name) const {

@@ -78,4 +78,11 @@ void HfModel::require_divisible_by_tp(const std::string& source, const std::stri
                                                   std::to_string(tp_->size()));
 }
 
+torch::Tensor HfModel::causal_lm_logits(const torch::Tensor& hidden, const std::shared_ptr<Linear>& head,
+                                        const torch::Tensor& tied_embedding, int head_group) const {
+  const auto h = tensor_parallel().copy_to_region(hidden);
+  if (head) return run_groups({head_group}, [&] { return head->forward(h); });
+  return run_groups({0}, [&] { return torch::linear(h, tied_embedding); });
+}
+
 }  // namespace mpitrain::models

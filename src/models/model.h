@@ -112,6 +112,11 @@ class HfModel : public torch::nn::Module {
   // Throws CheckpointError naming `key` of config `source` when tp does not divide `value`.
   void require_divisible_by_tp(const std::string& source, const std::string& key, std::int64_t value) const;
   virtual int parameter_group(const std::string& name) const = 0;
+  // A causal LM's head over the last hidden states: through `head` (its own weight, forward
+  // group `head_group`), or where it is null through the tied input embedding (group 0); under
+  // tp the logits are this rank's vocabulary columns.
+  torch::Tensor causal_lm_logits(const torch::Tensor& hidden, const std::shared_ptr<Linear>& head,
+                                 const torch::Tensor& tied_embedding, int head_group) const;
   GroupRunnerPtr group_runner() const { return group_runner_; }
   // Runs one part of the forward pass that uses `groups`' parameters.
   template <class Body>

@@ -6,7 +6,8 @@
 
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
-#include "runtime/checkpoint/distributed_save.h"
+#include "runtime/checkpoint/checkpoint_reader.h"
+#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "src/models/registry.h"
 
@@ -29,20 +30,6 @@ std::string torch_dtype_name(at::ScalarType type) {
     case torch::kFloat16: return "float16";
     default: throw std::invalid_argument(std::string("no HF dtype name for ") + c10::toString(type));
   }
-}
-
-nlohmann::json read_json_file(const std::string& path) {
-  if (!fs::exists(path)) throw CheckpointError(path, "does not exist");
-  try {
-    return nlohmann::json::parse(checkpoint::read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
-  }
-}
-
-void write_json_file(const std::string& path, const nlohmann::json& value) {
-  // transformers writes json.dumps(indent=2, sort_keys=True) + "\n"; nlohmann objects are sorted.
-  checkpoint::write_file_atomically(path, value.dump(2) + "\n");
 }
 
 std::string find_checkpoint_name(const HfModel& model, const checkpoint::HfWeights& weights,
@@ -143,7 +130,7 @@ LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, Tensor
   LoadedModel loaded;
   {
     SkipInitialisation every_weight_is_loaded_below;
-    loaded.model = create_model(read_json_file(config_path), config_path, std::move(tp));
+    loaded.model = create_model(checkpoint::read_json_file(config_path), config_path, std::move(tp));
   }
   loaded.model->to(dtype);
   const auto weights = checkpoint::HfWeights::open(dir);
@@ -151,7 +138,7 @@ LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, Tensor
   if (!problems.empty()) throw CheckpointError(problems.front());
   if (load_now) load_every_parameter(*loaded.model, weights);
   const auto generation_path = fs::path(dir) / "generation_config.json";
-  if (fs::exists(generation_path)) loaded.generation_config = read_json_file(generation_path.string());
+  if (fs::exists(generation_path)) loaded.generation_config = checkpoint::read_json_file(generation_path.string());
   return loaded;
 }
 
@@ -181,7 +168,7 @@ void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::
   config["tie_word_embeddings"] = model.ties_word_embeddings();
   config["torch_dtype"] = torch_dtype_name(saved_type);
   config["dtype"] = torch_dtype_name(saved_type);  // the key transformers 5.x reads
-  write_json_file((fs::path(dir) / "config.json").string(), config);
+  checkpoint::write_json_file((fs::path(dir) / "config.json").string(), config);
 
   if (model.is_causal_lm()) {
     nlohmann::json generation = generation_config;
@@ -191,7 +178,7 @@ void save_pretrained_metadata(const HfModel& model, const std::string& dir, at::
       for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"})
         if (config.contains(key) && !config[key].is_null()) generation[key] = config[key];
     }
-    write_json_file((fs::path(dir) / "generation_config.json").string(), generation);
+    checkpoint::write_json_file((fs::path(dir) / "generation_config.json").string(), generation);
   }
 }
 

@@ -23,9 +23,6 @@ namespace mpitrain::models {
 at::ScalarType parse_torch_dtype(const std::string& name);
 std::string torch_dtype_name(at::ScalarType type);
 
-nlohmann::json read_json_file(const std::string& path);  // throws CheckpointError naming the file
-void write_json_file(const std::string& path, const nlohmann::json& value);  // atomic, HF formatting
-
 struct LoadedModel {
   std::shared_ptr<HfModel> model;
   nlohmann::json generation_config;        // null when the directory has none

@@ -40,13 +40,25 @@ void AdamW::step(double lr) {
   at::_foreach_addcdiv_(parameters, exp_avgs, denominators, -lr / bias1);
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& s : slots_) {
-    out.emplace_back("exp_avg." + s.name, s.exp_avg);
-    out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
+std::vector<AdamW::Moment> AdamW::moments() const {
+  std::vector<Moment> out;
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    out.push_back({"exp_avg." + slots_[i].name, slots_[i].exp_avg, i});
+    out.push_back({"exp_avg_sq." + slots_[i].name, slots_[i].exp_avg_sq, i});
   }
   return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& m : moments()) out.emplace_back(m.name, m.tensor);
+  return out;
+}
+
+std::uint64_t AdamW::state_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& s : slots_) bytes += s.exp_avg.nbytes() + s.exp_avg_sq.nbytes();
+  return bytes;
 }
 
 void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, std::int64_t steps) {

@@ -26,6 +26,14 @@ class AdamW {
 
   // "exp_avg.<param>" and "exp_avg_sq.<param>" for every parameter, in parameter order.
   std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const;
+  // The same, each with the index of the parameter it belongs to (laid out like it).
+  struct Moment {
+    std::string name;
+    torch::Tensor tensor;
+    std::size_t parameter;
+  };
+  std::vector<Moment> moments() const;
+  std::uint64_t state_bytes() const;
   // Restores the moments (throws std::runtime_error naming a missing or misshapen tensor).
   void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, std::int64_t steps);
 

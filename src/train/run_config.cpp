@@ -17,84 +17,6 @@ namespace mpitrain::train {
 using nlohmann::json;
 using Type = KeySpec::Type;
 
-const std::vector<KeySpec>& config_keys() {
-  static const std::vector<KeySpec> keys = {
-      // model
-      {"model", "model_name_or_path", Type::kString, "", "start from this HF directory (its config.json defines the model)"},
-      {"model", "config", Type::kObject, nullptr, "an HF config.json object for a model trained from scratch"},
-      {"model", "init_seed", Type::kInt, 42, "seed of the from-scratch initialisation"},
-      // data
-      {"data", "train_file", Type::kString, "", "HDF5 file made by prepare-data (made from `source` when missing)"},
-      {"data", "source", Type::kString, "", "text files (causal LM) or JSON lines (classification) to prepare"},
-      {"data", "task", Type::kString, "causal_lm", "causal_lm | classification"},
-      {"data", "seq_len", Type::kInt, 128, "tokens per causal-LM training window"},
-      {"data", "max_length", Type::kInt, 128, "tokens per classification row"},
-      {"data", "eval_every", Type::kInt, 10, "every n-th document goes to the eval split when preparing"},
-      {"data", "shuffle", Type::kBool, true, "shuffle the training samples every epoch"},
-      {"data", "tokenizer_name_or_path", Type::kString, "",
-       "an HF tokenizer directory whose files are saved with the model (data must be pre-tokenized)"},
-      // training: Hugging Face TrainingArguments names and defaults
-      {"training", "output_dir", Type::kString, "", "where checkpoints and the final model go"},
-      {"training", "num_train_epochs", Type::kFloat, 3.0, ""},
-      {"training", "max_steps", Type::kInt, -1, "overrides num_train_epochs when >= 0; 0 re-saves the start model"},
-      {"training", "per_device_train_batch_size", Type::kInt, 8, ""},
-      {"training", "per_device_eval_batch_size", Type::kInt, 8, ""},
-      {"training", "gradient_accumulation_steps", Type::kInt, 1, ""},
-      {"training", "learning_rate", Type::kFloat, 5e-5, ""},
-      {"training", "weight_decay", Type::kFloat, 0.0, ""},
-      {"training", "adam_beta1", Type::kFloat, 0.9, ""},
-      {"training", "adam_beta2", Type::kFloat, 0.999, ""},
-      {"training", "adam_epsilon", Type::kFloat, 1e-8, ""},
-      {"training", "max_grad_norm", Type::kFloat, 1.0, "0 disables clipping"},
-      {"training", "lr_scheduler_type", Type::kString, "linear", "linear | cosine | constant | constant_with_warmup"},
-      {"training", "warmup_steps", Type::kInt, 0, ""},
-      {"training", "warmup_ratio", Type::kFloat, 0.0, ""},
-      {"training", "logging_steps", Type::kInt, 500, ""},
-      {"training", "eval_strategy", Type::kString, "no", "no | steps | epoch"},
-      {"training", "eval_steps", Type::kInt, 0, "defaults to logging_steps"},
-      {"training", "save_strategy", Type::kString, "steps", "no | steps | epoch | best"},
-      {"training", "save_steps", Type::kInt, 500, ""},
-      {"training", "save_total_limit", Type::kInt, 0, "0 keeps every checkpoint; the best is never deleted"},
-      {"training", "overwrite_output_dir", Type::kBool, false,
-       "start over in an output_dir holding an earlier run's checkpoints, deleting them first (without it, such a start must resume)"},
-      {"training", "load_best_model_at_end", Type::kBool, false, ""},
-      {"training", "metric_for_best_model", Type::kString, "loss", "an eval metric name (eval_ prefix optional)"},
-      {"training", "greater_is_better", Type::kBool, false, ""},
-      {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
-      {"training", "seed", Type::kInt, 42, ""},
-      {"training", "device", Type::kString, "cpu", "cpu | cuda (one GPU per local rank, NCCL collectives; needs a CUDA LibTorch build)"},
-      {"training", "bf16", Type::kBool, false, "bfloat16 compute with float32 master weights (autocast; under sharding, bfloat16 parameters and gradients)"},
-      {"training", "gradient_checkpointing", Type::kBool, false,
-       "recompute each layer's activations in backward instead of keeping them (less memory, about one more forward per step)"},
-      {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
-      {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
-      {"training", "save_mode", Type::kString, "parallel",
-       "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},
-      {"training", "async_save", Type::kBool, false,
-       "checkpoints are copied to host memory and written by a background thread while training goes on"},
-      {"training", "save_io", Type::kString, "auto",
-       "parallel mode: mpiio (collective writes through subarray views) | posix (pwrite) | auto (mpiio for strided blocks)"},
-      {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},
-      {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
-      {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
-      {"training", "save_on_signals", Type::kString, "USR1,TERM",
-       "signals (USR1, USR2, TERM, INT) that save a checkpoint at the next step and stop with exit status 75"},
-      {"training", "verify_checksums", Type::kBool, true,
-       "check every file of a checkpoint against the checksums saved with it before resuming"},
-      {"training", "post_save_command", Type::kString, "",
-       "run by rank 0 after each completed save, with the directory as its argument (failures are logged)"},
-      // parallel
-      {"parallel", "tensor_parallel_size", Type::kInt, 1, ""},
-      {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce (zero1/2: reduce-scatter) bucket size"},
-      {"parallel", "sharding", Type::kString, "none",
-       "none | zero1 (optimizer state sharded over dp) | zero2 (+ gradients) | zero3 (+ parameters)"},
-      {"parallel", "zero3_prefetch", Type::kInt, 1, "zero3: parameter groups all-gathered ahead of the compute"},
-      {"parallel", "collective_timeout_s", Type::kFloat, 1800.0, "a collective slower than this ends the job"},
-      {"parallel", "torch_threads", Type::kInt, 0, "0: the cores the rank is bound to, else cores per local rank"},
-  };
-  return keys;
-}
-
 namespace {
 
 std::size_t edit_distance(const std::string& a, const std::string& b) {
@@ -183,90 +105,113 @@ json from_text(const KeySpec& key, const std::string& text) {
   return fail();
 }
 
-// `where(key)`: "command line: " for a key given as an option, else the config file's path.
-void validate(const json& c, const std::function<std::string(const std::string&)>& where) {
-  auto fail = [&](const std::string& key, const std::string& problem) {
+// Checks of one validated config; `where(key)`: "command line: " for a key given as an option,
+// else the config file's path.
+struct KeyChecks {
+  const json& c;
+  const std::function<std::string(const std::string&)>& where;
+
+  [[noreturn]] void fail(const std::string& key, const std::string& problem) const {
     throw ConfigError(where(key) + "key '" + key + "' " + problem);
-  };
-  auto positive = [&](const std::string& section, const std::string& name) {
+  }
+  void positive(const std::string& section, const std::string& name) const {
     if (c[section][name].get<double>() <= 0) fail(section + "." + name, "must be positive, got " + c[section][name].dump());
-  };
-  auto non_negative = [&](const std::string& section, const std::string& name) {
+  }
+  void non_negative(const std::string& section, const std::string& name) const {
     if (c[section][name].get<double>() < 0)
       fail(section + "." + name, "must not be negative, got " + c[section][name].dump());
-  };
-  auto one_of = [&](const std::string& section, const std::string& name, const std::set<std::string>& allowed) {
+  }
+  void one_of(const std::string& section, const std::string& name, const std::set<std::string>& allowed) const {
     const auto value = c[section][name].get<std::string>();
-    if (!allowed.count(value)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(section + "." + name, "must be one of " + list + ", got '" + value + "'");
-    }
-  };
+    if (allowed.count(value)) return;
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    fail(section + "." + name, "must be one of " + list + ", got '" + value + "'");
+  }
+};
+
+void check_training_values(const json& c, const KeyChecks& check) {
   for (const char* k : {"per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                         "logging_steps", "save_steps"})
-    positive("training", k);
+    check.positive("training", k);
   for (const char* k : {"learning_rate", "weight_decay", "adam_epsilon", "max_grad_norm", "warmup_steps",
                         "warmup_ratio", "save_total_limit", "eval_steps", "num_train_epochs"})
-    non_negative("training", k);
-  if (c["training"]["max_steps"].get<long long>() < -1) fail("training.max_steps", "must be -1 (use epochs) or >= 0");
+    check.non_negative("training", k);
+  if (c["training"]["max_steps"].get<long long>() < -1) check.fail("training.max_steps", "must be -1 (use epochs) or >= 0");
   for (const char* k : {"adam_beta1", "adam_beta2"}) {
     const auto beta = c["training"][k].get<double>();
-    if (beta < 0 || beta >= 1) fail(std::string("training.") + k, "must be in [0, 1), got " + c["training"][k].dump());
+    if (beta < 0 || beta >= 1) check.fail(std::string("training.") + k, "must be in [0, 1), got " + c["training"][k].dump());
   }
   if (c["training"]["warmup_ratio"].get<double>() > 1)
-    fail("training.warmup_ratio", "must be in [0, 1], got " + c["training"]["warmup_ratio"].dump());
+    check.fail("training.warmup_ratio", "must be in [0, 1], got " + c["training"]["warmup_ratio"].dump());
   // Checked here, not at the first checkpoint or evaluation hours into the run.
   try {
     checkpoint::parse_shard_size(c["training"]["max_shard_size"].get<std::string>());
   } catch (const std::invalid_argument& e) {
-    fail("training.max_shard_size", std::string("is invalid: ") + e.what());
+    check.fail("training.max_shard_size", std::string("is invalid: ") + e.what());
   }
+}
+
+void check_save_and_metric(const json& c, const KeyChecks& check) {
   if (!c["training"]["save_dtype"].get<std::string>().empty())  // empty: as trained
-    one_of("training", "save_dtype", {"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"});
+    check.one_of("training", "save_dtype", {"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"});
   if (c["training"]["eval_strategy"] != "no" || c["training"]["save_strategy"] == "best") {  // where it is used
     auto metric = c["training"]["metric_for_best_model"].get<std::string>();
     if (metric.rfind("eval_", 0) == 0) metric = metric.substr(5);
     const bool classification = c["data"]["task"] == "classification";
     if (metric != "loss" && !(classification && metric == "accuracy"))
-      fail("training.metric_for_best_model", "'" + c["training"]["metric_for_best_model"].get<std::string>() +
+      check.fail("training.metric_for_best_model", "'" + c["training"]["metric_for_best_model"].get<std::string>() +
                                                  "' is not an eval metric of this task (loss" +
                                                  (classification ? ", accuracy" : "") + ")");
   }
-  positive("data", "seq_len");
-  positive("data", "max_length");
-  positive("parallel", "tensor_parallel_size");
-  positive("parallel", "bucket_size_mb");
-  non_negative("parallel", "collective_timeout_s");
-  non_negative("parallel", "torch_threads");
-  non_negative("parallel", "zero3_prefetch");
-  one_of("parallel", "sharding", {"none", "zero1", "zero2", "zero3"});
-  one_of("data", "task", {"causal_lm", "classification"});
-  one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
-  one_of("training", "eval_strategy", {"no", "steps", "epoch"});
-  one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
-  one_of("training", "save_mode", {"gather", "parallel", "sharded"});
-  one_of("training", "save_io", {"auto", "mpiio", "posix"});
-  one_of("training", "device", {"cpu", "cuda"});
+}
+
+void check_choices(const json& c, const KeyChecks& check) {
+  check.positive("data", "seq_len");
+  check.positive("data", "max_length");
+  check.positive("parallel", "tensor_parallel_size");
+  check.positive("parallel", "bucket_size_mb");
+  check.non_negative("parallel", "collective_timeout_s");
+  check.non_negative("parallel", "torch_threads");
+  check.non_negative("parallel", "zero3_prefetch");
+  check.one_of("parallel", "sharding", {"none", "zero1", "zero2", "zero3"});
+  check.one_of("data", "task", {"causal_lm", "classification"});
+  check.one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
+  check.one_of("training", "eval_strategy", {"no", "steps", "epoch"});
+  check.one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
+  check.one_of("training", "save_mode", {"gather", "parallel", "sharded"});
+  check.one_of("training", "save_io", {"auto", "mpiio", "posix"});
+  check.one_of("training", "device", {"cpu", "cuda"});
   {
     std::stringstream signals(c["training"]["save_on_signals"].get<std::string>());
     std::string name;
     while (std::getline(signals, name, ','))
       if (!name.empty() && !std::set<std::string>{"USR1", "USR2", "TERM", "INT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT"}.count(name))
-        fail("training.save_on_signals", "names an unknown signal '" + name + "' (USR1, USR2, TERM, INT)");
+        check.fail("training.save_on_signals", "names an unknown signal '" + name + "' (USR1, USR2, TERM, INT)");
   }
-  positive("training", "gather_window_mb");
-  if (c["training"]["output_dir"].get<std::string>().empty()) fail("training.output_dir", "is required");
+  check.positive("training", "gather_window_mb");
+}
+
+void check_combinations(const json& c, const KeyChecks& check) {
+  if (c["training"]["output_dir"].get<std::string>().empty()) check.fail("training.output_dir", "is required");
   const bool has_model = !c["model"]["model_name_or_path"].get<std::string>().empty() || c["model"]["config"].is_object();
-  if (!has_model) fail("model.config", "or model.model_name_or_path is required");
+  if (!has_model) check.fail("model.config", "or model.model_name_or_path is required");
   if (c["training"]["save_strategy"] == "best" && c["training"]["eval_strategy"] == "no")
-    fail("training.save_strategy", "'best' needs an eval_strategy other than 'no'");
+    check.fail("training.save_strategy", "'best' needs an eval_strategy other than 'no'");
   if (c["training"]["load_best_model_at_end"].get<bool>()) {
     if (c["training"]["eval_strategy"] == "no")
-      fail("training.load_best_model_at_end", "needs an eval_strategy other than 'no'");
+      check.fail("training.load_best_model_at_end", "needs an eval_strategy other than 'no'");
     if (c["training"]["save_strategy"] != "best" && c["training"]["save_strategy"] != c["training"]["eval_strategy"])
-      fail("training.load_best_model_at_end", "needs save_strategy equal to eval_strategy (or 'best'), as in transformers");
+      check.fail("training.load_best_model_at_end", "needs save_strategy equal to eval_strategy (or 'best'), as in transformers");
   }
+}
+
+void validate(const json& c, const std::function<std::string(const std::string&)>& where) {
+  const KeyChecks checks{c, where};
+  check_training_values(c, checks);
+  check_save_and_metric(c, checks);
+  check_choices(c, checks);
+  check_combinations(c, checks);
 }
 
 }  // namespace
@@ -285,24 +230,25 @@ std::string closest_key(const std::string& name) {
   return best;
 }
 
-json load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+namespace {
+
+json read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read config file");
+  std::stringstream text;
+  text << in.rdbuf();
   json file;
-  {
-    std::ifstream in(path);
-    if (!in) throw ConfigError(path + ": cannot read config file");
-    std::stringstream text;
-    text << in.rdbuf();
-    try {
-      file = json::parse(text.str());
-    } catch (const json::exception& e) {
-      throw ConfigError(path + ": invalid JSON (" + e.what() + ")");
-    }
+  try {
+    file = json::parse(text.str());
+  } catch (const json::exception& e) {
+    throw ConfigError(path + ": invalid JSON (" + e.what() + ")");
   }
   if (!file.is_object()) throw ConfigError(path + ": the config must be a JSON object");
-  const std::string where = path + ": ";
+  return file;
+}
 
-  json config = json::object();
-  for (const auto& k : config_keys()) config[k.section][k.name] = k.default_value;
+// The file's sections over the defaults in `config`; `where` prefixes its errors.
+void apply_file(json& config, const json& file, const std::string& where) {
   for (auto section = file.begin(); section != file.end(); ++section) {
     if (!config.contains(section.key())) {
       // A training key written at top level is a common slip: name it.
@@ -319,8 +265,11 @@ json load_run_config(const std::string& path, const std::vector<std::string>& ov
       config[key->section][key->name] = typed(*key, item.value(), where);
     }
   }
+}
 
-  // Overrides through Boost.Program_options: each key under its plain and its dotted name.
+// Overrides through Boost.Program_options: each key under its plain and its dotted name.
+// Returns the dotted names of the keys the command line set.
+std::set<std::string> apply_overrides(json& config, const std::vector<std::string>& overrides) {
   namespace po = boost::program_options;
   po::options_description options;
   for (const auto& k : config_keys()) {
@@ -354,6 +303,18 @@ json load_run_config(const std::string& path, const std::vector<std::string>& ov
         from_command_line.insert(k.dotted());
       }
   }
+  return from_command_line;
+}
+
+}  // namespace
+
+json load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  const auto file = read_config_file(path);
+  const std::string where = path + ": ";
+  json config = json::object();
+  for (const auto& k : config_keys()) config[k.section][k.name] = k.default_value;
+  apply_file(config, file, where);
+  const auto from_command_line = apply_overrides(config, overrides);
   validate(config, [&](const std::string& key) { return from_command_line.count(key) ? "command line: " : where; });
   return config;
 }

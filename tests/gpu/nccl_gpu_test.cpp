@@ -132,7 +132,6 @@ TEST(Staging, SavesFromGpuTensorsWriteTheBytesOfTheCpuSave) {
     t.layout.shape = {64, 48};
     t.layout.dtype = checkpoint::DType::F32;
     t.layout.block = checkpoint::Block::whole(t.layout.shape);
-    t.layout.writer = true;
     t.data = torch::randn({64, 48});
     on_cpu.push_back(t);
     t.data = t.data.to(gpu());

@@ -37,7 +37,8 @@ TEST(Checksums, VerificationNamesTheDamagedFile) {
   std::vector<FileChecksum> sums;
   for (const auto& f : checkpoint_files(dir.path())) sums.push_back(checksum_file(dir.path(), f));
   ASSERT_EQ(sums.size(), 2u);
-  const nlohmann::json marker = {{"files", checksums_to_json(sums)}};
+  CompletionMarker marker;
+  marker.files = checksums_to_json(sums);
   EXPECT_NO_THROW(verify_checksums(dir.path(), marker));
 
   auto expect_error = [&](const std::string& needle) {
@@ -66,10 +67,12 @@ TEST(Checksums, AMarkerListingNoFilesIsRefusedNotTakenAsVerified) {
   // Before, a marker without "files" verified nothing: a flipped byte then resumed silently.
   testing::ScratchDir dir;
   testing::write_bytes(dir / "model.safetensors", std::string(100, 'x'));
-  for (const auto& marker : {nlohmann::json::object(), nlohmann::json{{"files", nlohmann::json::object()}}}) {
+  // A marker without "files", and one with an empty list, parse alike.
+  for (const auto* text : {"{}", R"({"files": {}})"}) {
+    const auto marker = CompletionMarker::parse(text, "mpitrain_complete.json");
     try {
       verify_checksums(dir.path(), marker);
-      ADD_FAILURE() << "verified " << marker.dump();
+      ADD_FAILURE() << "verified " << text;
     } catch (const CheckpointError& e) {
       EXPECT_NE(std::string(e.what()).find("mpitrain_complete.json: lists no files to verify"), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("verify_checksums=false"), std::string::npos) << e.what();
@@ -82,7 +85,7 @@ TEST(Checksums, AMalformedMarkerIsNamedWithItsField) {
   const auto expect_error = [&](const std::string& text, const std::string& needle) {
     testing::write_bytes(dir / "mpitrain_complete.json", text);
     try {
-      read_complete_marker(dir.path());
+      read_completion_marker(dir.path());
       ADD_FAILURE() << "accepted " << text;
     } catch (const CheckpointError& e) {
       const std::string what = e.what();
@@ -104,7 +107,7 @@ TEST(Checksums, AMalformedMarkerIsNamedWithItsField) {
   expect_error("{\"step\": ", "is not valid JSON");
   testing::write_bytes(dir / "mpitrain_complete.json",
                        R"({"step": 4, "world_size": 2, "dp": 2, "tp": 1, "files": {"a": {"size": 1, "xxh64": "ab"}}})");
-  EXPECT_EQ(read_complete_marker(dir.path())["dp"], 2);
+  EXPECT_EQ(read_completion_marker(dir.path()).dp, 2);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/torch_tensors.h"
@@ -18,6 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using checkpoint::CheckpointError;
+using checkpoint::read_json_file;
+using checkpoint::write_json_file;
 using nlohmann::json;
 using testing::fixture;
 using testing::ScratchDir;

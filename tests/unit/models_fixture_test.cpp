@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/npy.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
@@ -12,6 +13,7 @@ namespace mpitrain::models {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint::read_json_file;
 using testing::fixture;
 using testing::ScratchDir;
 

@@ -1,0 +1,233 @@
+// What a training checkpoint holds and when one is saved: snapshots, the async writer, the final model save, and resume with RNG restore.
+#include "src/train/checkpointer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+
+#include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/checkpoint_reader.h"
+#include "runtime/comm/agreement.h"
+#include "src/models/pretrained.h"
+#include "src/train/run_directory.h"
+
+namespace mpitrain::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+Checkpointer::Checkpointer(const RunArguments& args, std::shared_ptr<comm::Mesh> mesh, at::Device device,
+                           ParallelModel& model, AdamW& optimizer, RunLog& log, ModelFiles files)
+    : args_(args), mesh_(std::move(mesh)), device_(device), model_(model), optimizer_(optimizer), log_(log),
+      files_(std::move(files)) {
+  auto& world = mesh_->world();
+  // The background writer moves host copies only.
+  if (args_.training.async_save) save_comm_ = world.cpu_communicator().split(0, world.rank(), "save");
+  if (world.rank() == 0)
+    post_save_ = std::make_unique<PostSaveHook>(args_.training.post_save_command,
+                                                (fs::path(args_.training.output_dir) / "logs" / "post_save.log").string(),
+                                                [this](const std::string& line) { log_.info(line); });
+}
+
+Checkpointer::~Checkpointer() {
+  if (save_thread_.joinable()) save_thread_.join();
+}
+
+at::Generator Checkpointer::generator() const {
+  return at::globalContext().defaultGenerator(device_);  // a handle: states set through it are the device's
+}
+
+std::string Checkpointer::rng_key() const { return device_.is_cpu() ? "torch_cpu" : "torch_cuda"; }
+
+checkpoint::DistributedSaveOptions Checkpointer::save_options(checkpoint::SaveMode mode) const {
+  const auto& t = args_.training;
+  checkpoint::DistributedSaveOptions options;
+  options.mode = mode;
+  options.max_shard_size = t.max_shard_size;
+  options.gather_window_bytes = t.gather_window_bytes;
+  options.io = t.save_io;
+  options.check_shared_directory = false;  // output_dir, checked at the start where it matters
+  return options;
+}
+
+void Checkpointer::resume(const std::string& dir, TrainerState& state) {
+  auto& world = mesh_->world();
+  std::unique_ptr<checkpoint::TrainingCheckpointReader> reader;
+  comm::run_agreed(world, [&] { reader = std::make_unique<checkpoint::TrainingCheckpointReader>(dir); });
+  // Every file as it was saved (the ranks share the reading), agreed before any is used.
+  if (args_.training.verify_checksums) comm::run_agreed(world, [&] { reader->verify_checksums(world.rank(), world.size()); });
+  comm::run_agreed(world, [&] {
+    // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
+    model_.load_weights(checkpoint::CheckpointReader(dir));
+    const auto state_path = (fs::path(dir) / checkpoint::kTrainerStateFile).string();
+    try {
+      state = TrainerState::from_json(reader->trainer_state());
+    } catch (const json::exception& e) {
+      throw checkpoint::CheckpointError(state_path, std::string("malformed (") + e.what() + ")");
+    }
+    if (state.global_step < 0 || !std::isfinite(state.epoch) || state.epoch < 0)
+      throw checkpoint::CheckpointError(state_path, "global_step and epoch must be non-negative, got " +
+                                                        std::to_string(state.global_step) + " and " +
+                                                        std::to_string(state.epoch));
+    // A run directory moved since the best checkpoint was recorded: it is found by its name
+    // beside the checkpoint resumed from (else load_best_model_at_end and rotation's guard of
+    // the best would look for the old path).
+    state.best_model_checkpoint = best_checkpoint_beside(dir, state.best_model_checkpoint);
+    if (reader->has_optimizer_state())
+      load_optimizer(*reader, state.global_step);
+    else
+      log_.warn(dir + " has no optimizer state (save_only_model): the optimizer restarts");
+    restore_rng(*reader, state);
+    log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step));
+  });
+}
+
+void Checkpointer::load_optimizer(const checkpoint::TrainingCheckpointReader& reader, std::int64_t global_step) {
+  // The moments are laid out like their parameters: read this rank's blocks, whatever (dp, tp)
+  // layout saved them.
+  checkpoint::CheckpointReader moments(reader.optimizer_dir());
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& m : optimizer_.moments()) {
+    const auto& placement = model_.trained().at(m.parameter).placement;
+    tensors.emplace_back(m.name, m.tensor.numel() == 0 ? m.tensor
+                                                       : models::read_placed(moments, m.name, placement, m.tensor.sizes()));
+  }
+  optimizer_.load_state(tensors, reader.optimizer_state().value("step", global_step));
+}
+
+void Checkpointer::restore_rng(const checkpoint::TrainingCheckpointReader& reader, const TrainerState& state) {
+  // The rule: at the layout that saved (same dp and tp sizes) each rank restores its own
+  // stream. At another layout, dp index d restores the stream of the saving run's (d, tp 0)
+  // rank, so the ranks of a tp group agree; a dp index the saving run did not have is
+  // seeded from (seed, dp index, step).
+  const auto& marker = reader.marker();
+  int source = mesh_->world().rank();
+  if (marker.dp != mesh_->dp_size() || marker.tp != mesh_->tp_size())
+    source = mesh_->dp_rank() < marker.dp ? mesh_->dp_rank() * marker.tp : -1;
+  torch::manual_seed(args_.training.seed + static_cast<std::uint64_t>(mesh_->dp_rank()) +
+                     static_cast<std::uint64_t>(state.global_step) * 1000003ull);
+  bool found = true;
+  const auto saved = reader.rng_state(source, rng_key(), &found);
+  if (!found) {  // saved on the other kind of device: its stream does not apply
+    log_.warn((fs::path(reader.dir()) / checkpoint::rng_state_file(source)).string() + " holds no '" + rng_key() +
+              "' state (saved on another device type): dropout streams reseeded");
+    return;
+  }
+  if (!saved.defined()) return;
+  auto generator = this->generator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(saved);
+}
+
+bool Checkpointer::due(std::int64_t step, std::int64_t save_steps, bool epoch_end, bool new_best) const {
+  switch (args_.training.save_strategy) {
+    case IntervalStrategy::kSteps: return step % save_steps == 0;
+    case IntervalStrategy::kEpoch: return epoch_end;
+    case IntervalStrategy::kBest: return new_best;
+    case IntervalStrategy::kNo: return false;
+  }
+  return false;
+}
+
+checkpoint::TrainingCheckpoint Checkpointer::snapshot(const TrainerState& state, const json& scheduler, bool copy) const {
+  const auto& t = args_.training;
+  checkpoint::TrainingCheckpoint c;
+  c.step = state.global_step;
+  c.dp = mesh_->dp_size();
+  c.tp = mesh_->tp_size();
+  c.only_model = t.save_only_model;
+  c.weights = model_.local_tensors(model_.trained_laid_out(), files_.saved_dtype, copy);
+  c.trainer_state = state.to_json();
+  if (c.only_model) return c;
+  // The moments, laid out like their parameters and saved like them: resumable at any layout.
+  std::vector<ParallelModel::LaidOut> moments;
+  for (const auto& m : optimizer_.moments()) moments.push_back({m.name, m.tensor, m.parameter});
+  c.moments = model_.local_tensors(moments, std::nullopt, copy);
+  c.optimizer_state = {{"step", optimizer_.steps()}};
+  c.scheduler = scheduler;
+  c.rng_key = rng_key();
+  auto generator = this->generator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  c.rng = generator.get_state();
+  return c;
+}
+
+void Checkpointer::write(const checkpoint::TrainingCheckpoint& contents, comm::Communicator& comm,
+                         const std::string& best) {
+  checkpoint::TrainingCheckpointOptions options;
+  options.save = save_options(args_.training.save_mode);
+  options.write_model_files = [this](const std::string& staging) { files_.write(model_.model(), staging); };
+  options.after_commit = [this, best](const std::string& committed) {
+    log_.info("saved " + committed);
+    post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
+    rotate_checkpoints(args_.training.output_dir, args_.training.save_total_limit, best,
+                       [this](const std::string& line) { log_.info(line); },
+                       [this](const std::string& line) { log_.warn(line); });
+    post_save_->run(committed);
+  };
+  checkpoint::write_training_checkpoint(comm, args_.training.output_dir, contents, options);
+}
+
+void Checkpointer::save(const TrainerState& state, const json& scheduler) {
+  const auto start = std::chrono::steady_clock::now();
+  wait();  // one save at a time: the previous one is complete before this starts
+  const bool async = save_comm_ != nullptr;
+  auto contents = snapshot(state, scheduler, async);
+  last_saved_step_ = contents.step;
+  const auto best = state.best_model_checkpoint;  // rotation keeps it
+  if (async) {
+    save_thread_ = std::thread([this, contents = std::move(contents), best] {
+      try {
+        write(contents, *save_comm_, best);
+      } catch (...) {
+        save_error_ = std::current_exception();
+      }
+    });
+  } else {
+    write(contents, mesh_->world(), best);
+  }
+  const double blocked = seconds_since(start);
+  blocking_seconds_ += blocked;
+  ++checkpoints_saved_;
+  log_.info("checkpoint of step " + std::to_string(last_saved_step_) + ": training waited " + std::to_string(blocked) +
+            " s" + (async ? " (written in the background)" : ""));
+}
+
+void Checkpointer::wait() {
+  if (save_thread_.joinable()) save_thread_.join();
+  if (save_error_) std::rethrow_exception(std::exchange(save_error_, nullptr));
+}
+
+void Checkpointer::save_model(const std::string& dir) {
+  auto& world = mesh_->world();
+  // The final model is always an HF directory: a sharded save_mode writes it in parallel.
+  const auto mode = args_.training.save_mode == checkpoint::SaveMode::kSharded ? checkpoint::SaveMode::kParallel
+                                                                               : args_.training.save_mode;
+  const auto start = std::chrono::steady_clock::now();
+  checkpoint::save_distributed(world, dir, model_.local_tensors(model_.trained_laid_out(), files_.saved_dtype, false),
+                               save_options(mode));
+  const double weights_seconds = seconds_since(start);
+  // Config and tokenizer files are small: rank 0 writes them; the agreement is the others' wait.
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0) files_.write(model_.model(), dir);
+  });
+  char took[64];
+  std::snprintf(took, sizeof took, " (weights written in %.3f s)", weights_seconds);
+  log_.info("saved the model to " + dir + took);
+  if (post_save_) {
+    post_save_->run(dir);
+    post_save_->finish();  // the run ends here: the last upload is waited for
+  }
+}
+
+}  // namespace mpitrain::train

@@ -1,0 +1,107 @@
+// The key table of the run config: every key with its section, type, default and meaning (docs/configuration.md is made from it).
+#include "src/train/run_config.h"
+
+namespace mpitrain::train {
+
+namespace {
+
+using Type = KeySpec::Type;
+
+void add_model_and_data_keys(std::vector<KeySpec>& keys) {
+  keys.insert(keys.end(), {
+      {"model", "model_name_or_path", Type::kString, "", "start from this HF directory (its config.json defines the model)"},
+      {"model", "config", Type::kObject, nullptr, "an HF config.json object for a model trained from scratch"},
+      {"model", "init_seed", Type::kInt, 42, "seed of the from-scratch initialisation"},
+      {"data", "train_file", Type::kString, "", "HDF5 file made by prepare-data (made from `source` when missing)"},
+      {"data", "source", Type::kString, "", "text files (causal LM) or JSON lines (classification) to prepare"},
+      {"data", "task", Type::kString, "causal_lm", "causal_lm | classification"},
+      {"data", "seq_len", Type::kInt, 128, "tokens per causal-LM training window"},
+      {"data", "max_length", Type::kInt, 128, "tokens per classification row"},
+      {"data", "eval_every", Type::kInt, 10, "every n-th document goes to the eval split when preparing"},
+      {"data", "shuffle", Type::kBool, true, "shuffle the training samples every epoch"},
+      {"data", "tokenizer_name_or_path", Type::kString, "",
+       "an HF tokenizer directory whose files are saved with the model (data must be pre-tokenized)"},
+  });
+}
+
+// Hugging Face TrainingArguments names and defaults, then this project's own.
+void add_training_keys(std::vector<KeySpec>& keys) {
+  keys.insert(keys.end(), {
+      {"training", "output_dir", Type::kString, "", "where checkpoints and the final model go"},
+      {"training", "num_train_epochs", Type::kFloat, 3.0, ""},
+      {"training", "max_steps", Type::kInt, -1, "overrides num_train_epochs when >= 0; 0 re-saves the start model"},
+      {"training", "per_device_train_batch_size", Type::kInt, 8, ""},
+      {"training", "per_device_eval_batch_size", Type::kInt, 8, ""},
+      {"training", "gradient_accumulation_steps", Type::kInt, 1, ""},
+      {"training", "learning_rate", Type::kFloat, 5e-5, ""},
+      {"training", "weight_decay", Type::kFloat, 0.0, ""},
+      {"training", "adam_beta1", Type::kFloat, 0.9, ""},
+      {"training", "adam_beta2", Type::kFloat, 0.999, ""},
+      {"training", "adam_epsilon", Type::kFloat, 1e-8, ""},
+      {"training", "max_grad_norm", Type::kFloat, 1.0, "0 disables clipping"},
+      {"training", "lr_scheduler_type", Type::kString, "linear", "linear | cosine | constant | constant_with_warmup"},
+      {"training", "warmup_steps", Type::kInt, 0, ""},
+      {"training", "warmup_ratio", Type::kFloat, 0.0, ""},
+      {"training", "logging_steps", Type::kInt, 500, ""},
+      {"training", "eval_strategy", Type::kString, "no", "no | steps | epoch"},
+      {"training", "eval_steps", Type::kInt, 0, "defaults to logging_steps"},
+      {"training", "save_strategy", Type::kString, "steps", "no | steps | epoch | best"},
+      {"training", "save_steps", Type::kInt, 500, ""},
+      {"training", "save_total_limit", Type::kInt, 0, "0 keeps every checkpoint; the best is never deleted"},
+      {"training", "overwrite_output_dir", Type::kBool, false,
+       "start over in an output_dir holding an earlier run's checkpoints, deleting them first (without it, such a start must resume)"},
+      {"training", "load_best_model_at_end", Type::kBool, false, ""},
+      {"training", "metric_for_best_model", Type::kString, "loss", "an eval metric name (eval_ prefix optional)"},
+      {"training", "greater_is_better", Type::kBool, false, ""},
+      {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
+      {"training", "seed", Type::kInt, 42, ""},
+      {"training", "device", Type::kString, "cpu", "cpu | cuda (one GPU per local rank, NCCL collectives; needs a CUDA LibTorch build)"},
+      {"training", "bf16", Type::kBool, false, "bfloat16 compute with float32 master weights (autocast; under sharding, bfloat16 parameters and gradients)"},
+      {"training", "gradient_checkpointing", Type::kBool, false,
+       "recompute each layer's activations in backward instead of keeping them (less memory, about one more forward per step)"},
+      {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
+      {"training", "max_shard_size", Type::kString, "5GB", "shard saved weights above this size"},
+      {"training", "save_mode", Type::kString, "parallel",
+       "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},
+      {"training", "async_save", Type::kBool, false,
+       "checkpoints are copied to host memory and written by a background thread while training goes on"},
+      {"training", "save_io", Type::kString, "auto",
+       "parallel mode: mpiio (collective writes through subarray views) | posix (pwrite) | auto (mpiio for strided blocks)"},
+      {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},
+      {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
+      {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
+      {"training", "save_on_signals", Type::kString, "USR1,TERM",
+       "signals (USR1, USR2, TERM, INT) that save a checkpoint at the next step and stop with exit status 75"},
+      {"training", "verify_checksums", Type::kBool, true,
+       "check every file of a checkpoint against the checksums saved with it before resuming"},
+      {"training", "post_save_command", Type::kString, "",
+       "run by rank 0 after each completed save, with the directory as its argument (failures are logged)"},
+  });
+}
+
+void add_parallel_keys(std::vector<KeySpec>& keys) {
+  keys.insert(keys.end(), {
+      {"parallel", "tensor_parallel_size", Type::kInt, 1, "ranks that split each layer (Megatron-style); world = dp x tp"},
+      {"parallel", "bucket_size_mb", Type::kFloat, 4.0, "gradient allreduce (zero1/2: reduce-scatter) bucket size"},
+      {"parallel", "sharding", Type::kString, "none",
+       "none | zero1 (optimizer state sharded over dp) | zero2 (+ gradients) | zero3 (+ parameters)"},
+      {"parallel", "zero3_prefetch", Type::kInt, 1, "zero3: parameter groups all-gathered ahead of the compute"},
+      {"parallel", "collective_timeout_s", Type::kFloat, 1800.0, "a collective slower than this ends the job"},
+      {"parallel", "torch_threads", Type::kInt, 0, "0: the cores the rank is bound to, else cores per local rank"},
+  });
+}
+
+}  // namespace
+
+const std::vector<KeySpec>& config_keys() {
+  static const std::vector<KeySpec> keys = [] {
+    std::vector<KeySpec> all;
+    add_model_and_data_keys(all);
+    add_training_keys(all);
+    add_parallel_keys(all);
+    return all;
+  }();
+  return keys;
+}
+
+}  // namespace mpitrain::train

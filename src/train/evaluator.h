@@ -1,0 +1,27 @@
+// Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, and accuracy for classification.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/comm/communicator.h"
+#include "src/data/hdf5_dataset.h"
+#include "src/models/model.h"
+
+namespace mpitrain::train {
+
+struct EvaluationOptions {
+  std::int64_t batch_size = 8;  // per_device_eval_batch_size
+  at::Device device = at::kCPU;
+  bool bf16 = false;  // the training forward's autocast
+  // zero3: every forward all-gathers parameters over dp, so every rank runs as many batches
+  // as the rank with the most samples (a rank out of samples runs sample 0 and ignores it).
+  bool forwards_in_step = false;
+};
+
+// Collective over `dp`: rank r evaluates samples r, r + dp, ...; the sums meet in one
+// all-reduce. Returns {"eval_loss"} (and "eval_accuracy" for classification), rounded to 4
+// places as transformers logs them; `empty` is set where the split holds no sample.
+nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_data, comm::Communicator& dp,
+                        const EvaluationOptions& options, bool* empty = nullptr);
+
+}  // namespace mpitrain::train

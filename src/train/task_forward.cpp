@@ -1,0 +1,28 @@
+// The task's forward pass, shared by training and evaluation: logits under the run's bf16 autocast, and the task's loss on them.
+#include "src/train/task_forward.h"
+
+#include "src/models/autocast.h"
+
+namespace mpitrain::train {
+
+data::Batch on_device(data::Batch batch, const at::Device& device) {
+  if (device.is_cpu()) return batch;
+  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.labels})
+    if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
+  return batch;
+}
+
+torch::Tensor forward_logits(models::HfModel& model, const data::Batch& batch, const at::Device& device, bool bf16) {
+  models::ModelInputs inputs{batch.input_ids, batch.attention_mask, {}};
+  models::AutocastScope scope(device, bf16);
+  return model.forward(inputs);
+}
+
+LossValue task_loss(const models::HfModel& model, const torch::Tensor& logits, const data::Batch& batch,
+                    bool classification) {
+  if (classification) return classification_loss(logits, batch.labels);
+  // Under tp > 1 the logits are this rank's vocabulary columns: vocab-parallel cross-entropy.
+  return causal_lm_loss(logits, batch.labels, batch.attention_mask, &model.tensor_parallel(), model.logits_vocab_start());
+}
+
+}  // namespace mpitrain::train

@@ -1,0 +1,24 @@
+// The task's forward pass, shared by training and evaluation: logits under the run's bf16 autocast, and the task's loss on them.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "src/data/hdf5_dataset.h"
+#include "src/models/model.h"
+#include "src/train/losses.h"
+
+namespace mpitrain::train {
+
+// The batch's tensors on `device` (copies started without waiting, off the CPU).
+data::Batch on_device(data::Batch batch, const at::Device& device);
+
+// The model's logits for `batch`, under bfloat16 autocast on `device` where `bf16` (as HF's
+// Trainer runs both its training and its evaluation forward under the same autocast).
+torch::Tensor forward_logits(models::HfModel& model, const data::Batch& batch, const at::Device& device, bool bf16);
+
+// The task's loss of those logits: classification cross-entropy, or the shifted causal-LM
+// cross-entropy (vocab-parallel where the logits are this tp rank's vocabulary columns).
+LossValue task_loss(const models::HfModel& model, const torch::Tensor& logits, const data::Batch& batch,
+                    bool classification);
+
+}  // namespace mpitrain::train

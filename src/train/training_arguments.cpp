@@ -1,0 +1,114 @@
+// The validated run config as typed structs, built once at the start: the Trainer's components read fields, not JSON keys.
+#include "src/train/training_arguments.h"
+
+#include "runtime/checkpoint/hf_index.h"
+
+namespace mpitrain::train {
+
+namespace {
+
+IntervalStrategy interval_strategy(const std::string& name) {
+  if (name == "steps") return IntervalStrategy::kSteps;
+  if (name == "epoch") return IntervalStrategy::kEpoch;
+  if (name == "best") return IntervalStrategy::kBest;
+  return IntervalStrategy::kNo;  // load_run_config accepted only these
+}
+
+ResumeFrom resume_from(const nlohmann::json& value) {
+  if (value.is_boolean()) return {value.get<bool>() ? ResumeFrom::Kind::kLatest : ResumeFrom::Kind::kNone, ""};
+  const auto path = value.get<std::string>();
+  if (path.empty()) return {};
+  if (path == "auto") return {ResumeFrom::Kind::kLatestIfAny, ""};
+  return {ResumeFrom::Kind::kPath, path};
+}
+
+ModelArguments model_arguments(const nlohmann::json& m) {
+  return {m["model_name_or_path"].get<std::string>(), m["config"], m["init_seed"].get<std::uint64_t>()};
+}
+
+DataArguments data_arguments(const nlohmann::json& d) {
+  DataArguments a;
+  a.train_file = d["train_file"].get<std::string>();
+  a.source = d["source"].get<std::string>();
+  a.tokenizer_name_or_path = d["tokenizer_name_or_path"].get<std::string>();
+  a.task = d["task"].get<std::string>();
+  a.classification = a.task == "classification";
+  a.seq_len = d["seq_len"].get<std::int64_t>();
+  a.max_length = d["max_length"].get<std::int64_t>();
+  a.eval_every = d["eval_every"].get<int>();
+  a.shuffle = d["shuffle"].get<bool>();
+  return a;
+}
+
+TrainingArguments training_arguments(const nlohmann::json& t) {
+  TrainingArguments a;
+  a.output_dir = t["output_dir"].get<std::string>();
+  a.num_train_epochs = t["num_train_epochs"].get<double>();
+  a.max_steps = t["max_steps"].get<std::int64_t>();
+  a.per_device_train_batch_size = t["per_device_train_batch_size"].get<std::int64_t>();
+  a.per_device_eval_batch_size = t["per_device_eval_batch_size"].get<std::int64_t>();
+  a.gradient_accumulation_steps = t["gradient_accumulation_steps"].get<std::int64_t>();
+  a.learning_rate = t["learning_rate"].get<double>();
+  a.weight_decay = t["weight_decay"].get<double>();
+  a.adam_beta1 = t["adam_beta1"].get<double>();
+  a.adam_beta2 = t["adam_beta2"].get<double>();
+  a.adam_epsilon = t["adam_epsilon"].get<double>();
+  a.max_grad_norm = t["max_grad_norm"].get<double>();
+  a.lr_scheduler_type = t["lr_scheduler_type"].get<std::string>();
+  a.warmup_steps = t["warmup_steps"].get<std::int64_t>();
+  a.warmup_ratio = t["warmup_ratio"].get<double>();
+  a.logging_steps = t["logging_steps"].get<std::int64_t>();
+  a.eval_strategy = interval_strategy(t["eval_strategy"].get<std::string>());
+  a.eval_steps = t["eval_steps"].get<std::int64_t>();
+  a.save_strategy = interval_strategy(t["save_strategy"].get<std::string>());
+  a.save_steps = t["save_steps"].get<std::int64_t>();
+  a.save_total_limit = t["save_total_limit"].get<std::int64_t>();
+  a.overwrite_output_dir = t["overwrite_output_dir"].get<bool>();
+  a.load_best_model_at_end = t["load_best_model_at_end"].get<bool>();
+  a.metric_for_best_model = t["metric_for_best_model"].get<std::string>();
+  a.greater_is_better = t["greater_is_better"].get<bool>();
+  a.save_only_model = t["save_only_model"].get<bool>();
+  a.seed = t["seed"].get<std::uint64_t>();
+  a.device = t["device"].get<std::string>();
+  a.bf16 = t["bf16"].get<bool>();
+  a.gradient_checkpointing = t["gradient_checkpointing"].get<bool>();
+  a.resume_from_checkpoint = resume_from(t["resume_from_checkpoint"]);
+  a.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
+  a.save_dtype = t["save_dtype"].get<std::string>();
+  a.save_mode = checkpoint::parse_save_mode(t["save_mode"].get<std::string>());
+  a.save_io = checkpoint::parse_save_io(t["save_io"].get<std::string>());
+  a.async_save = t["async_save"].get<bool>();
+  a.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
+  a.progress_bar = t["progress_bar"].get<bool>();
+  a.save_on_signals = t["save_on_signals"].get<std::string>();
+  a.verify_checksums = t["verify_checksums"].get<bool>();
+  a.post_save_command = t["post_save_command"].get<std::string>();
+  return a;
+}
+
+ParallelArguments parallel_arguments(const nlohmann::json& p) {
+  ParallelArguments a;
+  a.tensor_parallel_size = p["tensor_parallel_size"].get<int>();
+  a.bucket_bytes = static_cast<std::size_t>(p["bucket_size_mb"].get<double>() * (1 << 20));
+  a.sharding = parallel::parse_sharding_stage(p["sharding"].get<std::string>());
+  a.zero3_prefetch = p["zero3_prefetch"].get<int>();
+  return a;
+}
+
+}  // namespace
+
+std::string TrainingArguments::metric_key() const {
+  return metric_for_best_model.rfind("eval_", 0) == 0 ? metric_for_best_model : "eval_" + metric_for_best_model;
+}
+
+RunArguments RunArguments::from_config(const nlohmann::json& config) {
+  RunArguments a;
+  a.model = model_arguments(config["model"]);
+  a.data = data_arguments(config["data"]);
+  a.training = training_arguments(config["training"]);
+  a.parallel = parallel_arguments(config["parallel"]);
+  a.config = config;
+  return a;
+}
+
+}  // namespace mpitrain::train
