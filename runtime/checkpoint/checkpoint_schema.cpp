@@ -5,6 +5,7 @@
 
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::checkpoint {
 
@@ -23,6 +24,7 @@ std::string CompletionMarker::to_json_text() const {
 }
 
 CompletionMarker CompletionMarker::parse(const std::string& text, const std::string& path) {
+  check_json_depth(text, path);
   nlohmann::json marker;
   try {
     marker = nlohmann::json::parse(text);

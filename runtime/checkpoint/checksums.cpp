@@ -35,11 +35,35 @@ nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums) {
   return files;
 }
 
-void verify_checksums(const std::string& dir, const CompletionMarker& marker, int which, int count) {
+namespace {
+
+bool ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Every file a reader of `dir` may read (`wanted`) must be listed in the marker.
+template <class Wanted>
+void require_listed(const std::string& dir, const CompletionMarker& marker, Wanted wanted) {
+  for (const auto& file : checkpoint_files(dir))
+    if (wanted(file) && !marker.files.contains(file))
+      throw CheckpointError((fs::path(dir) / file).string(),
+                            "is not listed in " + std::string(kCompleteMarker) +
+                                " (the marker was edited, or the file added since the save): it would be read "
+                                "unverified; verify_checksums=false reads the checkpoint as it is");
+}
+
+bool read_by_a_resume(const std::string& name) { return ends_with(name, ".safetensors") || ends_with(name, ".json"); }
+
+void require_some_files(const std::string& dir, const CompletionMarker& marker) {
   if (marker.files.empty())
     throw CheckpointError((fs::path(dir) / kCompleteMarker).string(),
                           "lists no files to verify (edited, or written before mpitrain recorded checksums); "
                           "verify_checksums=false reads the checkpoint unverified");
+}
+
+// The marker's files with index % count == which, as saved.
+void verify_listed(const std::string& dir, const CompletionMarker& marker, int which, int count) {
+  require_some_files(dir, marker);
   int index = 0;
   for (auto it = marker.files.begin(); it != marker.files.end(); ++it, ++index) {
     if (index % count != which) continue;
@@ -57,6 +81,14 @@ void verify_checksums(const std::string& dir, const CompletionMarker& marker, in
   }
 }
 
+}  // namespace
+
+void verify_checksums(const std::string& dir, const CompletionMarker& marker, int which, int count) {
+  require_some_files(dir, marker);
+  require_listed(dir, marker, read_by_a_resume);
+  verify_listed(dir, marker, which, count);
+}
+
 bool verify_if_checkpoint(const std::string& dir, int which, int count) {
   if (!fs::is_regular_file(fs::path(dir) / kCompleteMarker)) return false;
   auto marker = read_completion_marker(dir);
@@ -64,19 +96,18 @@ bool verify_if_checkpoint(const std::string& dir, int which, int count) {
   // optimizer state, the ranks' RNG streams, the tokenizer or the trainer's state (a job may
   // have pruned them to save space; hashing them would only cost time).
   const auto read_by_a_model_reader = [](const std::string& name) {
-    const auto ends_with = [&](const std::string& suffix) {
-      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
     if (name.find('/') != std::string::npos) return false;
-    return name == "config.json" || ends_with("index.json") ||
-           (ends_with(".safetensors") && !is_rng_state_file(name));
+    return name == "config.json" || ends_with(name, "index.json") ||
+           (ends_with(name, ".safetensors") && !is_rng_state_file(name));
   };
+  require_some_files(dir, marker);
+  require_listed(dir, marker, read_by_a_model_reader);
   for (auto it = marker.files.begin(); it != marker.files.end();)
     if (read_by_a_model_reader(it.key()))
       ++it;
     else
       it = marker.files.erase(it);
-  verify_checksums(dir, marker, which, count);
+  verify_listed(dir, marker, which, count);
   return true;
 }
 

@@ -27,6 +27,10 @@ nlohmann::json checksums_to_json(const std::vector<FileChecksum>& sums);  // {pa
 // naming the first missing, resized or corrupted file, or the marker where it lists no files:
 // every checkpoint has files, so an empty or absent list means an edited or foreign marker,
 // and verifying nothing would pass a corrupted checkpoint as sound.
+// Before that, the marker's list is checked against the directory: a weight, index or state
+// file (.safetensors, .json) the directory holds but the marker does not list would be read
+// unverified (an edited marker hid a corrupted file), so it is an error naming it. Checked by
+// every verifier alike (a listing, no reads).
 void verify_checksums(const std::string& dir, const CompletionMarker& marker, int which = 0, int count = 1);
 
 // Where `dir` is a complete training checkpoint (it has a completion marker), verifies its

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::checkpoint {
 
@@ -33,6 +34,7 @@ bool is_safe_relative_name(const std::string& name) {
 }
 
 ShardIndex parse_shard_index(std::string_view text, const std::string& source) {
+  check_json_depth(std::string(text), source);
   json doc;
   try {
     doc = json::parse(text);

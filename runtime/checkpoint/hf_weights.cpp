@@ -2,27 +2,20 @@
 #include "runtime/checkpoint/hf_weights.h"
 
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/hf_index.h"
+#include "runtime/checkpoint/input_file.h"
 #include "runtime/checkpoint/save_plan.h"
 
 namespace mpitrain::checkpoint {
 
 namespace fs = std::filesystem;
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(path, "cannot open");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+std::string read_text_file(const std::string& path) { return read_regular_file(path); }
 
 HfWeights HfWeights::open(const std::string& path) {
   HfWeights weights;

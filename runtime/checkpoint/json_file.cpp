@@ -6,16 +6,13 @@
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::checkpoint {
 
 nlohmann::json read_json_file(const std::string& path) {
   if (!std::filesystem::exists(path)) throw CheckpointError(path, "does not exist");
-  try {
-    return nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
-  }
+  return parse_json(read_text_file(path), path);
 }
 
 void write_json_file(const std::string& path, const nlohmann::json& value) {

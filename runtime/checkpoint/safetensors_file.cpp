@@ -10,17 +10,18 @@
 #include <cstring>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/input_file.h"
 #include "runtime/checkpoint/layout.h"
 
 namespace mpitrain::checkpoint {
 
 SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw CheckpointError(path_, std::string("cannot open: ") + std::strerror(errno));
+  // Never a plain open(): a FIFO in the weights' place would block it forever.
+  const int fd = open_regular_file(path_);
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
     ::close(fd);
-    throw CheckpointError(path_, "not a regular file");
+    throw CheckpointError(path_, std::string("cannot stat: ") + std::strerror(errno));
   }
   file_size_ = static_cast<std::uint64_t>(st.st_size);
   // The header check reads the mapping; tensor data is read only when asked for.

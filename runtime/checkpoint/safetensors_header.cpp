@@ -8,6 +8,7 @@
 #include <set>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::checkpoint {
 namespace {
@@ -26,6 +27,7 @@ json parse_rejecting_duplicates(std::string_view text, const std::string& source
     }
     return true;
   };
+  check_json_depth(std::string(text), source);
   json header;
   try {
     header = json::parse(text.begin(), text.end(), callback);

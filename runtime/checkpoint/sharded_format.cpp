@@ -10,6 +10,7 @@
 #include "runtime/checkpoint/checkpoint_schema.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
+#include "runtime/checkpoint/input_file.h"
 #include "runtime/checkpoint/safetensors_writer.h"
 #include "runtime/comm/agreement.h"
 
@@ -101,12 +102,7 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const SaveBl
 std::vector<ShardedTensor> read_sharded_index(const std::string& dir) {
   const auto path = (fs::path(dir) / kShardedIndexFile).string();
   if (!fs::exists(path)) throw CheckpointError(dir, "is not a sharded checkpoint (no " + std::string(kShardedIndexFile) + ")");
-  json index;
-  try {
-    index = json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
-    throw CheckpointError(path, std::string("invalid JSON (") + e.what() + ")");
-  }
+  const auto index = parse_json(read_text_file(path), path);
   if (index.value("format", std::string()) != kShardedIndexFormat || !index.contains("tensors"))
     throw CheckpointError(path, "not an mpitrain sharded index");
   std::vector<ShardedTensor> out;

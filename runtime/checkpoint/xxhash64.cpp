@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::checkpoint {
 
@@ -93,8 +94,7 @@ std::uint64_t xxh64(const void* data, std::size_t length, std::uint64_t seed) {
 }
 
 std::string file_xxh64(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw CheckpointError(path, std::string("cannot open: ") + std::strerror(errno));
+  const int fd = open_regular_file(path);
   Xxh64 state;
   std::vector<unsigned char> chunk(8u << 20);
   while (true) {

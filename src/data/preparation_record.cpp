@@ -4,11 +4,10 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "runtime/checkpoint/atomic_file.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::data {
 
@@ -43,13 +42,13 @@ nlohmann::json preparation_record(const std::string& source, const nlohmann::jso
 std::string preparation_record_path(const std::string& prepared_file) { return prepared_file + ".json"; }
 
 bool prepared_from(const std::string& prepared_file, const nlohmann::json& record) {
-  if (!fs::exists(prepared_file)) return false;
-  std::ifstream in(preparation_record_path(prepared_file));
-  if (!in) return false;
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto saved = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  return saved == record;
+  const auto path = preparation_record_path(prepared_file);
+  if (!fs::exists(prepared_file) || !fs::is_regular_file(path)) return false;
+  try {
+    return checkpoint::parse_json(checkpoint::read_regular_file(path), path) == record;
+  } catch (const std::exception&) {
+    return false;  // unreadable or malformed: prepared again
+  }
 }
 
 void write_preparation_record(const std::string& prepared_file, const nlohmann::json& record) {

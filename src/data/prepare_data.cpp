@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
+#include "runtime/checkpoint/input_file.h"
 #include "src/data/byte_tokenizer.h"
 #include "src/data/hdf5_dataset.h"
 
@@ -31,12 +31,8 @@ std::vector<fs::path> source_files(const std::string& source, const std::string&
   return files;
 }
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+// Never a plain ifstream: a FIFO named as the source would block it forever.
+std::string slurp(const fs::path& path) { return checkpoint::read_regular_file(path.string()); }
 
 }  // namespace
 
@@ -72,12 +68,14 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
   LabelledRows train, eval;
   PrepareReport report;
   for (const auto& file : source_files(source, ".jsonl")) {
-    std::ifstream in(file);
+    std::istringstream in(slurp(file));
     std::string line;
     std::int64_t line_number = 0;
     while (std::getline(in, line)) {
       ++line_number;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const auto where = file.string() + ":" + std::to_string(line_number);
+      checkpoint::check_json_depth(line, where);
       nlohmann::json row;
       try {
         row = nlohmann::json::parse(line);

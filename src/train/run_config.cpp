@@ -4,13 +4,13 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
 #include "runtime/checkpoint/hf_index.h"
+#include "runtime/checkpoint/input_file.h"
 
 namespace mpitrain::train {
 
@@ -91,7 +91,7 @@ json from_text(const KeySpec& key, const std::string& text) {
         if (text == "false" || text == "0") return false;
         return fail();
       case Type::kString: return text;
-      case Type::kObject: return json::parse(text);
+      case Type::kObject: return checkpoint::parse_json(text, "command line");
       case Type::kPathOrBool:
         if (text == "true") return true;
         if (text == "false" || text.empty()) return false;
@@ -233,15 +233,17 @@ std::string closest_key(const std::string& name) {
 namespace {
 
 json read_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot read config file");
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text;
+  try {
+    text = checkpoint::read_regular_file(path);  // a FIFO in its place is an error, not a hang
+  } catch (const std::exception& e) {
+    throw ConfigError(path + ": cannot read config file (" + std::string(e.what()).substr(path.size() + 2) + ")");
+  }
   json file;
   try {
-    file = json::parse(text.str());
-  } catch (const json::exception& e) {
-    throw ConfigError(path + ": invalid JSON (" + e.what() + ")");
+    file = checkpoint::parse_json(text, path);
+  } catch (const std::exception& e) {
+    throw ConfigError(e.what());
   }
   if (!file.is_object()) throw ConfigError(path + ": the config must be a JSON object");
   return file;

@@ -1,5 +1,6 @@
 // The mpitrain binary as a user runs it: logits parity, inspect, convert, and one-line errors with exit codes.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -26,8 +27,9 @@ struct Result {
 
 Result run(const std::string& arguments) {
   ScratchDir scratch;
-  const std::string command = std::string(MPITRAIN_BINARY) + " " + arguments + " >" + (scratch / "out") + " 2>" +
-                              (scratch / "err");
+  // Under timeout: a command that blocks (a FIFO opened for reading) fails with status 124.
+  const std::string command = "timeout 60 " + std::string(MPITRAIN_BINARY) + " " + arguments + " >" +
+                              (scratch / "out") + " 2>" + (scratch / "err");
   const int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : 128, testing::read_bytes(scratch / "out"),
           testing::read_bytes(scratch / "err")};
@@ -109,6 +111,33 @@ TEST(Cli, BadInputsGiveOneLineErrorsAndNonZeroStatus) {
   expect_one_line_error(run("frobnicate"), "unknown command 'frobnicate'");
   expect_one_line_error(run("convert " + fixture("llama/single") + " " + (scratch / "o") + " --max_shard_size=lots"),
                         "max_shard_size 'lots'");
+}
+
+TEST(Cli, AFifoOrADeeplyNestedFileIsAnErrorNotAHangOrACrash) {
+  ScratchDir scratch;
+  // inspect, logits and convert on a directory whose weights are a FIFO: each used to block in
+  // open() forever. Run under timeout so a regression fails instead of hanging the suite.
+  fs::copy(fixture("llama/single"), scratch / "fifo");
+  fs::remove(scratch / "fifo/model.safetensors");
+  ASSERT_EQ(::mkfifo((scratch / "fifo/model.safetensors").c_str(), 0644), 0);
+  const auto timed = [](const std::string& arguments) { return run(arguments); };
+  for (const std::string& command : {"inspect " + (scratch / "fifo"),
+                                     "convert " + (scratch / "fifo") + " " + (scratch / "out1") + " --verify_checksums=false"}) {
+    const auto r = timed(command);
+    EXPECT_NE(r.status, 124) << command << ": still blocked after 60 s";
+    EXPECT_NE(r.status, 0) << command;
+    EXPECT_NE((r.out + r.err).find("model.safetensors: is a FIFO"), std::string::npos) << command << "\n" << r.out << r.err;
+  }
+  // A config.json nested 100,000 levels deep crashed convert (signal 11): one line now.
+  fs::copy(fixture("llama/single"), scratch / "deep");
+  testing::write_bytes(scratch / "deep/config.json", std::string(100000, '[') + std::string(100000, ']'));
+  expect_one_line_error(run("convert " + (scratch / "deep") + " " + (scratch / "out2")),
+                        "config.json: JSON nested deeper than 512 levels");
+  EXPECT_FALSE(fs::exists(scratch / "out2/model.safetensors"));
+  // So did a run config with one value nested that deep.
+  testing::write_bytes(scratch / "run.json", "{\"model\": {\"config\": " + std::string(100000, '[') +
+                                                 std::string(100000, ']') + "}}");
+  expect_one_line_error(run("train " + (scratch / "run.json")), "run.json: JSON nested deeper than 512 levels");
 }
 
 TEST(Cli, ConvertChangesDtypeAndSharding) {

@@ -74,6 +74,15 @@ TEST_F(Crash, ACorruptedOrTruncatedCheckpointFileIsRefusedByName) {
   const auto resume = " --resume_from_checkpoint=" + out("bitrot") + "/checkpoint-2 --max_steps=4";
   expect_one_line_error(run(2, "train " + write_config("bitrot_resumed", saving(4)) + resume),
                         weights + ": checksum mismatch");
+  // The same flip with the weights' entry deleted from the marker: refused, not read unverified.
+  const auto marker_path = out("bitrot") + "/checkpoint-2/" + checkpoint::kCompleteMarker;
+  const auto marker_text = testing::read_bytes(marker_path);
+  auto edited = marker;
+  edited["files"].erase("model.safetensors");
+  testing::write_bytes(marker_path, edited.dump(2) + "\n");
+  expect_one_line_error(run(2, "train " + write_config("bitrot_resumed", saving(4)) + resume),
+                        weights + ": is not listed in mpitrain_complete.json");
+  testing::write_bytes(marker_path, marker_text);
   // A truncated optimizer shard.
   bytes[bytes.size() / 2] ^= 0x01;
   testing::write_bytes(weights, bytes);

@@ -63,6 +63,43 @@ TEST(Checksums, VerificationNamesTheDamagedFile) {
   EXPECT_THROW(verify_checksums(dir.path(), marker, 1, 2), CheckpointError);
 }
 
+TEST(Checksums, AFileTheMarkerDoesNotListIsRefusedNotReadUnverified) {
+  // Deleting a file's entry from the marker and flipping a byte in it resumed the flipped
+  // weights silently: the marker verified only what it listed.
+  testing::ScratchDir dir;
+  std::filesystem::create_directories(dir / "optimizer");
+  testing::write_bytes(dir / "model.safetensors", std::string(500, 'x'));
+  testing::write_bytes(dir / "optimizer/model.safetensors", std::string(300, 'y'));
+  testing::write_bytes(dir / "trainer_state.json", "{}");
+  testing::write_bytes(dir / "notes.txt", "a file no reader reads");
+  std::vector<FileChecksum> sums;
+  for (const auto& f : {"model.safetensors", "optimizer/model.safetensors", "trainer_state.json"})
+    sums.push_back(checksum_file(dir.path(), f));
+  CompletionMarker marker;
+  marker.files = checksums_to_json(sums);
+  EXPECT_NO_THROW(verify_checksums(dir.path(), marker));
+  for (const auto* hidden : {"model.safetensors", "optimizer/model.safetensors", "trainer_state.json"}) {
+    auto edited = marker;
+    edited.files.erase(hidden);
+    try {
+      verify_checksums(dir.path(), edited);
+      ADD_FAILURE() << "read " << hidden << " unverified";
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(hidden) + ": is not listed in mpitrain_complete.json"),
+                std::string::npos) << e.what();
+    }
+  }
+  // What a model reader reads (config, weights, indexes) is held to the same rule, and only that.
+  testing::write_bytes(dir / "config.json", "{}");
+  testing::write_bytes(dir / "mpitrain_complete.json", marker.to_json_text());
+  EXPECT_THROW(verify_if_checkpoint(dir.path()), CheckpointError);  // config.json unlisted
+  sums.push_back(checksum_file(dir.path(), "config.json"));
+  marker.files = checksums_to_json(sums);
+  marker.files.erase("trainer_state.json");  // not a model reader's file
+  testing::write_bytes(dir / "mpitrain_complete.json", marker.to_json_text());
+  EXPECT_TRUE(verify_if_checkpoint(dir.path()));
+}
+
 TEST(Checksums, AMarkerListingNoFilesIsRefusedNotTakenAsVerified) {
   // Before, a marker without "files" verified nothing: a flipped byte then resumed silently.
   testing::ScratchDir dir;
