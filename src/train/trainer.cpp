@@ -64,6 +64,22 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
   model_ = std::make_unique<ParallelModel>(args_, mesh_, device_, *log_);
   comm::run_agreed(world, [&] { check_data_fits_model(model_->model(), {data_.train.get(), data_.eval.get()}, *log_); });
   plan_steps();
+  build_optimizer_and_checkpointer();
+  // Dropout streams differ per dp rank and agree inside a tp group (its ranks compute the
+  // replicated activations alike); resume replaces them with the saved ones.
+  torch::manual_seed(t.seed + static_cast<std::uint64_t>(mesh_->dp_rank()));
+  const auto resume_path = resume_if_asked();
+  // The run has started well: what overwrite_output_dir deletes goes now.
+  comm::run_agreed(world, [&] {
+    if (world.rank() != 0 || start_over_.paths.empty()) return;
+    for (const auto& path : start_over_.paths) checkpoint::remove_tree(path);  // a link goes, not what it points to
+    log_->warn(start_over_.what);
+  });
+  restart_metrics(resume_path);
+}
+
+void Trainer::build_optimizer_and_checkpointer() {
+  const auto& t = args_.training;
   AdamWOptions adam;
   adam.beta1 = t.adam_beta1;
   adam.beta2 = t.adam_beta2;
@@ -77,12 +93,13 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
   files.tokenizer_dir = tokenizer_source(args_);
   files.run_config = args_.config;
   checkpointer_ = std::make_unique<Checkpointer>(args_, mesh_, device_, *model_, *optimizer_, *log_, std::move(files));
+}
 
-  // Dropout streams differ per dp rank and agree inside a tp group (its ranks compute the
-  // replicated activations alike); resume replaces them with the saved ones.
-  torch::manual_seed(t.seed + static_cast<std::uint64_t>(mesh_->dp_rank()));
+std::string Trainer::resume_if_asked() {
   std::string resume_path;
-  comm::run_agreed(world, [&] { resume_path = resolve_resume_path(t, RunDirectoryListing::of(t.output_dir)); });
+  comm::run_agreed(mesh_->world(), [&] {
+    resume_path = resolve_resume_path(args_.training, RunDirectoryListing::of(args_.training.output_dir));
+  });
   if (!resume_path.empty()) {
     checkpointer_->resume(resume_path, state_);
     // As transformers does: the intervals as the checkpoint recorded them, the length this run's.
@@ -92,16 +109,14 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
   // Shards read from model_name_or_path or the checkpoint become the parameters zero1/2
   // compute with; collective, so after every rank's reading has been agreed.
   if (!model_->source_dir().empty() || !resume_path.empty()) model_->weights_loaded();
-  // The run has started well: what overwrite_output_dir deletes goes now.
-  comm::run_agreed(world, [&] {
-    if (world.rank() != 0 || start_over_.paths.empty()) return;
-    for (const auto& path : start_over_.paths) checkpoint::remove_tree(path);  // a link goes, not what it points to
-    log_->warn(start_over_.what);
-  });
+  return resume_path;
+}
+
+void Trainer::restart_metrics(const std::string& resume_path) {
   // metrics.jsonl tells this run's story (appended to as it was, it held an earlier run's steps
   // before this one's, or a resume's steps twice): the history of the checkpoint resumed from,
   // then what this run logs, as trainer_state.json's log_history does.
-  comm::run_agreed(world, [&] {
+  comm::run_agreed(mesh_->world(), [&] {
     const auto why = resume_path.empty() ? std::string("a fresh start")
                                          : "resumed from " + resume_path + " at step " + std::to_string(state_.global_step);
     if (const auto moved = log_->restart_metrics(state_.log_history, why))

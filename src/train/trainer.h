@@ -40,6 +40,12 @@ class Trainer {
 
  private:
   void plan_steps();
+  void build_optimizer_and_checkpointer();
+  // Collective: resumes from the checkpoint resume_from_checkpoint names (if any) and makes the
+  // loaded shards the parameters; returns its path ("" for a fresh start).
+  std::string resume_if_asked();
+  // Collective: metrics.jsonl restarted as this run's story (the resumed checkpoint's history first).
+  void restart_metrics(const std::string& resume_path);
   // One optimizer step (all micro-batches); its loss joins the metrics' window where the
   // model is: nothing in a step waits for the device.
   void train_step();
