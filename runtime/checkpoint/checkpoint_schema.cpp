@@ -61,7 +61,7 @@ CompletionMarker CompletionMarker::parse(const std::string& text, const std::str
 
 CompletionMarker read_completion_marker(const std::string& dir) {
   const auto path = (std::filesystem::path(dir) / kCompleteMarker).string();
-  return CompletionMarker::parse(read_text_file(path), path);
+  return CompletionMarker::parse(read_regular_file(path), path);
 }
 
 }  // namespace mpitrain::checkpoint

@@ -15,7 +15,6 @@ namespace mpitrain::checkpoint {
 
 namespace fs = std::filesystem;
 
-std::string read_text_file(const std::string& path) { return read_regular_file(path); }
 
 HfWeights HfWeights::open(const std::string& path) {
   HfWeights weights;
@@ -44,7 +43,7 @@ HfWeights HfWeights::open(const std::string& path) {
     throw CheckpointError(path, has_bin ? "holds only pytorch_model.bin weights; convert them to safetensors first"
                                         : "no model.safetensors or model.safetensors.index.json");
   }
-  const ShardIndex index = parse_shard_index(read_text_file(index_path.string()), index_path.string());
+  const ShardIndex index = parse_shard_index(read_regular_file(index_path.string()), index_path.string());
   std::map<std::string, const SafetensorsFile*> by_name;
   for (const auto& shard : index.shard_files()) {
     const fs::path shard_path = dir / shard;

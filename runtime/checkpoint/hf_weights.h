@@ -57,7 +57,4 @@ void finish_hf_save(const std::string& dir, const SavePlan& plan);
 // Weight files in `dir` (model*.safetensors, the index, pytorch_model*.bin) not in `keep`.
 std::vector<std::string> stale_weight_files(const std::string& dir, const std::vector<std::string>& keep);
 
-// Reads a small text file whole; throws CheckpointError naming it.
-std::string read_text_file(const std::string& path);
-
 }  // namespace mpitrain::checkpoint

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/input_file.h"
 #include "runtime/checkpoint/checkpoint_schema.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
@@ -43,7 +44,7 @@ void inspect_index(const fs::path& dir, InspectReport& report,
   const fs::path index_path = dir / kWeightsIndexFile;
   ShardIndex index;
   try {
-    index = parse_shard_index(read_text_file(index_path.string()), index_path.string());
+    index = parse_shard_index(read_regular_file(index_path.string()), index_path.string());
   } catch (const std::exception& e) {
     report.problems.push_back(e.what());
     return;

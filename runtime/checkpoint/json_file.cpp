@@ -12,7 +12,7 @@ namespace mpitrain::checkpoint {
 
 nlohmann::json read_json_file(const std::string& path) {
   if (!std::filesystem::exists(path)) throw CheckpointError(path, "does not exist");
-  return parse_json(read_text_file(path), path);
+  return parse_json(read_regular_file(path), path);
 }
 
 void write_json_file(const std::string& path, const nlohmann::json& value) {

@@ -6,6 +6,7 @@
 
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/input_file.h"
 #include "runtime/checkpoint/hf_weights.h"
 
 namespace mpitrain::checkpoint {
@@ -35,7 +36,7 @@ void write_npy_float32(const std::string& path, const std::vector<std::int64_t>&
 }
 
 NpyArray read_npy_float32(const std::string& path) {
-  const std::string bytes = read_text_file(path);
+  const std::string bytes = read_regular_file(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw CheckpointError(path, "not a .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   std::size_t header_len = 0, header_start = 0;

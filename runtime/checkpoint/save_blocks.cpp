@@ -55,9 +55,9 @@ std::vector<TensorSpec> SaveBlocks::specs() const {
   return specs;
 }
 
-std::vector<TensorSpec> SaveBlocks::written_specs() const {
+std::vector<TensorSpec> SaveBlocks::written_specs(const std::vector<std::size_t>& written) const {
   std::vector<TensorSpec> specs;
-  for (const auto i : written()) specs.push_back({tensors_[i].layout.name, tensors_[i].layout.dtype, tensors_[i].layout.block.sizes});
+  for (const auto i : written) specs.push_back({tensors_[i].layout.name, tensors_[i].layout.dtype, tensors_[i].layout.block.sizes});
   return specs;
 }
 
@@ -92,7 +92,7 @@ std::vector<std::size_t> staging_order(const SaveBlocks& blocks, SaveMode mode, 
     const auto mine = blocks.written();
     std::vector<std::size_t> file_order;
     try {
-      file_order = safetensors_file_order(blocks.written_specs());
+      file_order = safetensors_file_order(blocks.written_specs(mine));
     } catch (const std::exception&) {
       return order;  // the shard's writer raises the same error, inside its agreed step
     }

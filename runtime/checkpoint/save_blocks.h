@@ -34,7 +34,8 @@ class SaveBlocks {
   bool writes(std::size_t i) const;
   std::vector<std::size_t> written() const;  // the tensors this rank writes a block of, in index order
   std::vector<TensorSpec> specs() const;     // the whole tensors, for the HF file plan
-  std::vector<TensorSpec> written_specs() const;  // this rank's written blocks, as a shard file holds them
+  // The blocks `written` (as written() returns them), as a shard file holds them.
+  std::vector<TensorSpec> written_specs(const std::vector<std::size_t>& written) const;
 
  private:
   const std::vector<LocalTensor>& tensors_;

@@ -88,7 +88,7 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const SaveBl
     // before its bytes are written and freed after.
     const auto mine = blocks.written();
     write_safetensors_streamed(
-        (fs::path(dir) / shard_file(comm.rank())).string(), blocks.written_specs(),
+        (fs::path(dir) / shard_file(comm.rank())).string(), blocks.written_specs(mine),
         [&](std::size_t k) { return staged_block(blocks, staged, mine[k]).data_ptr(); },
         [&](std::size_t k) { staged.release(mine[k]); });
   });
@@ -102,7 +102,7 @@ void save_sharded(comm::Communicator& comm, const std::string& dir, const SaveBl
 std::vector<ShardedTensor> read_sharded_index(const std::string& dir) {
   const auto path = (fs::path(dir) / kShardedIndexFile).string();
   if (!fs::exists(path)) throw CheckpointError(dir, "is not a sharded checkpoint (no " + std::string(kShardedIndexFile) + ")");
-  const auto index = parse_json(read_text_file(path), path);
+  const auto index = parse_json(read_regular_file(path), path);
   if (index.value("format", std::string()) != kShardedIndexFormat || !index.contains("tensors"))
     throw CheckpointError(path, "not an mpitrain sharded index");
   std::vector<ShardedTensor> out;

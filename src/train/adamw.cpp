@@ -49,12 +49,6 @@ std::vector<AdamW::Moment> AdamW::moments() const {
   return out;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& m : moments()) out.emplace_back(m.name, m.tensor);
-  return out;
-}
-
 std::uint64_t AdamW::state_bytes() const {
   std::uint64_t bytes = 0;
   for (const auto& s : slots_) bytes += s.exp_avg.nbytes() + s.exp_avg_sq.nbytes();

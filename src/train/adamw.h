@@ -24,9 +24,8 @@ class AdamW {
   void step(double lr);
   std::int64_t steps() const { return steps_; }
 
-  // "exp_avg.<param>" and "exp_avg_sq.<param>" for every parameter, in parameter order.
-  std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const;
-  // The same, each with the index of the parameter it belongs to (laid out like it).
+  // "exp_avg.<param>" and "exp_avg_sq.<param>" for every parameter, in parameter order, each
+  // with the index of the parameter it belongs to (laid out like it).
   struct Moment {
     std::string name;
     torch::Tensor tensor;

@@ -1,17 +1,10 @@
 // Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, and accuracy for classification.
 #include "src/train/evaluator.h"
 
-#include <cmath>
-
 #include "src/train/task_forward.h"
+#include "src/train/train_metrics.h"
 
 namespace mpitrain::train {
-
-namespace {
-
-double round4(double value) { return std::round(value * 1e4) / 1e4; }
-
-}  // namespace
 
 nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_data, comm::Communicator& dp,
                         const EvaluationOptions& options, bool* empty) {
@@ -46,8 +39,8 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
   dp.allreduce(totals, comm::ReduceOp::kSum);
   nlohmann::json result;
   const double n = std::max(1.0, totals[1].item<double>());
-  result["eval_loss"] = round4(totals[0].item<double>() / n);
-  if (classification) result["eval_accuracy"] = round4(totals[2].item<double>() / n);
+  result["eval_loss"] = round_to(totals[0].item<double>() / n, 4);
+  if (classification) result["eval_accuracy"] = round_to(totals[2].item<double>() / n, 4);
   if (empty) *empty = totals[1].item<double>() == 0;
   return result;
 }

@@ -84,7 +84,6 @@ void ParallelModel::place(bool sharded, RunLog& log) {
               ? mesh_->tp_ptr()
               : mesh_->tp().split(mesh_->tp_rank() / placement.replicas, mesh_->tp_rank(), "tp-slice");
     trained_.push_back({name, parameters_[trained_.size()], placement, 1.0 / placement.replicas});
-    placements_.push_back(std::move(placement));
   }
   // Every replica starts from its dp group's rank 0 weights, whatever each rank's initialisation
   // did (weights read later as shards are the same file on every rank; deferred ones are made
@@ -93,7 +92,7 @@ void ParallelModel::place(bool sharded, RunLog& log) {
   std::int64_t count = 0, local = 0;
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     std::int64_t numel = 1;
-    for (auto d : placements_[i].shape) numel *= d;
+    for (auto d : trained_[i].placement.shape) numel *= d;
     count += numel;
     local += parameters_[i].numel();
   }
@@ -122,7 +121,7 @@ void ParallelModel::set_up_sharding(const ParallelArguments& p, bool bf16) {
   // Each tp-local tensor is split along the outer dim of its block (its dim 0, or the parts
   // of a fused view), so a shard is again one rectangular block of the HF tensor: 2-D (dp, tp).
   std::vector<std::int64_t> rows;
-  for (const auto& placement : placements_) rows.push_back(placement.block.sizes.empty() ? 1 : placement.block.sizes[0]);
+  for (const auto& t : trained_) rows.push_back(t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0]);
   sharded_ = std::make_shared<parallel::ShardedDataParallel>(mesh_->dp_ptr(), parameters_, rows,
                                                              model_->parameter_groups(), options);
   const auto shards = sharded_->shards();

@@ -99,7 +99,6 @@ class ParallelModel {
   nlohmann::json generation_config_;
   std::string source_dir_;
   std::vector<torch::Tensor> parameters_;
-  std::vector<models::ParameterPlacement> placements_;  // of parameters_, same order
   std::vector<TrainedTensor> trained_;
   // The tp ranks sharing a slice with partial gradients (by how many share it), for their sum.
   std::map<int, std::shared_ptr<comm::Communicator>> slice_groups_;
