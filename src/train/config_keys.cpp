@@ -56,7 +56,9 @@ void add_training_keys(std::vector<KeySpec>& keys) {
       {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
       {"training", "seed", Type::kInt, 42, ""},
       {"training", "device", Type::kString, "cpu", "cpu | cuda (one GPU per local rank, NCCL collectives; needs a CUDA LibTorch build)"},
-      {"training", "bf16", Type::kBool, false, "bfloat16 compute with float32 master weights (autocast; under sharding, bfloat16 parameters and gradients)"},
+      {"training", "bf16", Type::kBool, false,
+       "bfloat16 compute with float32 master weights (autocast, in evaluation too, as HF's Trainer; under sharding, "
+       "bfloat16 parameters and gradients)"},
       {"training", "gradient_checkpointing", Type::kBool, false,
        "recompute each layer's activations in backward instead of keeping them (less memory, about one more forward per step)"},
       {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
