@@ -24,8 +24,9 @@ namespace mpitrain::launcher {
 
 namespace {
 
-// MPITRAIN_READY_FILE (set by slurm/mpitrain-job.sh): created once every rank has its stop
-// signal handlers (installed at process start), so the job script may forward a warning.
+// MPITRAIN_READY_FILE (set by slurm/mpitrain-job.sh): created once every rank saves on its stop
+// signals (the model is built and training is about to start), so the job script may forward a
+// warning; one forwarded earlier would end the ranks with nothing saved.
 void signal_ready_when_every_rank_is(comm::Communicator& world) {
   const char* ready = std::getenv("MPITRAIN_READY_FILE");
   if (!ready) return;
@@ -113,9 +114,6 @@ int run_train(const Args& args) {
                 << (k.help.empty() ? "" : ": " + k.help) << "\n";
     return 0;
   }
-  // A warning signal may come while the job is still starting (a requeued Slurm job can be
-  // warned at once): record it from the first instant; the config then sets the final list.
-  train::install_stop_signals("USR1,TERM");
   comm::MpiSession mpi(nullptr, nullptr);
   int rank = 0;
   try {
@@ -126,7 +124,6 @@ int run_train(const Args& args) {
     comm::run_agreed(*world, [&] { config = train::load_run_config(args[0], Args(args.begin() + 1, args.end())); });
     train::require_same_config_on_every_rank(*world, config);
     comm::set_collective_timeout_seconds(config["parallel"]["collective_timeout_s"].get<double>());
-    signal_ready_when_every_rank_is(*world);
     comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());
     const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
     at::Device device = at::kCPU;
@@ -138,6 +135,8 @@ int run_train(const Args& args) {
     std::shared_ptr<comm::Mesh> mesh;
     comm::run_agreed(*world, [&] { mesh = std::make_shared<comm::Mesh>(compute_world, tp); });
     train::Trainer trainer(config, mesh, device);
+    trainer.take_stop_signals();
+    signal_ready_when_every_rank_is(*world);
     trainer.train();
     trainer.save_model(config["training"]["output_dir"].get<std::string>());
     return 0;

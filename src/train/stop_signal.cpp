@@ -1,9 +1,10 @@
-// Save-and-stop on a signal (Slurm's --signal=USR1@T, a scheduler's SIGTERM): the handler only records it; the Trainer acts at a step boundary.
+// Save-and-stop on a signal (Slurm's --signal=USR1@T, a scheduler's SIGTERM): once training runs, the handler only records it and the Trainer acts at a step boundary.
 #include "src/train/stop_signal.h"
 
 #include <csignal>
 #include <set>
 #include <sstream>
+#include <vector>
 
 namespace mpitrain::train {
 
@@ -24,7 +25,7 @@ int signal_number(const std::string& name) {
 
 }  // namespace
 
-void install_stop_signals(const std::string& names) {
+std::vector<int> parse_stop_signals(const std::string& names) {
   std::set<int> wanted;
   std::stringstream list(names);
   std::string name;
@@ -32,7 +33,12 @@ void install_stop_signals(const std::string& names) {
     if (name.empty()) continue;
     wanted.insert(signal_number(name.rfind("SIG", 0) == 0 ? name.substr(3) : name));
   }
-  // The signals not listed get their default action back (an earlier call may have set them).
+  return {wanted.begin(), wanted.end()};
+}
+
+void record_stop_signals(const std::vector<int>& signals) {
+  const std::set<int> wanted(signals.begin(), signals.end());
+  // The signals not listed keep (or get back) their default action.
   for (int signal : {SIGUSR1, SIGUSR2, SIGTERM, SIGINT}) {
     struct sigaction action {};
     action.sa_handler = wanted.count(signal) ? record_signal : SIG_DFL;

@@ -47,10 +47,17 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
   auto& world = mesh_->world();
   const auto& t = args_.training;
   comm::run_agreed(world, [&] { check_output_dir(t.output_dir); });
+  // Before anything is written there: a second job into a live job's output_dir stops here.
+  std::string lock_taken_over;
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0)
+      lock_ = std::make_unique<OutputDirLock>(t.output_dir, [&](const std::string& line) { lock_taken_over = line; });
+  });
   // At the start, not at the first checkpoint hours later.
   if (const auto why = why_output_dir_is_shared(args_); !why.empty())
     checkpoint::require_shared_directory(world, t.output_dir, why + ": output_dir must be on a shared filesystem");
   comm::run_agreed(world, [&] { log_ = std::make_unique<RunLog>(t.output_dir, world.rank(), t.progress_bar); });
+  if (!lock_taken_over.empty()) log_->warn(lock_taken_over);
   // Refused now; what overwrite_output_dir deletes goes only once the run has started well
   // (its resume checkpoint found and verified, the model and data accepted).
   comm::run_agreed(world, [&] {
@@ -58,7 +65,7 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
     const auto listing = RunDirectoryListing::of(t.output_dir);
     start_over_ = plan_start_over(t, listing, ResumePathPlace::of(t.output_dir, t.resume_from_checkpoint, listing));
   });
-  install_stop_signals(t.save_on_signals);
+  stop_signals_ = parse_stop_signals(t.save_on_signals);
   data_ = data::open_training_data(world, data_settings(args_), t.output_dir,
                                    [this](const std::string& line) { log_->info(line); });
   model_ = std::make_unique<ParallelModel>(args_, mesh_, device_, *log_);
@@ -289,7 +296,10 @@ json Trainer::summary(double runtime) const {
   return summary;
 }
 
+void Trainer::take_stop_signals() { record_stop_signals(stop_signals_); }
+
 void Trainer::train() {
+  take_stop_signals();
   log_->info("training " + std::to_string(total_steps_) + " steps (" + std::to_string(steps_per_epoch_) +
              " per epoch) from step " + std::to_string(state_.global_step));
   metrics_ = std::make_unique<TrainMetrics>(state_, device_);

@@ -4,6 +4,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "runtime/comm/mesh.h"
 #include "runtime/device/interval_timer.h"
@@ -11,6 +12,7 @@
 #include "src/data/training_data.h"
 #include "src/train/adamw.h"
 #include "src/train/checkpointer.h"
+#include "src/train/output_dir_lock.h"
 #include "src/train/parallel_model.h"
 #include "src/train/run_directory.h"
 #include "src/train/run_log.h"
@@ -29,6 +31,10 @@ class Trainer {
   Trainer(const nlohmann::json& config, std::shared_ptr<comm::Mesh> mesh, at::Device device = at::kCPU);
   ~Trainer();
 
+  // From now on a save_on_signals signal saves a checkpoint at the next step boundary and
+  // stops (StoppedBySignal); until then it ends the process at once (nothing to save yet).
+  // train() calls it; a launcher calls it earlier to tell a job script it may forward signals.
+  void take_stop_signals();
   void train();
   // transformers' save_model: the weights as an HF directory, written by the ranks that hold
   // them (save_mode), and rank 0's config, generation config, tokenizer files and
@@ -65,7 +71,9 @@ class Trainer {
   RunArguments args_;
   std::shared_ptr<comm::Mesh> mesh_;
   at::Device device_;
+  std::unique_ptr<OutputDirLock> lock_;  // rank 0; released last
   std::unique_ptr<RunLog> log_;
+  std::vector<int> stop_signals_;  // save_on_signals
   StartOver start_over_;  // rank 0: what overwrite_output_dir deletes once the run has started well
   data::TrainingData data_;
   std::unique_ptr<ParallelModel> model_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -170,6 +171,91 @@ TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
               testing::read_bytes(out("uncut") + "/model.safetensors"));
   // Its metrics.jsonl is the uncut run's: the checkpoint's history, then the rest.
   EXPECT_EQ(losses(out("signalled")), losses(out("uncut")));
+}
+
+TEST_F(Train, ASecondJobIntoALiveJobsOutputDirStopsAtOnceAndADeadJobsLockIsTakenOver) {
+  const auto config = write_config("locked", {{"max_steps", 20000}, {"lr_scheduler_type", "constant"}});
+  const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
+  struct KillOnExit {
+    std::string pattern;
+    ~KillOnExit() {
+      [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str());
+    }
+  } cleanup{ranks};
+  const std::string command = std::string(MPITRAIN_MPIEXEC) + " -np 2 " + MPITRAIN_BINARY + " train " + config;
+  ASSERT_EQ(std::system(("(" + command + " >" + (local_ / "locked.out") + " 2>&1) &").c_str()), 0);
+  for (int i = 0; i < 600 && losses(out("locked")).size() < 2; ++i) usleep(50000);
+  ASSERT_GE(losses(out("locked")).size(), 2u) << testing::read_bytes(local_ / "locked.out");
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  // A fresh start that would overwrite it, and a requeue-like auto resume, each with another
+  // config file naming the same output_dir.
+  for (const json& second : {json{{"overwrite_output_dir", true}, {"seed", 7}, {"max_steps", 4}},
+                             json{{"resume_from_checkpoint", "auto"}, {"max_steps", 4}}}) {
+    json training = second;
+    training["output_dir"] = out("locked");
+    const auto r = run(2, "train " + write_config("second", training));
+    EXPECT_NE(r.status, 0);
+    expect_one_line_error(r, "output_dir " + out("locked") + " is in use by another mpitrain job (host " +
+                                 std::string(host) + ", pid ");
+  }
+  const auto before = losses(out("locked")).size();
+  for (int i = 0; i < 600 && losses(out("locked")).size() < before + 2; ++i) usleep(50000);
+  EXPECT_GE(losses(out("locked")).size(), before + 2) << "the first job no longer trains";
+  // Killed outright, it leaves its lock; the next job takes it over and says whose it was.
+  ASSERT_EQ(std::system(("pkill -KILL -f " + ranks).c_str()), 0);
+  for (int i = 0; i < 200 && std::system(("pgrep -f " + ranks + " >/dev/null").c_str()) == 0; ++i) usleep(50000);
+  ASSERT_TRUE(fs::exists(out("locked") + "/.mpitrain-lock"));
+  const auto r = run(2, "train " + config + " --overwrite_output_dir=true --max_steps=2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE((r.out + r.err).find("took over the lock of a job that is gone (host " + std::string(host)),
+            std::string::npos)
+      << r.out << r.err;
+  EXPECT_FALSE(fs::exists(out("locked") + "/.mpitrain-lock"));  // released at the end
+}
+
+TEST_F(Train, ASignalWhileTheJobStartsEndsItAtOnceWithTheSignalsStatus) {
+  // A source to prepare (about 6 MB of text): the signal comes during data preparation, long
+  // before a first step boundary, and there is nothing to save yet.
+  fs::create_directories(local_ / "big_corpus");
+  {
+    std::ofstream text(local_ / "big_corpus/a.txt");
+    const std::string words(1000, 'x');
+    for (int i = 0; i < 6000; ++i) text << "line " << i << " of the text " << words << "\n";
+  }
+  for (const int np : {0, 2}) {
+    const auto name = "starting_np" + std::to_string(np);
+    const auto config = write_config(name, {{"max_steps", 5}, {"save_strategy", "no"}},
+                                     {{"data", {{"train_file", local_ / (name + ".h5")},
+                                                {"source", local_ / "big_corpus"}}}});
+    const auto status_file = local_ / (name + ".status");
+    std::string command = std::string(MPITRAIN_BINARY) + " train " + config;
+    if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
+    ASSERT_EQ(std::system(("(" + command + " >" + (local_ / (name + ".out")) + " 2>&1; echo $? >" + status_file + ") &").c_str()), 0);
+    const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
+    struct KillOnExit {
+      std::string pattern;
+      ~KillOnExit() {
+        [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str());
+      }
+    } cleanup{ranks};
+    // Its log exists once the config is read: the job is starting.
+    for (int i = 0; i < 3000 && !fs::exists(out(name) + "/logs/rank-0.log"); ++i) usleep(10000);
+    ASSERT_TRUE(fs::exists(out(name) + "/logs/rank-0.log"));
+    ASSERT_EQ(std::system(("pkill -TERM -n -f " + ranks).c_str()), 0);
+    for (int i = 0; i < 600 && !fs::exists(status_file); ++i) usleep(50000);
+    ASSERT_TRUE(fs::exists(status_file)) << "still running 30 s after the signal";
+    const int status = std::stoi(testing::read_bytes(status_file));
+    // One process: the signal's own status (128 + 15). Under mpirun: its report of a rank
+    // ended by a signal; never the 75 of a saved stop.
+    if (np == 0) {
+      EXPECT_EQ(status, 128 + SIGTERM) << testing::read_bytes(local_ / (name + ".out"));
+    }
+    EXPECT_NE(status, 0);
+    EXPECT_NE(status, 75);
+    EXPECT_TRUE(checkpoint::complete_checkpoints(out(name)).empty());
+    EXPECT_FALSE(fs::exists(out(name) + "/model.safetensors"));
+  }
 }
 
 TEST_F(Train, PostSaveCommandFailureIsLoggedAndNeverBreaksTraining) {

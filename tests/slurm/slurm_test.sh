@@ -52,10 +52,11 @@ wait_job() {
 }
 restarts() { scontrol show job "$1" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p'; }
 
-# 1. The single-node template with srun --mpi=pmix, and with mpirun inside the allocation.
-srun_job=$(submit slurm/single-node.sbatch single --ntasks-per-node=2 -- --max_steps=40)
-mpirun_job=$(LAUNCHER=mpirun submit slurm/single-node.sbatch viampirun --ntasks-per-node=2 -- --max_steps=40 \
-             --tensor_parallel_size=2)
+# 1. The single-node template with srun --mpi=pmix, and with mpirun inside the allocation; each
+#    gets a TERM while it trains (an async save in flight), saves, requeues and resumes.
+srun_job=$(submit slurm/single-node.sbatch single --ntasks-per-node=2 -- --max_steps=1000 --async_save=true)
+mpirun_job=$(LAUNCHER=mpirun submit slurm/single-node.sbatch viampirun --ntasks-per-node=2 -- --max_steps=1000 \
+             --tensor_parallel_size=2 --async_save=true)
 # 2. A time limit of one minute, warned 40 s ahead (Slurm looks about every 30 s), so each run
 #    is cut after 20-50 s and requeued until done; beside it the same run without a limit.
 #    Every step's loss is logged: a resumed run's first log window starts at its resume step.
@@ -66,6 +67,19 @@ uncut_job=$(submit slurm/single-node.sbatch uncut --ntasks-per-node=2 -- --max_s
 multi_job=$(OMPI_MCA_btl=self,tcp submit slurm/multi-node.sbatch multi --nodes=2 --ntasks-per-node=2 -- --max_steps=20 \
             --tensor_parallel_size=2)
 
+# TERM to the job script once its ranks train (as `scancel --signal=TERM --batch` or a
+# scheduler's TERM sends it), for each launcher.
+term_once_ready() {
+  for _ in $(seq 1 600); do
+    [ -e "$work/$2/.ranks-ready-$1" ] && break
+    sleep 0.5
+  done
+  sleep 1
+  scancel --signal=TERM --batch "$1"
+}
+term_once_ready "$srun_job" single
+term_once_ready "$mpirun_job" viampirun
+
 # One cut is what is tested. This Slurm (22.05) does not renew a requeued job's time limit in
 # full: its later runs were warned within seconds of starting, again and again, until the
 # job ran out of time. Once the job has been requeued, it gets a limit it will not reach.
@@ -75,10 +89,18 @@ for _ in $(seq 1 600); do
 done
 scontrol update JobId="$cut_job" TimeLimit=30
 
-check "single-node srun job completes" '[ "$(wait_job "$srun_job")" = COMPLETED ]'
+check "single-node srun job completes" '[ "$(wait_job "$srun_job" 600)" = COMPLETED ]'
 check "single-node job saved a model that inspects clean" '"$MPITRAIN" inspect "$work/single" >/dev/null'
 check "mpirun inside sbatch trains dp 1 x tp 2" \
-  '[ "$(wait_job "$mpirun_job")" = COMPLETED ] && grep -q "1 data-parallel x 2 tensor-parallel" "$work/viampirun/logs/rank-0.log"'
+  '[ "$(wait_job "$mpirun_job" 600)" = COMPLETED ] && grep -q "1 data-parallel x 2 tensor-parallel" "$work/viampirun/logs/rank-0.log"'
+for name in single viampirun; do
+  check "$name: TERM to the job script saved a checkpoint (exit 75), requeued and resumed" \
+    'grep -q "mpitrain: stopped by SIG.* after saving" "$work/$name.out" && grep -q "requeueing" "$work/$name.out" &&
+     grep -q "resumed from $work/$name/checkpoint-" "$work/$name.out"'
+done
+check "both launchers got the TERM as USR1" \
+  'grep -q "TERM: asking the ranks to save and stop (as USR1)" "$work/single.out" &&
+   grep -q "TERM: asking the ranks to save and stop (as USR1)" "$work/viampirun.out"'
 check "2-node job completes" '[ "$(wait_job "$multi_job")" = COMPLETED ]'
 check "2-node job ran dp 2 x tp 2 and saved" \
   'grep -q "2 data-parallel x 2 tensor-parallel" "$work/multi/logs/rank-0.log" && "$MPITRAIN" inspect "$work/multi" >/dev/null'
