@@ -6,6 +6,7 @@
 #include "runtime/checkpoint/npy.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
+#include "src/train/memory_check.h"
 
 namespace mpitrain::launcher {
 
@@ -31,6 +32,14 @@ int run_logits(const Args& args) {
     std::cerr << "mpitrain: warning: " << model_dir << ": tensor '" << name << "' is not used by the model\n";
   const auto vocab = loaded.model->config().value("vocab_size", std::int64_t{0});
   const auto inputs = models::read_inputs_json(inputs_path, vocab);
+  // Refused, not run: past its positions a model gives logits it was never trained for
+  // (rotary ones run on silently), and a batch larger than memory grows until the kernel stops it.
+  const auto rows = inputs.input_ids.size(0), length = inputs.input_ids.size(1);
+  const auto positions = loaded.model->position_limit();
+  if (length > positions.length)
+    throw std::runtime_error(inputs_path + ": rows of " + std::to_string(length) + " tokens exceed the model's " +
+                             positions.key + " " + std::to_string(positions.length));
+  train::require_inference_fits(loaded.model->config(), model_dir + "/config.json", rows, length, inputs_path);
   loaded.model->eval();
   torch::NoGradGuard no_grad;
   auto logits = loaded.model->forward(inputs).to(torch::kFloat32).contiguous();

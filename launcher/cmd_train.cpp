@@ -124,7 +124,7 @@ int run_train(const Args& args) {
     comm::run_agreed(*world, [&] { config = train::load_run_config(args[0], Args(args.begin() + 1, args.end())); });
     train::require_same_config_on_every_rank(*world, config);
     comm::set_collective_timeout_seconds(config["parallel"]["collective_timeout_s"].get<double>());
-    comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>());
+    comm::run_agreed(*world, [&] { comm::configure_torch_threads(launch, config["parallel"]["torch_threads"].get<int>()); });
     const int tp = config["parallel"]["tensor_parallel_size"].get<int>();
     at::Device device = at::kCPU;
     comm::run_agreed(*world, [&] {

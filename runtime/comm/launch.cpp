@@ -85,6 +85,11 @@ LaunchInfo detect_launch() {
 
 int configure_torch_threads(const LaunchInfo& launch, int requested) {
   int threads = requested;
+  // More threads than cores only fight over them; a typo (1000000) would start that many per rank.
+  const unsigned host_cores = std::max(1u, std::thread::hardware_concurrency());
+  if (requested > static_cast<int>(host_cores))
+    throw std::runtime_error("parallel.torch_threads " + std::to_string(requested) + " is more than the " +
+                             std::to_string(host_cores) + " cores of this host");
   if (threads <= 0) {
     // Slurm's --cpus-per-task, when set, is this rank's share already.
     const int per_task = env_int("SLURM_CPUS_PER_TASK", 0);

@@ -28,7 +28,8 @@ LaunchInfo detect_launch();
 
 // Torch intra-op threads: the cores this rank is bound to when the launcher bound it, else
 // cores of this node / local ranks (at least 1); SLURM_CPUS_PER_TASK or `requested` > 0
-// override. One interop thread. Returns the thread count set.
+// override. One interop thread. Returns the thread count set. Throws std::runtime_error where
+// `requested` is more than the cores of this host.
 int configure_torch_threads(const LaunchInfo& launch, int requested);
 
 }  // namespace mpitrain::comm

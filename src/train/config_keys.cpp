@@ -89,7 +89,7 @@ void add_parallel_keys(std::vector<KeySpec>& keys) {
        "none | zero1 (optimizer state sharded over dp) | zero2 (+ gradients) | zero3 (+ parameters)"},
       {"parallel", "zero3_prefetch", Type::kInt, 1, "zero3: parameter groups all-gathered ahead of the compute"},
       {"parallel", "collective_timeout_s", Type::kFloat, 1800.0, "a collective slower than this ends the job"},
-      {"parallel", "torch_threads", Type::kInt, 0, "0: the cores the rank is bound to, else cores per local rank"},
+      {"parallel", "torch_threads", Type::kInt, 0, "0: the cores the rank is bound to, else cores per local rank; at most the host's cores"},
   });
 }
 

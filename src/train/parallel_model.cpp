@@ -2,15 +2,19 @@
 #include "src/train/parallel_model.h"
 
 #include <cmath>
+#include <filesystem>
 
+#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
+#include "runtime/comm/launch.h"
 #include "runtime/parallel/gradient_reducer.h"
 #include "runtime/parallel/sharded_data_parallel.h"
 #include "runtime/parallel/tensor_parallel.h"
 #include "src/models/deferred_init.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
+#include "src/train/memory_check.h"
 
 namespace mpitrain::train {
 
@@ -19,6 +23,30 @@ using nlohmann::json;
 namespace {
 
 double per_step(std::uint64_t bytes, double steps) { return std::round(static_cast<double>(bytes) / steps); }
+
+// Before anything is allocated: a model (or micro-batch) that cannot fit in this host's memory is
+// refused by name, instead of growing for minutes or ending in the allocator's own words. On a
+// GPU the host holds little of it, and the device reports its own shortage.
+void require_training_fits(const RunArguments& args, const comm::Mesh& mesh, at::Device device) {
+  if (!device.is_cpu()) return;
+  const auto& m = args.model;
+  nlohmann::json config = m.config;
+  std::string source = "model.config";
+  if (!m.model_name_or_path.empty()) {
+    source = m.model_name_or_path + "/config.json";
+    if (!std::filesystem::is_regular_file(source)) return;  // from_pretrained says what is missing
+    config = checkpoint::read_json_file(source);
+  }
+  TrainingShape shape;
+  shape.tp = mesh.tp_size();
+  shape.dp = mesh.dp_size();
+  shape.sharding = args.parallel.sharding;
+  shape.micro_batch = args.training.per_device_train_batch_size;
+  shape.seq_len = args.data.classification ? args.data.max_length : args.data.seq_len;
+  shape.gradient_checkpointing = args.training.gradient_checkpointing;
+  const auto need = training_memory_per_rank(models::estimate_size(config, source, shape.seq_len), shape);
+  require_fits(need, host_memory_available(), comm::detect_launch().local_size, shape, config, source);
+}
 
 }  // namespace
 
@@ -50,6 +78,7 @@ void ParallelModel::build(const RunArguments& args, RunLog& log) {
   const auto& m = args.model;
   auto tp = std::make_shared<const parallel::TensorParallel>(mesh_->tp_ptr());
   const bool sharded = args.parallel.sharded();
+  comm::run_agreed(mesh_->world(), [&] { require_training_fits(args, *mesh_, device_); });
   comm::run_agreed(mesh_->world(), [&] {
     if (!m.model_name_or_path.empty()) {
       // Each rank reads only its tp slices; under sharding only its shards of them, later.

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <vector>
 
 #include "runtime/checkpoint/npy.h"
 #include "tests/unit/test_files.h"
@@ -25,10 +27,11 @@ struct Result {
   std::string err;  // stderr
 };
 
-Result run(const std::string& arguments) {
+// `environment`: VAR=value settings for the command.
+Result run(const std::string& arguments, const std::string& environment = "") {
   ScratchDir scratch;
   // Under timeout: a command that blocks (a FIFO opened for reading) fails with status 124.
-  const std::string command = "timeout 60 " + std::string(MPITRAIN_BINARY) + " " + arguments + " >" +
+  const std::string command = environment + " timeout 60 " + std::string(MPITRAIN_BINARY) + " " + arguments + " >" +
                               (scratch / "out") + " 2>" + (scratch / "err");
   const int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : 128, testing::read_bytes(scratch / "out"),
@@ -108,6 +111,20 @@ TEST(Cli, BadInputsGiveOneLineErrorsAndNonZeroStatus) {
                         "config.json: missing required key 'vocab_size'");
   EXPECT_FALSE(fs::exists(scratch / "x.npy"));
   expect_one_line_error(run("logits " + fixture("gpt2/single")), "--inputs");
+  // Rows longer than the positions (rotary ones used to run on silently), and a batch larger
+  // than memory (it used to grow past 23 GB): refused before the forward.
+  testing::write_bytes(scratch / "long.json", nlohmann::json{{"input_ids", {std::vector<int>(5000, 1)}}}.dump());
+  expect_one_line_error(run("logits " + fixture("llama/single") + " --inputs " + (scratch / "long.json") + " --output " +
+                            (scratch / "x.npy")),
+                        "long.json: rows of 5000 tokens exceed the model's max_position_embeddings 128");
+  // (The batch is sized against MPITRAIN_MEMORY_AVAILABLE, so it is refused on any machine.)
+  testing::write_bytes(scratch / "wide.json",
+                       nlohmann::json{{"input_ids", std::vector<std::vector<int>>(2000, std::vector<int>(128, 1))}}.dump());
+  expect_one_line_error(run("logits " + fixture("llama/single") + " --inputs " + (scratch / "wide.json") + " --output " +
+                            (scratch / "x.npy"), "MPITRAIN_MEMORY_AVAILABLE=100000000"),
+                        "wide.json: 2000 rows of 128 tokens take about 1.7 GB to run through this model but this host "
+                        "has 100.0 MB available");
+  EXPECT_FALSE(fs::exists(scratch / "x.npy"));
   expect_one_line_error(run("frobnicate"), "unknown command 'frobnicate'");
   expect_one_line_error(run("convert " + fixture("llama/single") + " " + (scratch / "o") + " --max_shard_size=lots"),
                         "max_shard_size 'lots'");

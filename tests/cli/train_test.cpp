@@ -435,6 +435,30 @@ TEST_F(Train, BadConfigurationsFailOnEveryRankWithOneLine) {
                         (local_ / "limit.json") + ": key 'training.save_total_limit' must not be negative");
 }
 
+TEST_F(Train, WhatCannotFitInMemoryIsRefusedByNameBeforeAnythingIsAllocated) {
+  // Each used to grow for minutes (a million layers), end in the allocator's own words
+  // (intermediate_size 1e12) or start a million threads per rank.
+  const auto with_model_key = [&](const std::string& name, const std::string& key, std::int64_t value) {
+    const auto path = write_config(name, {});
+    auto config = json::parse(testing::read_bytes(path));
+    config["model"]["config"][key] = value;
+    testing::write_bytes(path, config.dump());
+    return path;
+  };
+  auto r = run(2, "train " + with_model_key("huge_layers", "num_hidden_layers", 1000000));
+  expect_one_line_error(r, "model.config: training this model takes about ");
+  EXPECT_NE(r.err.find("num_hidden_layers 1000000 makes it this large"), std::string::npos) << r.err;
+  r = run(2, "train " + with_model_key("huge_mlp", "intermediate_size", 1000000000000));
+  expect_one_line_error(r, "model.config: training this model takes about ");
+  EXPECT_NE(r.err.find("intermediate_size 1000000000000 makes it this large"), std::string::npos) << r.err;
+  r = run(2, "train " + write_config("huge_batch", {{"per_device_train_batch_size", 10000000}}));
+  expect_one_line_error(r, "the micro-batch makes it this large (training.per_device_train_batch_size 10000000 x 32");
+  expect_one_line_error(run(2, "train " + write_config("threads", {}) + " --torch_threads=1000000"),
+                        "parallel.torch_threads 1000000 is more than the ");
+  for (const char* name : {"huge_layers", "huge_mlp", "huge_batch", "threads"})
+    EXPECT_FALSE(fs::exists(out(name) + "/model.safetensors")) << name;
+}
+
 // With a CUDA LibTorch and a GPU, one rank on the GPU (NCCL) trains as it does on the CPU;
 // otherwise `device=cuda` is one line saying why not, and nothing is written.
 TEST_F(Train, DeviceCudaTrainsLikeTheCpuOrSaysWhyNot) {
