@@ -23,6 +23,7 @@ int run_consolidate(const Args& args) {
   positional.add("src", 1).add("out", 1);
   po::variables_map values;
   if (!parse_options("consolidate", "SRC_DIR OUT_DIR", args, options, positional, values)) return 0;
+  require_output_outside_source("consolidate", source, output);
   std::uint64_t limit = 0;
   try {
     limit = checkpoint::parse_shard_size(max_shard_size);

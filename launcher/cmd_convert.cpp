@@ -23,6 +23,7 @@ int run_convert(const Args& args) {
   po::variables_map values;
   if (!parse_options("convert", "SRC_DIR DST_DIR", args, options, positional, values)) return 0;
 
+  require_output_outside_source("convert", src, dst);
   models::SaveOptions save;
   try {
     save.max_shard_size = checkpoint::parse_shard_size(max_shard_size);

@@ -2,9 +2,12 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <map>
 
 #include "launcher/options.h"
+#include "runtime/checkpoint/checkpoint_schema.h"
 #include "runtime/checkpoint/json_file.h"
+#include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/inspect.h"
 #include "src/models/pretrained.h"
@@ -21,6 +24,25 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
   return out + "]";
 }
 
+// A sharded training checkpoint holds exactly the model's tensors, by their HF names.
+void check_sharded_against_model(const models::HfModel& model, const std::string& dir, checkpoint::InspectReport& report) {
+  std::map<std::string, std::vector<std::int64_t>> saved;
+  for (const auto& t : report.tensors) saved[t.entry.name] = t.entry.shape;
+  const std::string where = (fs::path(dir) / checkpoint::kShardedIndexFile).string() + ": ";
+  for (const auto& [name, placement] : model.placements()) {
+    const auto it = saved.find(name);
+    if (it == saved.end())
+      report.problems.push_back(where + "tensor '" + name + "' that " + model.architecture() + " needs is missing");
+    else if (it->second != placement.shape)
+      report.problems.push_back(where + "tensor '" + name + "' has shape " + shape_text(it->second) +
+                                " but config.json implies " + shape_text(placement.shape));
+    saved.erase(name);
+  }
+  for (const auto& [name, shape] : saved)
+    if (!model.is_ignorable_checkpoint_tensor(name))
+      report.problems.push_back(where + "tensor '" + name + "' is not used by " + model.architecture());
+}
+
 // A directory with a config.json is also checked as a model: the config must describe a
 // supported architecture and every tensor must fit it.
 void check_against_config(const std::string& dir, checkpoint::InspectReport& report) {
@@ -31,6 +53,11 @@ void check_against_config(const std::string& dir, checkpoint::InspectReport& rep
   }
   try {
     auto model = models::create_model(checkpoint::read_json_file(config_path), config_path);
+    if (!fs::exists(fs::path(dir) / checkpoint::kSingleWeightsFile) && !fs::exists(fs::path(dir) / checkpoint::kWeightsIndexFile) &&
+        fs::exists(fs::path(dir) / checkpoint::kShardedIndexFile)) {
+      check_sharded_against_model(*model, dir, report);
+      return;
+    }
     const auto weights = checkpoint::HfWeights::open(dir);
     std::vector<std::string> unused;
     for (auto& problem : models::check_weights(*model, weights, &unused)) report.problems.push_back(problem);

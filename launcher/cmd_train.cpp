@@ -13,6 +13,7 @@
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/collective_timeout.h"
 #include "runtime/comm/launch.h"
+#include "runtime/comm/launcher_watch.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
 #include "src/train/config_agreement.h"
@@ -119,6 +120,7 @@ int run_train(const Args& args) {
   try {
     const auto launch = comm::detect_launch();
     rank = launch.rank;
+    comm::stop_when_launcher_dies();
     auto world = comm::MpiCommunicator::world();
     nlohmann::json config;
     comm::run_agreed(*world, [&] { config = train::load_run_config(args[0], Args(args.begin() + 1, args.end())); });

@@ -1,6 +1,7 @@
-// Boost.Program_options glue shared by the subcommands: parse, --help, and errors that name the option.
+// Boost.Program_options glue shared by the subcommands: parse, --help, and errors that name the option or the path.
 #include "launcher/options.h"
 
+#include <filesystem>
 #include <iostream>
 
 namespace mpitrain::launcher {
@@ -26,6 +27,17 @@ bool parse_options(const std::string& command, const std::string& synopsis, cons
     throw UsageError(command + ": " + e.what());
   }
   return true;
+}
+
+void require_output_outside_source(const std::string& command, const std::string& source, const std::string& output) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const auto src = fs::weakly_canonical(source, error), out = fs::weakly_canonical(output, error);
+  if (error) return;  // the command says what is wrong with a path it cannot resolve
+  const auto relative = out.lexically_relative(src);
+  if (!relative.empty() && *relative.begin() != "..")
+    throw UsageError(command + ": " + output + " is " + (relative == "." ? "" : "inside ") + source +
+                     ": it would be written while it is read; give another directory");
 }
 
 }  // namespace mpitrain::launcher

@@ -1,4 +1,4 @@
-// Boost.Program_options glue shared by the subcommands: parse, --help, and errors that name the option.
+// Boost.Program_options glue shared by the subcommands: parse, --help, and errors that name the option or the path.
 #pragma once
 
 #include <boost/program_options.hpp>
@@ -15,5 +15,9 @@ namespace po = boost::program_options;
 bool parse_options(const std::string& command, const std::string& synopsis, const Args& args,
                    po::options_description& options, const po::positional_options_description& positional,
                    po::variables_map& values);
+
+// Throws UsageError where `output` is `source` or inside it (`mpitrain consolidate SRC SRC`
+// wrote into the checkpoint it was reading).
+void require_output_outside_source(const std::string& command, const std::string& source, const std::string& output);
 
 }  // namespace mpitrain::launcher

@@ -86,7 +86,9 @@ std::vector<std::string> incomplete_checkpoints(const std::string& root) {
   return entries_where(root, [](const fs::directory_entry& item, const std::string& name) {
     if (!item.is_directory()) return false;
     const auto path = item.path().string();
+    // A staging dir, what a rotation killed midway left set aside, or a checkpoint never committed.
     return name.rfind(std::string(kStagingPrefix) + kCheckpointPrefix, 0) == 0 ||
+           name.rfind(std::string(kDeletingPrefix) + kCheckpointPrefix, 0) == 0 ||
            (std::regex_match(name, kCheckpointName) && is_own_checkpoint(path) && !is_complete_checkpoint(path));
   });
 }

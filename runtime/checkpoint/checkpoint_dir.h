@@ -32,7 +32,8 @@ struct CheckpointEntry {
 };
 // Complete checkpoints under root, oldest first.
 std::vector<CheckpointEntry> complete_checkpoints(const std::string& root);
-// Incomplete checkpoint dirs (own ones only) and staging dirs left by a killed job.
+// Incomplete checkpoint dirs (own ones only), staging dirs and rotated-out dirs set aside
+// (.deleting-checkpoint-N) left by a killed job.
 std::vector<std::string> incomplete_checkpoints(const std::string& root);
 // checkpoint-N entries under root this project did not write (no marker, no tag), sorted.
 std::vector<std::string> foreign_checkpoints(const std::string& root);

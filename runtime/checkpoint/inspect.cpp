@@ -13,6 +13,7 @@
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_file.h"
+#include "runtime/checkpoint/sharded_index.h"
 
 namespace mpitrain::checkpoint {
 
@@ -79,6 +80,53 @@ void inspect_index(const fs::path& dir, InspectReport& report,
                               " but the shards hold " + std::to_string(total) + " bytes");
 }
 
+// A sharded save (save_mode=sharded): its index checked (blocks inside, disjoint, covering
+// each tensor), and each block found in its shard file with its dtype and shape. The tensors
+// listed are the whole ones the index describes.
+void inspect_sharded(const fs::path& dir, InspectReport& report) {
+  std::vector<ShardedTensor> tensors;
+  try {
+    tensors = read_sharded_index(dir.string());
+  } catch (const std::exception& e) {
+    report.problems.push_back(e.what());
+    return;
+  }
+  std::map<std::string, std::map<std::string, TensorEntry>> shard_entries;  // file -> name -> entry
+  std::set<std::string> unreadable;
+  for (const auto& t : tensors)
+    for (const auto& b : t.blocks) {
+      if (shard_entries.count(b.file) || unreadable.count(b.file)) continue;
+      try {
+        SafetensorsFile file((dir / b.file).string());
+        report.files.push_back(b.file);
+        for (const auto& entry : file.header().tensors) shard_entries[b.file][entry.name] = entry;
+      } catch (const std::exception& e) {
+        report.problems.push_back(e.what());
+        unreadable.insert(b.file);
+      }
+    }
+  const std::string where = (dir / kShardedIndexFile).string() + ": ";
+  for (const auto& t : tensors) {
+    for (const auto& b : t.blocks) {
+      if (unreadable.count(b.file)) continue;
+      const auto& entries = shard_entries[b.file];
+      const auto it = entries.find(t.spec.name);
+      if (it == entries.end())
+        report.problems.push_back(where + "tensor '" + t.spec.name + "' has a block in '" + b.file +
+                                  "', which does not hold it");
+      else if (it->second.dtype != t.spec.dtype || it->second.shape != b.block.sizes)
+        report.problems.push_back(where + "tensor '" + t.spec.name + "': its block in '" + b.file +
+                                  "' is not of the dtype and block shape the index gives");
+    }
+    TensorEntry whole;
+    whole.name = t.spec.name;
+    whole.dtype = t.spec.dtype;
+    whole.shape = t.spec.shape;
+    whole.end = spec_nbytes(t.spec);
+    report.tensors.push_back({std::string(kShardedIndexFile) + " (" + std::to_string(t.blocks.size()) + " blocks)", whole});
+  }
+}
+
 }  // namespace
 
 InspectReport inspect_checkpoint(const std::string& path) {
@@ -111,12 +159,12 @@ InspectReport inspect_checkpoint(const std::string& path) {
     if (has_single && has_index)
       report.problems.push_back(path + ": both model.safetensors and an index exist; transformers loads "
                                        "model.safetensors and ignores the index (stale files from another save?)");
-    if (!has_single && !has_index)
-      report.problems.push_back(
-          path + ": no model.safetensors or model.safetensors.index.json" +
-          (fs::exists(fs::path(path) / kShardedIndexFile)
-               ? " (an mpitrain sharded checkpoint: `mpitrain consolidate` writes it as an HF directory)"
-               : ""));
+    if (!has_single && !has_index) {
+      if (fs::exists(fs::path(path) / kShardedIndexFile))
+        inspect_sharded(path, report);  // a training checkpoint: `mpitrain consolidate` makes it an HF directory
+      else
+        report.problems.push_back(path + ": no model.safetensors or model.safetensors.index.json");
+    }
     // In a well-formed directory the tensors a loader sees are unique; duplicates across files mean stale data.
     std::map<std::string, std::string> first_file;
     for (const auto& t : report.tensors) {

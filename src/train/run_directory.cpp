@@ -104,14 +104,17 @@ std::string resolve_resume_path(const TrainingArguments& args, const RunDirector
       return listing.complete.empty() ? "" : listing.complete.back().path;
     case ResumeFrom::Kind::kPath: break;
   }
-  const auto& path = resume.path;
+  require_resumable_checkpoint(resume.path);
+  return resume.path;
+}
+
+void require_resumable_checkpoint(const std::string& path) {
   if (!fs::is_directory(path))
     throw comm::AgreedError("resume_from_checkpoint '" + path + "' " +
                             (fs::exists(path) ? "is not a directory (a checkpoint-<step> directory)" : "does not exist"));
   if (!checkpoint::is_complete_checkpoint(path))
     throw comm::AgreedError("resume_from_checkpoint '" + path + "' is incomplete (no " +
                             std::string(checkpoint::kCompleteMarker) + "; the job that wrote it did not finish)");
-  return path;
 }
 
 std::string best_checkpoint_beside(const std::string& resumed_from, const std::string& best) {

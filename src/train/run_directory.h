@@ -44,6 +44,10 @@ StartOver plan_start_over(const TrainingArguments& args, const RunDirectoryListi
 // a complete checkpoint. Throws comm::AgreedError naming the problem.
 std::string resolve_resume_path(const TrainingArguments& args, const RunDirectoryListing& listing);
 
+// A checkpoint resume_from_checkpoint names by path: throws comm::AgreedError where it is
+// missing, not a directory or not complete (no completion marker).
+void require_resumable_checkpoint(const std::string& path);
+
 // The directory a path names, written with a trailing slash or not ("checkpoint-2/").
 std::string directory_named_by(const std::string& path);
 

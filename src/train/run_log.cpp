@@ -68,14 +68,34 @@ RunLog::RunLog(const std::string& output_dir, int rank, bool progress_bar)
       output_dir_(output_dir),
       bar_(progress_bar && rank == 0 && ::isatty(STDERR_FILENO)),
       start_(std::chrono::steady_clock::now()) {
-  fs::create_directories(fs::path(output_dir) / "logs");
-  const auto rank_log = fs::path(output_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log");
+  created_.logs_dir = fs::create_directories(fs::path(output_dir) / "logs");
+  const fs::path rank_log = rank_log_path();
   // A FIFO or device would block the open (the other ranks then wait in a collective).
   for (const auto& path : {rank_log, fs::path(metrics_path())})
     if (fs::exists(path) && !fs::is_regular_file(path))
       throw std::runtime_error(path.string() + ": is not a regular file");
+  created_.rank_log = !fs::exists(rank_log);
   rank_log_.open(rank_log, std::ios::app);
-  if (rank == 0) metrics_.open(metrics_path(), std::ios::app);
+  if (rank == 0) {
+    created_.metrics = !fs::exists(metrics_path());
+    metrics_.open(metrics_path(), std::ios::app);
+  }
+}
+
+std::string RunLog::rank_log_path() const {
+  return (fs::path(output_dir_) / "logs" / ("rank-" + std::to_string(rank_) + ".log")).string();
+}
+
+void RunLog::discard_created_files() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  finish_progress();
+  rank_log_.close();
+  metrics_.close();
+  std::error_code ignored;  // best effort: the start's own error is what the user must see
+  if (created_.metrics) fs::remove(metrics_path(), ignored);
+  if (created_.rank_log) fs::remove(rank_log_path(), ignored);
+  // Only once empty: another rank's log may still be there (it removes it, then tries too).
+  if (created_.logs_dir || created_.rank_log) fs::remove(fs::path(output_dir_) / "logs", ignored);
 }
 
 std::string RunLog::metrics_path() const { return (fs::path(output_dir_) / "metrics.jsonl").string(); }

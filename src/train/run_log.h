@@ -29,14 +29,21 @@ class RunLog {
   void progress(std::int64_t step, std::int64_t total, double loss, double lr, double tokens_per_second);
   bool draws_progress() const { return bar_; }  // whether progress() shows anything (worth reading the loss)
   void finish_progress();
+  // For a start that failed: closes the files and removes those this RunLog created (its rank
+  // log, metrics.jsonl, logs/ once empty), so a refused start leaves nothing of its own behind.
+  void discard_created_files();
 
  private:
   std::string metrics_path() const;
+  std::string rank_log_path() const;
 
   int rank_;
   std::string output_dir_;
   bool bar_;
   std::ofstream rank_log_, metrics_;
+  struct {
+    bool logs_dir = false, rank_log = false, metrics = false;
+  } created_;  // by this RunLog: what discard_created_files removes
   std::chrono::steady_clock::time_point start_;
   bool bar_drawn_ = false;
   std::recursive_mutex mutex_;

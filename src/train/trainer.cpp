@@ -9,6 +9,7 @@
 #include "runtime/checkpoint/remove_tree.h"
 #include "runtime/checkpoint/shared_directory.h"
 #include "runtime/comm/agreement.h"
+#include "runtime/comm/string_collectives.h"
 #include "runtime/parallel/tensor_parallel.h"
 #include "src/models/pretrained.h"
 #include "src/train/data_model_checks.h"
@@ -44,6 +45,31 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
       mesh_(std::move(mesh)),
       device_(device),
       exposed_comm_(device::interval_timer_for(device)) {
+  // As rank 0 sees it before any rank creates it: every rank then knows whether to remove it.
+  const bool output_dir_existed =
+      comm::broadcast_string(mesh_->world(), fs::exists(args_.training.output_dir) ? "yes" : "no", 0) == "yes";
+  try {
+    start();
+  } catch (...) {
+    undo_failed_start(output_dir_existed);
+    throw;
+  }
+}
+
+void Trainer::undo_failed_start(bool output_dir_existed) {
+  // A refused start leaves nothing it made behind: its logs, its metrics.jsonl, its lock, and
+  // output_dir itself where it made it and nothing else is there (data it prepared stays).
+  // The lock first and each rank's log last: the rank whose log goes last finds logs/ and
+  // output_dir empty (whatever the order the ranks get here).
+  lock_.reset();
+  if (log_) log_->discard_created_files();
+  log_.reset();
+  // Every rank tries, once its own files are gone: the last one's removal finds it empty.
+  std::error_code not_empty;
+  if (!output_dir_existed) fs::remove(args_.training.output_dir, not_empty);
+}
+
+void Trainer::start() {
   auto& world = mesh_->world();
   const auto& t = args_.training;
   comm::run_agreed(world, [&] { check_output_dir(t.output_dir); });
@@ -62,6 +88,9 @@ Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Devic
   // (its resume checkpoint found and verified, the model and data accepted).
   comm::run_agreed(world, [&] {
     if (world.rank() != 0) return;
+    // A checkpoint named by path that cannot be resumed is said so first, not taken for one
+    // of "an earlier run's" checkpoints below.
+    if (t.resume_from_checkpoint.kind == ResumeFrom::Kind::kPath) require_resumable_checkpoint(t.resume_from_checkpoint.path);
     const auto listing = RunDirectoryListing::of(t.output_dir);
     start_over_ = plan_start_over(t, listing, ResumePathPlace::of(t.output_dir, t.resume_from_checkpoint, listing));
   });

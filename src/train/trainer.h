@@ -45,6 +45,10 @@ class Trainer {
   models::HfModel& model() { return model_->model(); }
 
  private:
+  // The constructor's work: output_dir checked and locked, logs, data, model, optimizer, resume.
+  void start();
+  // After start() failed: removes what it created in output_dir (never what was there before).
+  void undo_failed_start(bool output_dir_existed);
   void plan_steps();
   void build_optimizer_and_checkpointer();
   // Collective: resumes from the checkpoint resume_from_checkpoint names (if any) and makes the

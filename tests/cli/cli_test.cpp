@@ -128,6 +128,12 @@ TEST(Cli, BadInputsGiveOneLineErrorsAndNonZeroStatus) {
   expect_one_line_error(run("frobnicate"), "unknown command 'frobnicate'");
   expect_one_line_error(run("convert " + fixture("llama/single") + " " + (scratch / "o") + " --max_shard_size=lots"),
                         "max_shard_size 'lots'");
+  // Into the directory it reads (a copy: the fixture stays untouched whatever happens).
+  fs::copy(fixture("llama/single"), scratch / "same");
+  const auto before = testing::read_bytes(scratch / "same/model.safetensors");
+  expect_one_line_error(run("convert " + (scratch / "same") + " " + (scratch / "same/") + " --dtype bfloat16"),
+                        "it would be written while it is read");
+  EXPECT_EQ(testing::read_bytes(scratch / "same/model.safetensors"), before);
 }
 
 TEST(Cli, AFifoOrADeeplyNestedFileIsAnErrorNotAHangOrACrash) {

@@ -57,16 +57,39 @@ TEST_F(Train, EverySaveModeResumesBitForBitAndConsolidates) {
                 testing::read_bytes(out(name + "_resumed") + "/model.safetensors")) << mode;
     // A two-rank checkpoint holds each rank's RNG state (same tensor names): no weight conflict.
     r = run(0, "inspect " + out(name) + "/checkpoint-3");
+    EXPECT_EQ(r.status, 0) << mode << "\n" << r.out << r.err;
     if (std::string(mode) == "sharded") {
-      EXPECT_NE(r.status, 0);
-      EXPECT_NE((r.out + r.err).find("an mpitrain sharded checkpoint: `mpitrain consolidate` writes it"), std::string::npos)
-          << r.out << r.err;
-      EXPECT_NE(r.out.find("1 problem(s)"), std::string::npos) << r.out;  // said once, not again as a model check
-    } else
-      EXPECT_EQ(r.status, 0) << mode << "\n" << r.out << r.err;
+      // Checked as what it is: the index's whole tensors, each block found in its shard file.
+      EXPECT_NE(r.out.find("model.embed_tokens.weight"), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("sharded_index.json ("), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("no problems found"), std::string::npos) << r.out;
+    }
+  }
+  {
+    // A sharded checkpoint whose shard lost a block, and one whose index lost a tensor.
+    const auto broken = local_ / "broken_sharded";
+    fs::copy(out("mode_sharded") + "/checkpoint-3", broken, fs::copy_options::recursive);
+    auto index = json::parse(testing::read_bytes(broken + "/sharded_index.json"));
+    index["tensors"].erase(0);
+    testing::write_bytes(broken + "/sharded_index.json", index.dump());
+    auto r = run(0, "inspect " + broken);
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.out.find("needs is missing"), std::string::npos) << r.out;
+    testing::write_bytes(broken + "/shard-00000.safetensors", "truncated");
+    r = run(0, "inspect " + broken);
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.out.find("shard-00000.safetensors"), std::string::npos) << r.out;
   }
   EXPECT_TRUE(fs::exists(out("mode_sharded") + "/checkpoint-3/sharded_index.json"));
   EXPECT_FALSE(fs::exists(out("mode_sharded") + "/checkpoint-3/model.safetensors"));
+  // Into itself (or a directory inside it) it would write the checkpoint it reads.
+  for (const auto& into : {out("mode_sharded") + "/checkpoint-3", out("mode_sharded") + "/checkpoint-3/hf"}) {
+    const auto r = run(0, "consolidate " + out("mode_sharded") + "/checkpoint-3 " + into);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("it would be written while it is read"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(out("mode_sharded") + "/checkpoint-3/model.safetensors"));
+  EXPECT_FALSE(fs::exists(out("mode_sharded") + "/checkpoint-3/hf"));
   auto r = run(0, "consolidate " + out("mode_sharded") + "/checkpoint-3 " + (local_ / "consolidated"));
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* mode : {"gather", "parallel"})
@@ -278,11 +301,15 @@ TEST_F(Train, CheckpointsLeftHalfWrittenAreIgnoredAndCleanedUp) {
   fs::create_directories(out("killed") + "/checkpoint-5");
   testing::write_bytes(out("killed") + "/checkpoint-5/.mpitrain-checkpoint", "");  // written first by every save
   testing::write_bytes(out("killed") + "/checkpoint-5/trainer_state.json", "{");
+  // And a rotation killed while it deleted checkpoint-1 (set aside first).
+  fs::create_directories(out("killed") + "/.deleting-checkpoint-1");
+  testing::write_bytes(out("killed") + "/.deleting-checkpoint-1/model.safetensors", "half");
   r = run(2, "train " + write_config("killed", saving) + " --resume_from_checkpoint=true --max_steps=6");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("resumed from " + out("killed") + "/checkpoint-4"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(out("killed") + "/.tmp-checkpoint-6/model.safetensors"));
   EXPECT_FALSE(fs::exists(out("killed") + "/checkpoint-5"));
+  EXPECT_FALSE(fs::exists(out("killed") + "/.deleting-checkpoint-1"));
   EXPECT_TRUE(checkpoint::is_complete_checkpoint(out("killed") + "/checkpoint-6"));
 }
 
@@ -455,8 +482,9 @@ TEST_F(Train, WhatCannotFitInMemoryIsRefusedByNameBeforeAnythingIsAllocated) {
   expect_one_line_error(r, "the micro-batch makes it this large (training.per_device_train_batch_size 10000000 x 32");
   expect_one_line_error(run(2, "train " + write_config("threads", {}) + " --torch_threads=1000000"),
                         "parallel.torch_threads 1000000 is more than the ");
-  for (const char* name : {"huge_layers", "huge_mlp", "huge_batch", "threads"})
-    EXPECT_FALSE(fs::exists(out(name) + "/model.safetensors")) << name;
+  // A refused start leaves nothing of its own behind (it used to leave logs/ and an empty
+  // metrics.jsonl), here not even the output_dir it made.
+  for (const char* name : {"huge_layers", "huge_mlp", "huge_batch", "threads"}) EXPECT_FALSE(fs::exists(out(name))) << name;
 }
 
 // With a CUDA LibTorch and a GPU, one rank on the GPU (NCCL) trains as it does on the CPU;
@@ -582,6 +610,12 @@ TEST_F(Train, BadOutputAndResumeFailWithoutTouchingAnything) {
   fs::create_directories(local_ / "not_a_model");
   expect_one_line_error(run(2, "train " + write_config("bad", {}) + " --model_name_or_path=" + (local_ / "not_a_model")),
                         "config.json");
+  // A checkpoint of output_dir named by path whose marker is gone, beside a complete one
+  // (checkpoint-1): named as incomplete, not taken for "checkpoint(s) of an earlier run".
+  fs::remove(out("wide") + "/checkpoint-2/mpitrain_complete.json");
+  expect_one_line_error(run(2, "train " + write_config("wide", {{"save_strategy", "steps"}}, {{"model", {{"config", wide}}}}) +
+                                   " --resume_from_checkpoint=" + out("wide") + "/checkpoint-2"),
+                        "resume_from_checkpoint '" + out("wide") + "/checkpoint-2' is incomplete (no mpitrain_complete.json");
 }
 
 TEST_F(Train, AnOutputDirNotSharedByEveryRankFailsAtTheStart) {
