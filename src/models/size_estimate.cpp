@@ -26,17 +26,34 @@ double inference_bytes(double hidden, double intermediate, double heads, double 
   return 4 * (6 * hidden + 2 * intermediate + heads * seq + 2 * vocab);
 }
 
+// What every architecture here shares, from its dimensions. `outputs`: logits per token
+// (vocab_size) for a causal LM; a classifier's few labels per sequence cost nothing.
+struct Dimensions {
+  double hidden, intermediate, heads, layers, seq, outputs;
+  bool per_token_logits;
+};
+
+SizeEstimate from_dimensions(const Dimensions& m, double parameters) {
+  SizeEstimate e;
+  e.parameters = parameters;
+  e.activation_bytes_per_token = m.layers * layer_activation_bytes(m.hidden, m.intermediate, m.heads, m.seq) +
+                                 (m.per_token_logits ? logits_activation_bytes(m.outputs) : 0);
+  e.inference_bytes_per_token =
+      inference_bytes(m.hidden, m.intermediate, m.heads, m.seq, m.per_token_logits ? m.outputs : 0);
+  e.layers = static_cast<std::int64_t>(m.layers);
+  return e;
+}
+
+// An attention block with biases and two layer norms, and a two-matrix MLP (GPT-2, BERT).
+double post_ln_layer_parameters(double h, double i) { return 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h; }
+
 SizeEstimate estimate_llama(const nlohmann::json& config, const std::string& source, std::int64_t seq) {
   const auto c = LlamaConfig::from_json(config, source);
   const double h = d(c.hidden_size), i = d(c.intermediate_size), q = d(c.num_attention_heads * c.head_dim),
                kv = d(c.num_key_value_heads * c.head_dim);
   const double layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
-  SizeEstimate e;
-  e.parameters = d(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + d(c.num_hidden_layers) * layer + h;
-  e.activation_bytes_per_token = d(c.num_hidden_layers) * layer_activation_bytes(h, i, d(c.num_attention_heads), d(seq)) +
-                                 logits_activation_bytes(d(c.vocab_size));
-  e.inference_bytes_per_token = inference_bytes(h, i, d(c.num_attention_heads), d(seq), d(c.vocab_size));
-  e.layers = c.num_hidden_layers;
+  auto e = from_dimensions({h, i, d(c.num_attention_heads), d(c.num_hidden_layers), d(seq), d(c.vocab_size), true},
+                           d(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + d(c.num_hidden_layers) * layer + h);
   e.sizing_keys = {{"hidden_size", c.hidden_size},
                    {"intermediate_size", c.intermediate_size},
                    {"num_hidden_layers", c.num_hidden_layers},
@@ -47,13 +64,8 @@ SizeEstimate estimate_llama(const nlohmann::json& config, const std::string& sou
 SizeEstimate estimate_gpt2(const nlohmann::json& config, const std::string& source, std::int64_t seq) {
   const auto c = Gpt2Config::from_json(config, source);
   const double h = d(c.n_embd), i = d(c.n_inner);
-  const double layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h;
-  SizeEstimate e;
-  e.parameters = d(c.vocab_size) * h + d(c.n_positions) * h + d(c.n_layer) * layer + 2 * h;
-  e.activation_bytes_per_token =
-      d(c.n_layer) * layer_activation_bytes(h, i, d(c.n_head), d(seq)) + logits_activation_bytes(d(c.vocab_size));
-  e.inference_bytes_per_token = inference_bytes(h, i, d(c.n_head), d(seq), d(c.vocab_size));
-  e.layers = c.n_layer;
+  auto e = from_dimensions({h, i, d(c.n_head), d(c.n_layer), d(seq), d(c.vocab_size), true},
+                           (d(c.vocab_size) + d(c.n_positions)) * h + d(c.n_layer) * post_ln_layer_parameters(h, i) + 2 * h);
   e.sizing_keys = {{"n_embd", c.n_embd}, {"n_inner", c.n_inner}, {"n_layer", c.n_layer}, {"n_positions", c.n_positions},
                    {"vocab_size", c.vocab_size}};
   return e;
@@ -61,15 +73,11 @@ SizeEstimate estimate_gpt2(const nlohmann::json& config, const std::string& sour
 
 SizeEstimate estimate_bert(const nlohmann::json& config, const std::string& source, std::int64_t seq) {
   const auto c = BertConfig::from_json(config, source);
-  const double h = d(c.hidden_size), i = d(c.intermediate_size);
-  const double layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h;
-  SizeEstimate e;
-  e.parameters = (d(c.vocab_size) + d(c.max_position_embeddings) + d(c.type_vocab_size)) * h + 2 * h +
-                 d(c.num_hidden_layers) * layer + h * h + h + h * d(c.num_labels) + d(c.num_labels);
-  e.activation_bytes_per_token =
-      d(c.num_hidden_layers) * layer_activation_bytes(h, i, d(c.num_attention_heads), d(seq));
-  e.inference_bytes_per_token = inference_bytes(h, i, d(c.num_attention_heads), d(seq), d(c.num_labels));
-  e.layers = c.num_hidden_layers;
+  const double h = d(c.hidden_size), i = d(c.intermediate_size), labels = d(c.num_labels);
+  const double embeddings = (d(c.vocab_size) + d(c.max_position_embeddings) + d(c.type_vocab_size)) * h + 2 * h;
+  const double pooler_and_head = h * h + h + h * labels + labels;
+  auto e = from_dimensions({h, i, d(c.num_attention_heads), d(c.num_hidden_layers), d(seq), labels, false},
+                           embeddings + d(c.num_hidden_layers) * post_ln_layer_parameters(h, i) + pooler_and_head);
   e.sizing_keys = {{"hidden_size", c.hidden_size},
                    {"intermediate_size", c.intermediate_size},
                    {"num_hidden_layers", c.num_hidden_layers},

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -37,6 +38,41 @@ inline Result run(int np, const std::string& arguments, const std::string& envir
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : 128, testing::read_bytes(scratch / "out"),
           testing::read_bytes(scratch / "err")};
 }
+
+// `mpitrain train CONFIG` started in the background (under mpirun when np > 0): its stdout and
+// stderr go to `base`.out and .err, its exit status to `base`.status once it ends. Its rank
+// processes never outlive the test: they are killed when this goes out of scope.
+class BackgroundTrain {
+ public:
+  BackgroundTrain(int np, const std::string& config, const std::string& base)
+      : out_(base + ".out"), err_(base + ".err"), status_(base + ".status"),
+        ranks_("'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'") {
+    std::string command = std::string(MPITRAIN_BINARY) + " train " + config;
+    if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
+    started_ = std::system(("(" + command + " >" + out_ + " 2>" + err_ + "; echo $? >" + status_ + ") &").c_str()) == 0;
+  }
+  ~BackgroundTrain() {
+    [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + ranks_ + " 2>/dev/null").c_str());
+  }
+  BackgroundTrain(const BackgroundTrain&) = delete;
+  BackgroundTrain& operator=(const BackgroundTrain&) = delete;
+
+  bool started() const { return started_; }
+  // A pkill/pgrep -f pattern matching its rank processes (not mpirun, not the shell).
+  const std::string& ranks() const { return ranks_; }
+  bool ended() const { return fs::exists(status_); }
+  // Waits up to `seconds` for it to end; its exit status, or -1 where it still runs.
+  int wait_for_status(double seconds) const {
+    for (int i = 0; i < seconds * 20 && !ended(); ++i) usleep(50000);
+    return ended() ? std::stoi(testing::read_bytes(status_)) : -1;
+  }
+  std::string out() const { return testing::read_bytes(out_); }
+  std::string err() const { return testing::read_bytes(err_); }
+
+ private:
+  std::string out_, err_, status_, ranks_;
+  bool started_ = false;
+};
 
 // A corpus, prepared once for the whole suite: ~40 KB of the shipped addresses.
 class Train : public ::testing::Test {

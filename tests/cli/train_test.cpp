@@ -157,30 +157,18 @@ TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
   const json long_run = {{"max_steps", 20000}, {"lr_scheduler_type", "constant"}, {"save_strategy", "no"},
                          {"post_save_command", "echo uploaded"}};
   const auto config = write_config("signalled", long_run);
-  const auto status_file = local_ / "status";
-  const std::string command = std::string(MPITRAIN_MPIEXEC) + " -np 2 " + MPITRAIN_BINARY + " train " + config +
-                              " >" + (local_ / "out") + " 2>" + (local_ / "err") + "; echo $? >" + status_file;
-  ASSERT_EQ(std::system(("(" + command + ") &").c_str()), 0);
-  // Whatever happens below, the background job does not outlive the test.
-  const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
-  struct KillOnExit {
-    std::string pattern;
-    ~KillOnExit() {
-      [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str());
-    }
-  } cleanup{ranks};
+  const BackgroundTrain job(2, config, local_ / "signalled");
+  ASSERT_TRUE(job.started());
   // Once it is training, SIGUSR1 to one rank only (the newest rank process).
   for (int i = 0; i < 600 && losses(out("signalled")).size() < 3; ++i) usleep(50000);
-  ASSERT_GE(losses(out("signalled")).size(), 3u) << testing::read_bytes(local_ / "err");
-  ASSERT_EQ(std::system(("pkill -USR1 -n -f " + ranks).c_str()), 0);
-  for (int i = 0; i < 1200 && !fs::exists(status_file); ++i) usleep(50000);
-  ASSERT_TRUE(fs::exists(status_file));
-  EXPECT_EQ(std::stoi(testing::read_bytes(status_file)), 75) << testing::read_bytes(local_ / "err");
+  ASSERT_GE(losses(out("signalled")).size(), 3u) << job.err();
+  ASSERT_EQ(std::system(("pkill -USR1 -n -f " + job.ranks()).c_str()), 0);
+  EXPECT_EQ(job.wait_for_status(60), 75) << job.err();
   const auto saved = checkpoint::complete_checkpoints(out("signalled"));
   ASSERT_EQ(saved.size(), 1u);
   const auto k = saved[0].step;
   EXPECT_LT(k, 20000);
-  EXPECT_NE(testing::read_bytes(local_ / "err").find("stopped by SIGUSR1 at step " + std::to_string(k)), std::string::npos);
+  EXPECT_NE(job.err().find("stopped by SIGUSR1 at step " + std::to_string(k)), std::string::npos);
   EXPECT_TRUE(fs::exists(out("signalled") + "/loss.svg"));  // the curves up to the stop
   EXPECT_NE(testing::read_bytes(out("signalled") + "/logs/post_save.log").find("uploaded " + saved[0].path),
             std::string::npos);
@@ -198,17 +186,10 @@ TEST_F(Train, SignalToOneRankSavesStopsForRequeueAndResumesExactly) {
 
 TEST_F(Train, ASecondJobIntoALiveJobsOutputDirStopsAtOnceAndADeadJobsLockIsTakenOver) {
   const auto config = write_config("locked", {{"max_steps", 20000}, {"lr_scheduler_type", "constant"}});
-  const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
-  struct KillOnExit {
-    std::string pattern;
-    ~KillOnExit() {
-      [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str());
-    }
-  } cleanup{ranks};
-  const std::string command = std::string(MPITRAIN_MPIEXEC) + " -np 2 " + MPITRAIN_BINARY + " train " + config;
-  ASSERT_EQ(std::system(("(" + command + " >" + (local_ / "locked.out") + " 2>&1) &").c_str()), 0);
+  const BackgroundTrain first(2, config, local_ / "locked");
+  ASSERT_TRUE(first.started());
   for (int i = 0; i < 600 && losses(out("locked")).size() < 2; ++i) usleep(50000);
-  ASSERT_GE(losses(out("locked")).size(), 2u) << testing::read_bytes(local_ / "locked.out");
+  ASSERT_GE(losses(out("locked")).size(), 2u) << first.err();
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   // A fresh start that would overwrite it, and a requeue-like auto resume, each with another
@@ -226,8 +207,8 @@ TEST_F(Train, ASecondJobIntoALiveJobsOutputDirStopsAtOnceAndADeadJobsLockIsTaken
   for (int i = 0; i < 600 && losses(out("locked")).size() < before + 2; ++i) usleep(50000);
   EXPECT_GE(losses(out("locked")).size(), before + 2) << "the first job no longer trains";
   // Killed outright, it leaves its lock; the next job takes it over and says whose it was.
-  ASSERT_EQ(std::system(("pkill -KILL -f " + ranks).c_str()), 0);
-  for (int i = 0; i < 200 && std::system(("pgrep -f " + ranks + " >/dev/null").c_str()) == 0; ++i) usleep(50000);
+  ASSERT_EQ(std::system(("pkill -KILL -f " + first.ranks()).c_str()), 0);
+  for (int i = 0; i < 200 && std::system(("pgrep -f " + first.ranks() + " >/dev/null").c_str()) == 0; ++i) usleep(50000);
   ASSERT_TRUE(fs::exists(out("locked") + "/.mpitrain-lock"));
   const auto r = run(2, "train " + config + " --overwrite_output_dir=true --max_steps=2");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -251,28 +232,18 @@ TEST_F(Train, ASignalWhileTheJobStartsEndsItAtOnceWithTheSignalsStatus) {
     const auto config = write_config(name, {{"max_steps", 5}, {"save_strategy", "no"}},
                                      {{"data", {{"train_file", local_ / (name + ".h5")},
                                                 {"source", local_ / "big_corpus"}}}});
-    const auto status_file = local_ / (name + ".status");
-    std::string command = std::string(MPITRAIN_BINARY) + " train " + config;
-    if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
-    ASSERT_EQ(std::system(("(" + command + " >" + (local_ / (name + ".out")) + " 2>&1; echo $? >" + status_file + ") &").c_str()), 0);
-    const std::string ranks = "'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'";
-    struct KillOnExit {
-      std::string pattern;
-      ~KillOnExit() {
-        [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + pattern + " 2>/dev/null").c_str());
-      }
-    } cleanup{ranks};
+    const BackgroundTrain job(np, config, local_ / name);
+    ASSERT_TRUE(job.started());
     // Its log exists once the config is read: the job is starting.
     for (int i = 0; i < 3000 && !fs::exists(out(name) + "/logs/rank-0.log"); ++i) usleep(10000);
     ASSERT_TRUE(fs::exists(out(name) + "/logs/rank-0.log"));
-    ASSERT_EQ(std::system(("pkill -TERM -n -f " + ranks).c_str()), 0);
-    for (int i = 0; i < 600 && !fs::exists(status_file); ++i) usleep(50000);
-    ASSERT_TRUE(fs::exists(status_file)) << "still running 30 s after the signal";
-    const int status = std::stoi(testing::read_bytes(status_file));
+    ASSERT_EQ(std::system(("pkill -TERM -n -f " + job.ranks()).c_str()), 0);
+    const int status = job.wait_for_status(30);
+    ASSERT_NE(status, -1) << "still running 30 s after the signal";
     // One process: the signal's own status (128 + 15). Under mpirun: its report of a rank
     // ended by a signal; never the 75 of a saved stop.
     if (np == 0) {
-      EXPECT_EQ(status, 128 + SIGTERM) << testing::read_bytes(local_ / (name + ".out"));
+      EXPECT_EQ(status, 128 + SIGTERM) << job.err();
     }
     EXPECT_NE(status, 0);
     EXPECT_NE(status, 75);
