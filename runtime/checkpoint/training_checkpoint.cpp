@@ -6,6 +6,7 @@
 #include "runtime/checkpoint/assign_writers.h"
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/checkpoint_schema.h"
 #include "runtime/checkpoint/checksums.h"
 #include "runtime/checkpoint/crash_point.h"
 #include "runtime/checkpoint/json_file.h"
@@ -61,7 +62,18 @@ std::string write_training_checkpoint(comm::Communicator& comm, const std::strin
   const auto staging = staging_dir(root, c.step);
   comm::run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
-    for (const auto& stale : incomplete_checkpoints(root)) remove_tree(stale);
+    for (const auto& stale : incomplete_checkpoints(root)) {
+      // What a rotation set aside and could not delete (an immutable file) was warned about
+      // then; it costs disk space, never this save.
+      if (fs::path(stale).filename().string().rfind(kDeletingPrefix, 0) == 0) {
+        try {
+          remove_tree(stale);
+        } catch (const std::exception&) {
+        }
+        continue;
+      }
+      remove_tree(stale);
+    }
     prepare_staging_dir(root, c.step);
   });
   save_distributed(comm, staging, c.weights, options.save);

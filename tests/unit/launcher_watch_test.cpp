@@ -20,8 +20,8 @@ namespace {
 // runs `wait_s` later.
 int rank_status_after_its_launcher_is_killed(const char* launcher_name, int wait_s) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return -1;
+  int pid_pipe[2], ready_pipe[2];  // two pipes: the two writers' bytes must not interleave
+  if (pipe(pid_pipe) != 0 || pipe(ready_pipe) != 0) return -1;
   const pid_t launcher = fork();
   if (launcher == 0) {
     prctl(PR_SET_NAME, launcher_name);
@@ -29,23 +29,24 @@ int rank_status_after_its_launcher_is_killed(const char* launcher_name, int wait
     if (rank == 0) {
       setenv("OMPI_COMM_WORLD_RANK", "0", 1);
       stop_when_launcher_dies(0.01);
-      [[maybe_unused]] const auto w = write(pipe_fds[1], "r", 1);  // the watch is running
+      [[maybe_unused]] const auto w = write(ready_pipe[1], "r", 1);  // the watch is running
       std::this_thread::sleep_for(std::chrono::seconds(30));
       _exit(0);
     }
-    [[maybe_unused]] const auto w = write(pipe_fds[1], &rank, sizeof rank);
+    [[maybe_unused]] const auto w = write(pid_pipe[1], &rank, sizeof rank);
     pause();
     _exit(0);
   }
   pid_t rank = 0;
   char ready = 0;
   // The launcher reports the rank's pid; the rank says it has started its watch.
-  if (read(pipe_fds[0], &rank, sizeof rank) != sizeof rank || read(pipe_fds[0], &ready, 1) != 1) return -1;
+  if (read(pid_pipe[0], &rank, sizeof rank) != sizeof rank || read(ready_pipe[0], &ready, 1) != 1) return -1;
   kill(launcher, SIGKILL);
   waitpid(launcher, nullptr, 0);
   int status = 0;
   const auto start = std::chrono::steady_clock::now();
-  while (waitpid(rank, &status, WNOHANG) == 0) {
+  pid_t collected = 0;
+  while ((collected = waitpid(rank, &status, WNOHANG)) == 0) {
     if (std::chrono::steady_clock::now() - start > std::chrono::seconds(wait_s)) {
       kill(rank, SIGKILL);
       waitpid(rank, &status, 0);
@@ -53,6 +54,7 @@ int rank_status_after_its_launcher_is_killed(const char* launcher_name, int wait
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  if (collected != rank) return -4;  // not this process's to collect: the test itself is wrong
   return WIFEXITED(status) ? WEXITSTATUS(status) : -3;
 }
 
