@@ -10,6 +10,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev
   nlohmann-json3-dev
+  libpcre2-dev libicu-dev  # the tokenizers: PCRE2 for the patterns, ICU for Unicode
   libboost-program-options-dev
   googletest libgtest-dev python3
   clang-14 libclang-rt-14-dev
