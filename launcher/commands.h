@@ -17,6 +17,7 @@ int run_train(const Args& args);
 int run_prepare_data(const Args& args);
 int run_generate(const Args& args);
 int run_consolidate(const Args& args);
+int run_tokenize(const Args& args);
 int run_bench(const Args& args);
 int run_bench_io(const Args& args);
 int run_bench_allreduce(const Args& args);

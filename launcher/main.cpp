@@ -20,6 +20,8 @@ const char* kUsage =
     "  convert SRC_DIR DST_DIR            load an HF model directory and save it again (--dtype, --max_shard_size)\n"
     "  consolidate SRC_DIR OUT_DIR        a sharded checkpoint (save_mode=sharded) to a standard HF directory\n"
     "  init CONFIG.json OUT_DIR           a randomly initialised model saved as an HF directory\n"
+    "  tokenize TOKENIZER_DIR --input F.jsonl --output F.jsonl\n"
+    "                                     a tokenizer.json on JSON lines of text (or ids, --decode), as HF's tokenizers\n"
     "  bench io                           safetensors write/read throughput against raw disk I/O\n"
     "  bench allreduce                    (under mpirun) allreduce size sweep: ours and the reducer vs raw MPI\n"
     "  bench save                         (under mpirun) collective save of a ~1 GB model vs a raw write\n"
@@ -38,7 +40,7 @@ int main(int argc, char** argv) {
   }
   const std::map<std::string, int (*)(const Args&)> commands = {
       {"inspect", run_inspect}, {"logits", run_logits}, {"convert", run_convert}, {"init", run_init},
-      {"bench", run_bench}, {"train", run_train}, {"prepare-data", run_prepare_data}, {"generate", run_generate},
+      {"bench", run_bench}, {"train", run_train}, {"prepare-data", run_prepare_data}, {"tokenize", run_tokenize}, {"generate", run_generate},
       {"consolidate", run_consolidate}};
   const std::string name = argv[1];
   const Args args(argv + 2, argv + argc);

@@ -2,6 +2,7 @@
 #include "src/tokenizers/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "runtime/checkpoint/input_file.h"
 
@@ -28,6 +29,15 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     throw TokenizerError(std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
   }
   return from_json(json, path);
+}
+
+Tokenizer Tokenizer::from_path(const std::string& path) {
+  if (!std::filesystem::is_directory(path)) return from_file(path);
+  const auto file = (std::filesystem::path(path) / "tokenizer.json").string();
+  if (!std::filesystem::exists(file))
+    throw TokenizerError(path + ": no tokenizer.json (mpitrain reads the tokenizers library's file; a "
+                                "tokenizer.model or vocab.txt alone is not enough)");
+  return from_file(file);
 }
 
 Tokenizer Tokenizer::from_json(const nlohmann::json& json, const std::string& file) {

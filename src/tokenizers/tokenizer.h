@@ -22,6 +22,8 @@ class Tokenizer {
   // Reads `path` (a tokenizer.json). Every problem, an unsupported component included, is a
   // TokenizerError of one line naming the file and the component.
   static Tokenizer from_file(const std::string& path);
+  // A model or tokenizer directory (its tokenizer.json) or the file itself.
+  static Tokenizer from_path(const std::string& path);
   static Tokenizer from_json(const nlohmann::json& json, const std::string& file);
 
   Encoding encode(const std::string& text, bool add_special_tokens = true) const;

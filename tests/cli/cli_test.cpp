@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -160,6 +161,41 @@ TEST(Cli, AFifoOrADeeplyNestedFileIsAnErrorNotAHangOrACrash) {
   testing::write_bytes(scratch / "run.json", "{\"model\": {\"config\": " + std::string(100000, '[') +
                                                  std::string(100000, ']') + "}}");
   expect_one_line_error(run("train " + (scratch / "run.json")), "run.json: JSON nested deeper than 512 levels");
+}
+
+TEST(Cli, TokenizeGivesTheLibrarysIdsAndDecodesThemBack) {
+  ScratchDir scratch;
+  const std::string dir = std::string(MPITRAIN_FIXTURES_DIR) + "/../tokenizers/wordpiece-uncased";
+  // The library's own cases as input: their "text" (and "text_pair") lines.
+  auto r = run("tokenize " + dir + " --input " + dir + "/cases.jsonl --output " + (scratch / "ids.jsonl"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream cases(dir + "/cases.jsonl"), ours(scratch / "ids.jsonl");
+  std::string expected_line, our_line;
+  int lines = 0;
+  while (std::getline(cases, expected_line) && std::getline(ours, our_line)) {
+    const auto expected = nlohmann::json::parse(expected_line), got = nlohmann::json::parse(our_line);
+    EXPECT_EQ(got["ids"], expected.contains("text_pair") ? expected["pair_ids"] : expected["ids"]) << expected_line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 281);
+  r = run("tokenize " + dir + " --input " + (scratch / "ids.jsonl") + " --output " + (scratch / "text.jsonl") +
+          " --decode --skip_special_tokens=false");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream decoded(scratch / "text.jsonl");
+  std::getline(decoded, our_line);
+  EXPECT_EQ(nlohmann::json::parse(our_line)["text"], "[CLS] [SEP] [SEP]");  // "" and "\n" as a pair
+  // Bad lines: named by file and line; no output written.
+  testing::write_bytes(scratch / "bad.jsonl", "{\"text\": \"ok\"}\n{\"txt\": \"no\"}\n");
+  expect_one_line_error(run("tokenize " + dir + " --input " + (scratch / "bad.jsonl") + " --output " + (scratch / "o.jsonl")),
+                        "bad.jsonl:2: needs \"text\" (a string)");
+  testing::write_bytes(scratch / "bad_ids.jsonl", "{\"ids\": [1, 99999]}\n");
+  expect_one_line_error(run("tokenize " + dir + " --decode --input " + (scratch / "bad_ids.jsonl") + " --output " +
+                            (scratch / "o.jsonl")),
+                        "bad_ids.jsonl:1: id 99999 is not in the vocabulary");
+  EXPECT_FALSE(fs::exists(scratch / "o.jsonl"));
+  expect_one_line_error(run("tokenize " + (scratch / "") + " --input " + (scratch / "bad.jsonl") + " --output " +
+                            (scratch / "o.jsonl")),
+                        ": no tokenizer.json");
 }
 
 TEST(Cli, ConvertChangesDtypeAndSharding) {
