@@ -1,4 +1,4 @@
-// `prepare-data`: text files (causal LM) or JSON lines {"text", "label"} (classification) to HDF5, with an eval split.
+// `prepare-data`: text files (causal LM) or JSON lines {"text", "label"} (classification) to HDF5, with an eval split, tokenized by a TextEncoder.
 #include "src/data/prepare_data.h"
 
 #include <algorithm>
@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "runtime/checkpoint/input_file.h"
-#include "src/data/byte_tokenizer.h"
 #include "src/data/hdf5_dataset.h"
 
 namespace mpitrain::data {
@@ -36,17 +35,16 @@ std::string slurp(const fs::path& path) { return checkpoint::read_regular_file(p
 
 }  // namespace
 
-PrepareReport prepare_text_corpus(const std::string& source, const std::string& output, int eval_every) {
-  ByteTokenizer tokenizer;
+PrepareReport prepare_text_corpus(const std::string& source, const std::string& output, const TextEncoder& encoder,
+                                  int eval_every) {
   std::vector<std::int32_t> train, eval;
   PrepareReport report;
   for (const auto& file : source_files(source, ".txt")) {
     const auto text = slurp(file);
     if (text.empty()) continue;
     auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-    const auto ids = tokenizer.encode(text);
+    const auto ids = encoder.document(text);
     split.insert(split.end(), ids.begin(), ids.end());
-    split.push_back(ByteTokenizer::kEos);
     ++report.documents;
   }
   if (train.empty()) throw std::runtime_error(source + ": no text to train on");
@@ -56,15 +54,14 @@ PrepareReport prepare_text_corpus(const std::string& source, const std::string& 
     train.resize(cut);
   }
   if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
-  write_token_file(output, train, eval, ByteTokenizer::kVocabSize);
+  write_token_file(output, train, eval, encoder.vocab_size());
   report.train_tokens = static_cast<std::int64_t>(train.size());
   report.eval_tokens = static_cast<std::int64_t>(eval.size());
   return report;
 }
 
-PrepareReport prepare_classification(const std::string& source, const std::string& output, std::int64_t max_length,
-                                     int eval_every) {
-  ByteTokenizer tokenizer;
+PrepareReport prepare_classification(const std::string& source, const std::string& output, const TextEncoder& encoder,
+                                     std::int64_t max_length, int eval_every) {
   LabelledRows train, eval;
   PrepareReport report;
   for (const auto& file : source_files(source, ".jsonl")) {
@@ -86,9 +83,7 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
           !row["label"].is_number_integer())
         throw std::runtime_error(file.string() + ":" + std::to_string(line_number) +
                                  ": needs a string \"text\" and an integer \"label\"");
-      auto ids = tokenizer.encode(row["text"].get<std::string>());
-      ids.insert(ids.begin(), ByteTokenizer::kBos);  // the [CLS]-like first token the pooler reads
-      if (static_cast<std::int64_t>(ids.size()) > max_length) ids.resize(static_cast<std::size_t>(max_length));
+      auto ids = encoder.row(row["text"].get<std::string>(), max_length);
       auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
       split.ids.push_back(std::move(ids));
       split.labels.push_back(row["label"].get<std::int64_t>());
@@ -97,7 +92,7 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
   }
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
   if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
-  write_classification_file(output, train, eval, max_length, ByteTokenizer::kPad, ByteTokenizer::kVocabSize);
+  write_classification_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
   report.train_rows = static_cast<std::int64_t>(train.ids.size());
   report.eval_rows = static_cast<std::int64_t>(eval.ids.size());
   return report;

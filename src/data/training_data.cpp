@@ -14,14 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void check_tokenizer(const DataSettings& s) {
-  if (s.tokenizer_dir.empty()) return;
-  if (!fs::exists(fs::path(s.tokenizer_dir) / "tokenizer_config.json") && !fs::exists(fs::path(s.tokenizer_dir) / "tokenizer.json"))
-    throw std::runtime_error("data.tokenizer_name_or_path '" + s.tokenizer_dir +
-                             "' holds no tokenizer.json or tokenizer_config.json");
-  if (!s.train_file.empty() && fs::exists(s.train_file)) return;
-  throw std::runtime_error("data.tokenizer_name_or_path needs pre-tokenized data in data.train_file (prepare-data "
-                           "tokenizes with the built-in byte tokenizer only)");
+// The tokenizer data is prepared with: the one settings name, else the byte tokenizer.
+std::unique_ptr<TextEncoder> encoder_for(const DataSettings& s) {
+  return s.tokenizer_dir.empty() ? byte_encoder() : tokenizer_encoder(s.tokenizer_dir);
 }
 
 // Rank 0: makes `train_file` from the source where it is missing (or, prepared in output_dir,
@@ -29,8 +24,10 @@ void check_tokenizer(const DataSettings& s) {
 void prepare_if_needed(const DataSettings& s, const std::string& train_file, bool in_output_dir,
                        const std::function<void(const std::string&)>& info) {
   nlohmann::json record;
+  std::unique_ptr<TextEncoder> encoder;
   if (in_output_dir) {
-    nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", "bytes"}};
+    encoder = encoder_for(s);
+    nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", encoder->identity()}};
     if (s.task == "classification") settings["max_length"] = s.max_length;
     record = preparation_record(s.source, settings);
     if (prepared_from(train_file, record)) return;
@@ -42,9 +39,12 @@ void prepare_if_needed(const DataSettings& s, const std::string& train_file, boo
     return;
   }
   if (s.source.empty()) throw std::runtime_error(train_file + ": data file does not exist (and no data.source to prepare it from)");
-  info("preparing " + train_file + " from " + s.source);
-  const auto report = s.task == "classification" ? prepare_classification(s.source, train_file, s.max_length, s.eval_every)
-                                                 : prepare_text_corpus(s.source, train_file, s.eval_every);
+  if (!encoder) encoder = encoder_for(s);
+  info("preparing " + train_file + " from " + s.source + " with " +
+       (s.tokenizer_dir.empty() ? std::string("the byte tokenizer") : s.tokenizer_dir + "/tokenizer.json"));
+  const auto report = s.task == "classification"
+                          ? prepare_classification(s.source, train_file, *encoder, s.max_length, s.eval_every)
+                          : prepare_text_corpus(s.source, train_file, *encoder, s.eval_every);
   info("prepared " + std::to_string(report.documents) + " documents: " +
        std::to_string(report.train_tokens + report.train_rows) + " train and " +
        std::to_string(report.eval_tokens + report.eval_rows) + " eval tokens/rows");
@@ -55,7 +55,6 @@ void prepare_if_needed(const DataSettings& s, const std::string& train_file, boo
 
 TrainingData open_training_data(comm::Communicator& world, const DataSettings& s, const std::string& output_dir,
                                 const std::function<void(const std::string&)>& info) {
-  comm::run_agreed(world, [&] { check_tokenizer(s); });
   const bool in_output_dir = s.train_file.empty();
   if (in_output_dir && s.source.empty()) throw comm::AgreedError("data.train_file or data.source is required");
   const auto train_file = in_output_dir ? (fs::path(output_dir) / "data" / "prepared.h5").string() : s.train_file;

@@ -13,7 +13,7 @@ namespace mpitrain::data {
 struct DataSettings {
   std::string train_file;  // an HDF5 file; empty: prepared into <output_dir>/data/prepared.h5
   std::string source;      // text files or JSON lines to prepare from
-  std::string tokenizer_dir;  // data.tokenizer_name_or_path: needs pre-tokenized data
+  std::string tokenizer_dir;  // prepares with its tokenizer.json; empty: the byte tokenizer
   std::string task;        // causal_lm | classification
   std::int64_t seq_len = 128, max_length = 128;
   int eval_every = 10;

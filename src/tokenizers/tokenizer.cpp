@@ -74,17 +74,22 @@ Encoding Tokenizer::encode_sequence(const std::string& text, int type_id) const 
   return out;
 }
 
+Encoding Tokenizer::post_process(Encoding first, std::optional<Encoding> second) const {
+  if (second) second->type_ids.assign(second->ids.size(), 1);
+  if (!post_processor_) return join_plain(std::move(first), std::move(second));
+  return post_processor_->process(std::move(first), std::move(second));
+}
+
 Encoding Tokenizer::encode(const std::string& text, bool add_special_tokens) const {
   auto first = encode_sequence(text, 0);
-  if (!add_special_tokens || !post_processor_) return first;
-  return post_processor_->process(std::move(first), std::nullopt);
+  return add_special_tokens ? post_process(std::move(first), std::nullopt) : first;
 }
 
 Encoding Tokenizer::encode_pair(const std::string& text, const std::string& pair, bool add_special_tokens) const {
   auto first = encode_sequence(text, 0);
   auto second = encode_sequence(pair, 1);
-  if (!add_special_tokens || !post_processor_) return join_plain(std::move(first), std::move(second));
-  return post_processor_->process(std::move(first), std::move(second));
+  if (!add_special_tokens) return join_plain(std::move(first), std::move(second));
+  return post_process(std::move(first), std::move(second));
 }
 
 std::string Tokenizer::decode(const std::vector<int>& ids, bool skip_special_tokens) const {

@@ -29,6 +29,8 @@ class Tokenizer {
   Encoding encode(const std::string& text, bool add_special_tokens = true) const;
   Encoding encode_pair(const std::string& text, const std::string& pair, bool add_special_tokens = true) const;
   std::string decode(const std::vector<int>& ids, bool skip_special_tokens = true) const;
+  // Sequences encoded without special tokens, joined as add_special_tokens would (type ids 0, 1).
+  Encoding post_process(Encoding first, std::optional<Encoding> second) const;
 
   std::optional<int> token_to_id(const std::string& token) const;
   std::optional<std::string> id_to_token(int id) const;

@@ -20,7 +20,8 @@ void add_model_and_data_keys(std::vector<KeySpec>& keys) {
       {"data", "eval_every", Type::kInt, 10, "every n-th document goes to the eval split when preparing"},
       {"data", "shuffle", Type::kBool, true, "shuffle the training samples every epoch"},
       {"data", "tokenizer_name_or_path", Type::kString, "",
-       "an HF tokenizer directory whose files are saved with the model (data must be pre-tokenized)"},
+       "an HF tokenizer directory (tokenizer.json): data.source is tokenized with it and its files are saved with "
+       "the model; empty: model_name_or_path's own tokenizer where it has one, else the byte tokenizer"},
   });
 }
 

@@ -25,17 +25,19 @@ using nlohmann::json;
 
 namespace {
 
-data::DataSettings data_settings(const RunArguments& args) {
-  const auto& d = args.data;
-  return {d.train_file, d.source, d.tokenizer_name_or_path, d.task, d.seq_len, d.max_length, d.eval_every,
-          args.training.evaluates()};
-}
-
-// Where the saved model's tokenizer files come from: the data's tokenizer, else the model's own.
+// Where the tokenizer comes from (data is prepared with it, the saved model carries its files):
+// data.tokenizer_name_or_path, else the model's own directory where it holds tokenizer files,
+// else none (the byte tokenizer).
 std::string tokenizer_source(const RunArguments& args) {
   if (!args.data.tokenizer_name_or_path.empty()) return args.data.tokenizer_name_or_path;
   const auto& source = args.model.model_name_or_path;
   return !source.empty() && holds_tokenizer_files(source) ? source : "";
+}
+
+data::DataSettings data_settings(const RunArguments& args) {
+  const auto& d = args.data;
+  return {d.train_file, d.source, tokenizer_source(args), d.task, d.seq_len, d.max_length, d.eval_every,
+          args.training.evaluates()};
 }
 
 }  // namespace

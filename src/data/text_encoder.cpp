@@ -1,0 +1,115 @@
+// What data preparation asks of a tokenizer (a document's ids in a token stream, a classification row, the pad id), from a Hugging Face tokenizer directory or the built-in byte tokenizer.
+#include "src/data/text_encoder.h"
+
+#include <filesystem>
+
+#include "runtime/checkpoint/json_file.h"
+#include "src/data/byte_tokenizer.h"
+#include "src/data/preparation_record.h"
+#include "src/tokenizers/tokenizer.h"
+
+namespace mpitrain::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+class BytesEncoder : public TextEncoder {
+ public:
+  std::vector<std::int32_t> document(const std::string& text) const override {
+    auto ids = tokenizer_.encode(text);
+    ids.push_back(ByteTokenizer::kEos);
+    return ids;
+  }
+  std::vector<std::int32_t> row(const std::string& text, std::int64_t max_length) const override {
+    auto ids = tokenizer_.encode(text);
+    ids.insert(ids.begin(), ByteTokenizer::kBos);  // the [CLS]-like first token the pooler reads
+    if (static_cast<std::int64_t>(ids.size()) > max_length) ids.resize(static_cast<std::size_t>(max_length));
+    return ids;
+  }
+  std::int32_t pad_id() const override { return ByteTokenizer::kPad; }
+  std::int64_t vocab_size() const override { return ByteTokenizer::kVocabSize; }
+  nlohmann::json identity() const override { return "bytes"; }
+
+ private:
+  ByteTokenizer tokenizer_;
+};
+
+// "eos_token" as tokenizer_config.json or special_tokens_map.json give it: a string, or
+// {"content": ...}; "" where neither names one.
+std::string special_token(const std::string& dir, const char* key) {
+  for (const char* file : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    const auto path = (fs::path(dir) / file).string();
+    if (!fs::exists(path)) continue;
+    const auto config = checkpoint::read_json_file(path);
+    if (!config.is_object() || !config.contains(key)) continue;
+    const auto& value = config[key];
+    if (value.is_string()) return value.get<std::string>();
+    if (value.is_object() && value.contains("content") && value["content"].is_string())
+      return value["content"].get<std::string>();
+  }
+  return "";
+}
+
+class HfEncoder : public TextEncoder {
+ public:
+  explicit HfEncoder(const std::string& dir)
+      : dir_(dir), tokenizer_(tokenizers::Tokenizer::from_path(dir)) {
+    const auto id_of = [&](const std::string& token, const char* key) -> std::int32_t {
+      if (token.empty()) return -1;
+      const auto id = tokenizer_.token_to_id(token);
+      if (!id) throw tokenizers::TokenizerError(dir + ": its " + key + " '" + token + "' is not in tokenizer.json");
+      return *id;
+    };
+    eos_ = id_of(special_token(dir, "eos_token"), "eos_token");
+    pad_ = id_of(special_token(dir, "pad_token"), "pad_token");
+    if (pad_ < 0) pad_ = eos_ >= 0 ? eos_ : 0;  // padded positions are masked out: any id will do
+    specials_ = static_cast<std::int64_t>(tokenizer_.encode("", true).ids.size());
+  }
+
+  std::vector<std::int32_t> document(const std::string& text) const override {
+    const auto ids = tokenizer_.encode(text, true).ids;
+    std::vector<std::int32_t> out(ids.begin(), ids.end());
+    if (eos_ >= 0 && (out.empty() || out.back() != eos_)) out.push_back(eos_);
+    return out;
+  }
+
+  std::vector<std::int32_t> row(const std::string& text, std::int64_t max_length) const override {
+    // The text is cut before the special tokens go around it, so they are never cut off.
+    auto content = tokenizer_.encode(text, false);
+    const auto room = std::max<std::int64_t>(max_length - specials_, 0);
+    if (static_cast<std::int64_t>(content.ids.size()) > room) {
+      content.ids.resize(static_cast<std::size_t>(room));
+      content.type_ids.resize(static_cast<std::size_t>(room));
+    }
+    const auto ids = tokenizer_.post_process(std::move(content), std::nullopt).ids;
+    std::vector<std::int32_t> out(ids.begin(), ids.end());
+    if (static_cast<std::int64_t>(out.size()) > max_length) out.resize(static_cast<std::size_t>(max_length));
+    return out;
+  }
+
+  std::int32_t pad_id() const override { return pad_; }
+  std::int64_t vocab_size() const override { return tokenizer_.vocab_size(); }
+  nlohmann::json identity() const override {
+    // The tokenizer's files, with sizes and times as the preparation record lists sources.
+    nlohmann::json files = nlohmann::json::array();
+    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+      if (const auto path = fs::path(dir_) / name; fs::exists(path))
+        files.push_back(preparation_record(path.string(), nlohmann::json::object())["files"][0]);
+    return files;
+  }
+
+ private:
+  std::string dir_;
+  tokenizers::Tokenizer tokenizer_;
+  std::int32_t eos_ = -1, pad_ = -1;
+  std::int64_t specials_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<TextEncoder> byte_encoder() { return std::make_unique<BytesEncoder>(); }
+
+std::unique_ptr<TextEncoder> tokenizer_encoder(const std::string& dir) { return std::make_unique<HfEncoder>(dir); }
+
+}  // namespace mpitrain::data
