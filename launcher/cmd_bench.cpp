@@ -184,7 +184,8 @@ int run_bench(const Args& args) {
   if (!args.empty() && args[0] == "io") return run_bench_io(Args(args.begin() + 1, args.end()));
   if (!args.empty() && args[0] == "allreduce") return run_bench_allreduce(Args(args.begin() + 1, args.end()));
   if (!args.empty() && args[0] == "save") return run_bench_save(Args(args.begin() + 1, args.end()));
-  throw UsageError("bench: expected a benchmark name: io | allreduce | save");
+  if (!args.empty() && args[0] == "tokenize") return run_bench_tokenize(Args(args.begin() + 1, args.end()));
+  throw UsageError("bench: expected a benchmark name: io | allreduce | save | tokenize");
 }
 
 }  // namespace mpitrain::launcher

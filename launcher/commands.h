@@ -22,6 +22,7 @@ int run_bench(const Args& args);
 int run_bench_io(const Args& args);
 int run_bench_allreduce(const Args& args);
 int run_bench_save(const Args& args);
+int run_bench_tokenize(const Args& args);
 
 // Thrown for a bad command line; main prints it with the usage hint.
 struct UsageError : std::runtime_error {

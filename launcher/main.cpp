@@ -25,6 +25,7 @@ const char* kUsage =
     "  bench io                           safetensors write/read throughput against raw disk I/O\n"
     "  bench allreduce                    (under mpirun) allreduce size sweep: ours and the reducer vs raw MPI\n"
     "  bench save                         (under mpirun) collective save of a ~1 GB model vs a raw write\n"
+    "  bench tokenize TOKENIZER_DIR --input docs.jsonl   encode tokens/s on one thread (tests/bench/tokenize.sh)\n"
     "run 'mpitrain <command> --help' for its options\n";
 
 // Only the first line of an exception's text: LibTorch appends backtraces to its messages.

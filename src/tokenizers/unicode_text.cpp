@@ -3,7 +3,7 @@
 
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
-#include <unicode/unistr.h>
+#include <unicode/bytestream.h>
 #include <unicode/ustring.h>
 #include <unicode/utf8.h>
 
@@ -79,14 +79,15 @@ std::string normalize(std::string_view text, NormalizationForm form) {
     case NormalizationForm::kNfkd: normalizer = icu::Normalizer2::getNFKDInstance(status); break;
   }
   if (U_FAILURE(status)) throw std::runtime_error(std::string("ICU normalizer: ") + u_errorName(status));
-  const auto source = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<std::int32_t>(text.size())));
-  // Text already in the form (most of it, for NFC) is returned as it is.
-  if (normalizer->isNormalized(source, status) && U_SUCCESS(status)) return std::string(text);
+  // UTF-8 in and out (no UTF-16 copy); text already in the form (most of it, for NFC) is
+  // returned as it is.
+  const icu::StringPiece source(text.data(), static_cast<std::int32_t>(text.size()));
+  if (normalizer->isNormalizedUTF8(source, status) && U_SUCCESS(status)) return std::string(text);
   status = U_ZERO_ERROR;
-  const auto normalized = normalizer->normalize(source, status);
-  if (U_FAILURE(status)) throw std::runtime_error(std::string("ICU normalization: ") + u_errorName(status));
   std::string out;
-  normalized.toUTF8String(out);
+  icu::StringByteSink<std::string> sink(&out, static_cast<std::int32_t>(text.size()));
+  normalizer->normalizeUTF8(0, source, sink, nullptr, status);
+  if (U_FAILURE(status)) throw std::runtime_error(std::string("ICU normalization: ") + u_errorName(status));
   return out;
 }
 

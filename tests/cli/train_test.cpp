@@ -536,14 +536,17 @@ TEST_F(Train, OwnTokenizerIsSavedWithTheModel) {
 TEST_F(Train, DataIsTokenizedWithTheHfTokenizerNamedAndItsFilesAreSaved) {
   const std::string tokenizer = std::string(MPITRAIN_FIXTURES_DIR) + "/../tokenizers/bytelevel-bpe";
   const json data = {{"train_file", ""}, {"source", *scratch_ / "corpus"}, {"tokenizer_name_or_path", tokenizer}};
-  auto config = json::parse(testing::read_bytes(write_config("hf_tok", {{"max_steps", 2}}, {{"data", data}})));
+  auto config = json::parse(testing::read_bytes(
+      write_config("hf_tok", {{"max_steps", 2}, {"save_strategy", "steps"}, {"save_steps", 2}}, {{"data", data}})));
   config["model"]["config"]["vocab_size"] = 6144;  // the tokenizer's 6,122 ids fit
   testing::write_bytes(local_ / "hf_tok.json", config.dump());
   auto r = run(2, "train " + (local_ / "hf_tok.json"));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("with " + tokenizer + "/tokenizer.json"), std::string::npos) << r.out;
-  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
-    EXPECT_EQ(testing::read_bytes(out("hf_tok") + "/" + file), testing::read_bytes(tokenizer + "/" + file)) << file;
+  // In the final directory and in every checkpoint, byte for byte.
+  for (const auto& dir : {out("hf_tok"), out("hf_tok") + "/checkpoint-2"})
+    for (const char* file : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+      EXPECT_EQ(testing::read_bytes(dir + "/" + file), testing::read_bytes(tokenizer + "/" + file)) << dir << " " << file;
   // The same data with the default model vocabulary (259): the tokenizer's ids do not fit.
   config["model"]["config"]["vocab_size"] = 259;
   config["training"]["output_dir"] = out("hf_tok_small");
