@@ -22,15 +22,19 @@ bool holds_tokenizer_files(const std::string& dir) {
   return false;
 }
 
+void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir) {
+  for (const char* file : kTokenizerFiles) {
+    const auto from = fs::path(from_dir) / file, to = fs::path(to_dir) / file;
+    // Saving into the directory the tokenizer came from leaves its files as they are.
+    if (fs::exists(from) && !(fs::exists(to) && fs::equivalent(from, to)))
+      fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+  }
+}
+
 void ModelFiles::write(const models::HfModel& model, const std::string& dir) const {
   models::save_pretrained_metadata(model, dir, saved_dtype, generation_config);
   if (!tokenizer_dir.empty()) {
-    for (const char* file : kTokenizerFiles) {
-      const auto from = fs::path(tokenizer_dir) / file, to = fs::path(dir) / file;
-      // Saving into the directory the tokenizer came from leaves its files as they are.
-      if (fs::exists(from) && !(fs::exists(to) && fs::equivalent(from, to)))
-        fs::copy_file(from, to, fs::copy_options::overwrite_existing);
-    }
+    copy_tokenizer_files(tokenizer_dir, dir);
   } else {
     data::ByteTokenizer::save(dir, model.config().value("max_position_embeddings",
                                                         model.config().value("n_positions", std::int64_t{1024})));

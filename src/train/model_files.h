@@ -11,6 +11,9 @@ namespace mpitrain::train {
 // The tokenizer files a model directory may hold; they travel with the model it trains.
 bool holds_tokenizer_files(const std::string& dir);
 
+// Copies the tokenizer files `from` holds into `to`, byte for byte (nothing where they are the same files).
+void copy_tokenizer_files(const std::string& from, const std::string& to);
+
 // What saves a model's own files: one process, no collectives.
 struct ModelFiles {
   at::ScalarType saved_dtype = at::kFloat;

@@ -129,6 +129,13 @@ TEST(Cli, BadInputsGiveOneLineErrorsAndNonZeroStatus) {
   expect_one_line_error(run("frobnicate"), "unknown command 'frobnicate'");
   expect_one_line_error(run("convert " + fixture("llama/single") + " " + (scratch / "o") + " --max_shard_size=lots"),
                         "max_shard_size 'lots'");
+  // A tokenizer with more ids than the model has embeddings: refused, nothing written.
+  testing::write_bytes(scratch / "small.json", R"({"model_type": "bert", "vocab_size": 259, "hidden_size": 32,
+      "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64})");
+  expect_one_line_error(run("init " + (scratch / "small.json") + " " + (scratch / "small") + " --tokenizer " +
+                            std::string(MPITRAIN_FIXTURES_DIR) + "/../tokenizers/wordpiece-uncased"),
+                        "the tokenizer has 3903 ids but " + (scratch / "small.json") + " gives vocab_size 259");
+  EXPECT_FALSE(fs::exists(scratch / "small"));
   // Into the directory it reads (a copy: the fixture stays untouched whatever happens).
   fs::copy(fixture("llama/single"), scratch / "same");
   const auto before = testing::read_bytes(scratch / "same/model.safetensors");

@@ -554,6 +554,34 @@ TEST_F(Train, DataIsTokenizedWithTheHfTokenizerNamedAndItsFilesAreSaved) {
   expect_one_line_error(run(2, "train " + (local_ / "hf_tok_small.json")), "data vocab_size 6122 exceeds the model's vocab_size 259");
 }
 
+TEST_F(Train, TheSeedsExampleFineTunesABertBaseWithItsTokenizerAndSavesBoth) {
+  // A BERT base directory with the WordPiece tokenizer (mpitrain init), fine-tuned for 2 labels on
+  // the shipped spam JSON lines with eval and save per epoch, the best model (accuracy) loaded at
+  // the end, one checkpoint kept: HF's Trainer.save_model() workflow, no Python.
+  const std::string source = MPITRAIN_SOURCE_DIR, tokenizer = std::string(MPITRAIN_FIXTURES_DIR) + "/../tokenizers/wordpiece-uncased";
+  auto r = run(0, "init " + source + "/configs/bert-wordpiece/config.json " + (local_ / "base") + " --tokenizer " + tokenizer);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(2, "train " + source + "/configs/bert-wordpiece-spam.json --model_name_or_path=" + (local_ / "base") +
+                 " --output_dir=" + out("spam") + " --source=" + source + "/configs/data/spam/spam.jsonl" +
+                 " --num_train_epochs=3 --max_length=128 --torch_threads=1 --progress_bar=false");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("with " + (local_ / "base") + "/tokenizer.json"), std::string::npos) << r.out;
+  const auto best = r.out.find("loaded the best model from ");
+  ASSERT_NE(best, std::string::npos) << r.out;
+  const double accuracy = std::stod(r.out.substr(r.out.find("(accuracy ", best) + 10));
+  EXPECT_GE(accuracy, 0.75) << "half the rows are spam: 0.5 is a guess";
+  const auto config = json::parse(testing::read_bytes(out("spam") + "/config.json"));
+  EXPECT_EQ(config["id2label"], json({{"0", "ham"}, {"1", "spam"}}));
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+    EXPECT_EQ(testing::read_bytes(out("spam") + "/" + file), testing::read_bytes(tokenizer + "/" + file)) << file;
+  EXPECT_TRUE(fs::exists(out("spam") + "/training_args.json"));
+  // It loads back: every tensor fits the config, and a forward pass runs.
+  EXPECT_EQ(run(0, "inspect " + out("spam")).status, 0);
+  testing::write_bytes(local_ / "inputs.json", R"({"input_ids": [[2, 100, 200, 3]]})");
+  r = run(0, "logits " + out("spam") + " --inputs " + (local_ / "inputs.json") + " --output " + (local_ / "l.npy"));
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
 TEST_F(Train, SrunWithoutPmiIsExplained) {
   // Every task of `srun` without PMI sees a world of one while Slurm says there are more.
   const auto r = run(0, "train " + write_config("srun", {}), "SLURM_JOB_ID=7 SLURM_STEP_ID=0 SLURM_PROCID=0 SLURM_NTASKS=2");
