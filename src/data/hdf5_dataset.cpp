@@ -122,6 +122,7 @@ Hdf5Dataset::Hdf5Dataset(const std::string& path, const std::string& split, std:
       for (const char* other : {"attention_mask", "labels"})
         if (!exists(file_, "/" + split + "/" + other))
           throw std::runtime_error(path + ": missing dataset /" + split + "/" + other);
+      has_type_ids_ = exists(file_, "/" + split + "/token_type_ids");
     } else {
       throw std::runtime_error(path + ": no dataset /" + split + "/tokens or /" + split + "/input_ids");
     }
@@ -160,6 +161,13 @@ Batch Hdf5Dataset::read(const std::vector<std::int64_t>& indices) const {
     read_rows(file_, "/" + split_ + "/labels", index, 1, 1, H5T_NATIVE_INT64, labels[i].data_ptr(), path_);
   }
   batch.attention_mask = mask.to(torch::kInt64);
+  if (has_type_ids_) {
+    auto types = torch::empty({n, seq_len_}, torch::kInt8);
+    for (std::int64_t i = 0; i < n; ++i)
+      read_rows(file_, "/" + split_ + "/token_type_ids", static_cast<hsize_t>(indices[static_cast<std::size_t>(i)]), 1,
+                static_cast<hsize_t>(seq_len_), H5T_NATIVE_INT8, types[i].data_ptr(), path_);
+    batch.token_type_ids = types.to(torch::kInt64);
+  }
   batch.labels = labels;
   batch.tokens = batch.attention_mask.sum().item<std::int64_t>();
   return batch;
@@ -179,15 +187,19 @@ void write_classification_file(const std::string& path, const LabelledRows& trai
     for (const auto& [split, rows] : {std::pair<std::string, const LabelledRows*>{"train", &train}, {"eval", &eval}}) {
       const auto count = rows->ids.size();
       std::vector<std::int32_t> ids(count * static_cast<std::size_t>(length), pad_id);
-      std::vector<std::int8_t> mask(ids.size(), 0);
+      std::vector<std::int8_t> mask(ids.size(), 0), types(ids.size(), 0);
+      const bool pairs = !train.type_ids.empty() || !eval.type_ids.empty();
       for (std::size_t r = 0; r < count; ++r)
         for (std::size_t c = 0; c < rows->ids[r].size() && c < static_cast<std::size_t>(length); ++c) {
           ids[r * static_cast<std::size_t>(length) + c] = rows->ids[r][c];
           mask[r * static_cast<std::size_t>(length) + c] = 1;
+          if (!rows->type_ids.empty()) types[r * static_cast<std::size_t>(length) + c] = static_cast<std::int8_t>(rows->type_ids[r][c]);
         }
       const std::vector<hsize_t> dims{count, static_cast<hsize_t>(length)};
       write_dataset(file, "/" + split + "/input_ids", dims, H5T_STD_I32LE, H5T_NATIVE_INT32, ids.data(), path);
       write_dataset(file, "/" + split + "/attention_mask", dims, H5T_STD_I8LE, H5T_NATIVE_INT8, mask.data(), path);
+      if (pairs)
+        write_dataset(file, "/" + split + "/token_type_ids", dims, H5T_STD_I8LE, H5T_NATIVE_INT8, types.data(), path);
       write_dataset(file, "/" + split + "/labels", {count}, H5T_STD_I64LE, H5T_NATIVE_INT64, rows->labels.data(), path);
     }
   });

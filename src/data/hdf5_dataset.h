@@ -13,11 +13,13 @@ namespace mpitrain::data {
 //   /<split>/tokens          int32 [n]            causal LM token stream (documents joined by </s>)
 //   /<split>/input_ids       int32 [rows, len]    classification
 //   /<split>/attention_mask  int8  [rows, len]
+//   /<split>/token_type_ids  int8  [rows, len]    sentence pairs only (0 first, 1 second)
 //   /<split>/labels          int64 [rows]
 //   attribute vocab_size on the root group
 struct Batch {
   torch::Tensor input_ids;       // [b, len] int64
   torch::Tensor attention_mask;  // [b, len] int64 (undefined for packed LM windows: all real)
+  torch::Tensor token_type_ids;  // [b, len] int64 for sentence pairs; undefined otherwise (all 0)
   torch::Tensor labels;          // [b, len] for causal LM (= input_ids), [b] for classification
   std::int64_t tokens = 0;       // real tokens in the batch
 };
@@ -42,7 +44,7 @@ class Hdf5Dataset {
  private:
   std::string path_, split_;
   std::int64_t seq_len_ = 0, samples_ = 0, vocab_size_ = 0;
-  bool classification_ = false;
+  bool classification_ = false, has_type_ids_ = false;
   long long file_ = -1;  // hid_t, kept opaque so HDF5's headers stay out of this one
 };
 
@@ -53,6 +55,7 @@ void write_token_file(const std::string& path, const std::vector<std::int32_t>& 
 // Writes a classification file: rows padded to `length` with `pad_id`.
 struct LabelledRows {
   std::vector<std::vector<std::int32_t>> ids;
+  std::vector<std::vector<std::int32_t>> type_ids;  // empty, or one per row (sentence pairs)
   std::vector<std::int64_t> labels;
 };
 void write_classification_file(const std::string& path, const LabelledRows& train, const LabelledRows& eval,

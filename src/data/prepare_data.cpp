@@ -60,10 +60,36 @@ PrepareReport prepare_text_corpus(const std::string& source, const std::string& 
   return report;
 }
 
+namespace {
+
+// The label of one line as an id, by the rules of `labels`; throws naming `where`.
+std::int64_t label_id(const nlohmann::json& label, const LabelSet& labels, const std::string& where) {
+  if (label.is_string()) {
+    const auto name = label.get<std::string>();
+    if (!labels.label2id.contains(name)) {
+      std::string known;
+      for (const auto& [key, value] : labels.label2id.items()) known += (known.empty() ? "" : ", ") + key;
+      throw std::runtime_error(where + ": label '" + name + "' is not in the model config's label2id" +
+                               (known.empty() ? " (it has none: give integer labels, or id2label/label2id)"
+                                              : " (" + known + ")"));
+    }
+    return labels.label2id[name].get<std::int64_t>();
+  }
+  if (!label.is_number_integer()) throw std::runtime_error(where + ": \"label\" must be an integer or a label name");
+  const auto id = label.get<std::int64_t>();
+  if (id < 0 || (labels.num_labels > 0 && id >= labels.num_labels))
+    throw std::runtime_error(where + ": label " + std::to_string(id) + " is outside the model's " +
+                             std::to_string(labels.num_labels) + " labels (0.." + std::to_string(labels.num_labels - 1) + ")");
+  return id;
+}
+
+}  // namespace
+
 PrepareReport prepare_classification(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                     std::int64_t max_length, int eval_every) {
+                                     std::int64_t max_length, int eval_every, const LabelSet& labels) {
   LabelledRows train, eval;
   PrepareReport report;
+  bool pairs = false;
   for (const auto& file : source_files(source, ".jsonl")) {
     std::istringstream in(slurp(file));
     std::string line;
@@ -79,18 +105,32 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
       } catch (const nlohmann::json::exception&) {
         throw std::runtime_error(file.string() + ":" + std::to_string(line_number) + ": invalid JSON");
       }
-      if (!row.contains("text") || !row["text"].is_string() || !row.contains("label") ||
-          !row["label"].is_number_integer())
-        throw std::runtime_error(file.string() + ":" + std::to_string(line_number) +
-                                 ": needs a string \"text\" and an integer \"label\"");
-      auto ids = encoder.row(row["text"].get<std::string>(), max_length);
+      if (!row.is_object() || !row.contains("text") || !row["text"].is_string() || !row.contains("label"))
+        throw std::runtime_error(where + ": needs a string \"text\" and a \"label\"");
+      const auto label = label_id(row["label"], labels, where);
+      std::string pair;
+      const bool has_pair = row.contains("text_pair");
+      if (has_pair) {
+        if (!row["text_pair"].is_string()) throw std::runtime_error(where + ": \"text_pair\" must be a string");
+        pair = row["text_pair"].get<std::string>();
+        pairs = true;
+      }
+      TextEncoder::Row encoded;
+      try {
+        encoded = encoder.row(row["text"].get<std::string>(), has_pair ? &pair : nullptr, max_length);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(where + ": " + e.what());
+      }
       auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-      split.ids.push_back(std::move(ids));
-      split.labels.push_back(row["label"].get<std::int64_t>());
+      split.ids.push_back(std::move(encoded.ids));
+      split.type_ids.push_back(std::move(encoded.type_ids));
+      split.labels.push_back(label);
       ++report.documents;
     }
   }
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
+  // Type ids are kept only where some row is a pair (else they are all 0 and need no storage).
+  if (!pairs) train.type_ids.clear(), eval.type_ids.clear();
   if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
   write_classification_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
   report.train_rows = static_cast<std::int64_t>(train.ids.size());

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "src/data/text_encoder.h"
@@ -19,8 +20,17 @@ struct PrepareReport {
 PrepareReport prepare_text_corpus(const std::string& source, const std::string& output, const TextEncoder& encoder,
                                   int eval_every = 10);
 
-// JSON lines with "text" and an integer "label"; rows of `encoder` cut to `max_length` tokens.
+// What a "label" may be: an integer in [0, num_labels) (num_labels 0: any non-negative one), or
+// a name the model config's label2id maps to one.
+struct LabelSet {
+  nlohmann::json label2id = nlohmann::json::object();
+  std::int64_t num_labels = 0;
+};
+
+// JSON lines with "text", optional "text_pair" (a sentence pair: token type ids are kept) and
+// "label"; rows of `encoder` cut to `max_length` tokens. A line without its fields, or with a
+// label outside `labels`, is an error naming the file and line.
 PrepareReport prepare_classification(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                     std::int64_t max_length, int eval_every = 10);
+                                     std::int64_t max_length, int eval_every = 10, const LabelSet& labels = {});
 
 }  // namespace mpitrain::data

@@ -1,7 +1,10 @@
 // What data preparation asks of a tokenizer (a document's ids in a token stream, a classification row, the pad id), from a Hugging Face tokenizer directory or the built-in byte tokenizer.
 #include "src/data/text_encoder.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <stdexcept>
 
 #include "runtime/checkpoint/json_file.h"
 #include "src/data/byte_tokenizer.h"
@@ -21,11 +24,16 @@ class BytesEncoder : public TextEncoder {
     ids.push_back(ByteTokenizer::kEos);
     return ids;
   }
-  std::vector<std::int32_t> row(const std::string& text, std::int64_t max_length) const override {
-    auto ids = tokenizer_.encode(text);
-    ids.insert(ids.begin(), ByteTokenizer::kBos);  // the [CLS]-like first token the pooler reads
-    if (static_cast<std::int64_t>(ids.size()) > max_length) ids.resize(static_cast<std::size_t>(max_length));
-    return ids;
+  Row row(const std::string& text, const std::string* pair, std::int64_t max_length) const override {
+    if (pair)
+      throw std::runtime_error("a sentence pair (\"text_pair\") needs a Hugging Face tokenizer "
+                               "(data.tokenizer_name_or_path): the byte tokenizer has no separator or type ids");
+    Row r;
+    r.ids = tokenizer_.encode(text);
+    r.ids.insert(r.ids.begin(), ByteTokenizer::kBos);  // the [CLS]-like first token the pooler reads
+    if (static_cast<std::int64_t>(r.ids.size()) > max_length) r.ids.resize(static_cast<std::size_t>(max_length));
+    r.type_ids.assign(r.ids.size(), 0);
+    return r;
   }
   std::int32_t pad_id() const override { return ByteTokenizer::kPad; }
   std::int64_t vocab_size() const override { return ByteTokenizer::kVocabSize; }
@@ -51,6 +59,30 @@ std::string special_token(const std::string& dir, const char* key) {
   return "";
 }
 
+void keep_first(tokenizers::Encoding& e, std::size_t n) {
+  if (e.ids.size() <= n) return;
+  e.ids.resize(n);
+  e.type_ids.resize(n);
+}
+
+// HF's longest_first: the shorter text keeps what it can up to half of `room`, the longer the
+// rest; where both are long, half each (the second gets the odd one).
+void cut_longest_first(tokenizers::Encoding& first, std::optional<tokenizers::Encoding>& second, std::size_t room) {
+  if (!second) return keep_first(first, room);
+  std::size_t n1 = first.ids.size(), n2 = second->ids.size();
+  if (n1 + n2 <= room) return;
+  const bool swapped = n1 > n2;
+  if (swapped) std::swap(n1, n2);
+  n2 = n1 > room ? n1 : std::max(n1, room - n1);
+  if (n1 + n2 > room) {
+    n1 = room / 2;
+    n2 = n1 + room % 2;
+  }
+  if (swapped) std::swap(n1, n2);
+  keep_first(first, n1);
+  keep_first(*second, n2);
+}
+
 class HfEncoder : public TextEncoder {
  public:
   explicit HfEncoder(const std::string& dir)
@@ -65,6 +97,7 @@ class HfEncoder : public TextEncoder {
     pad_ = id_of(special_token(dir, "pad_token"), "pad_token");
     if (pad_ < 0) pad_ = eos_ >= 0 ? eos_ : 0;  // padded positions are masked out: any id will do
     specials_ = static_cast<std::int64_t>(tokenizer_.encode("", true).ids.size());
+    pair_specials_ = static_cast<std::int64_t>(tokenizer_.encode_pair("", "", true).ids.size());
   }
 
   std::vector<std::int32_t> document(const std::string& text) const override {
@@ -74,18 +107,23 @@ class HfEncoder : public TextEncoder {
     return out;
   }
 
-  std::vector<std::int32_t> row(const std::string& text, std::int64_t max_length) const override {
-    // The text is cut before the special tokens go around it, so they are never cut off.
-    auto content = tokenizer_.encode(text, false);
-    const auto room = std::max<std::int64_t>(max_length - specials_, 0);
-    if (static_cast<std::int64_t>(content.ids.size()) > room) {
-      content.ids.resize(static_cast<std::size_t>(room));
-      content.type_ids.resize(static_cast<std::size_t>(room));
+  Row row(const std::string& text, const std::string* pair, std::int64_t max_length) const override {
+    // The texts are cut before the special tokens go around them, so those are never cut off.
+    auto first = tokenizer_.encode(text, false);
+    std::optional<tokenizers::Encoding> second;
+    if (pair) second = tokenizer_.encode(*pair, false);
+    const std::size_t room =
+        static_cast<std::size_t>(std::max<std::int64_t>(max_length - (pair ? pair_specials_ : specials_), 0));
+    cut_longest_first(first, second, room);
+    const auto joined = tokenizer_.post_process(std::move(first), std::move(second));
+    Row r;
+    r.ids.assign(joined.ids.begin(), joined.ids.end());
+    r.type_ids.assign(joined.type_ids.begin(), joined.type_ids.end());
+    if (static_cast<std::int64_t>(r.ids.size()) > max_length) {
+      r.ids.resize(static_cast<std::size_t>(max_length));
+      r.type_ids.resize(static_cast<std::size_t>(max_length));
     }
-    const auto ids = tokenizer_.post_process(std::move(content), std::nullopt).ids;
-    std::vector<std::int32_t> out(ids.begin(), ids.end());
-    if (static_cast<std::int64_t>(out.size()) > max_length) out.resize(static_cast<std::size_t>(max_length));
-    return out;
+    return r;
   }
 
   std::int32_t pad_id() const override { return pad_; }
@@ -103,7 +141,7 @@ class HfEncoder : public TextEncoder {
   std::string dir_;
   tokenizers::Tokenizer tokenizer_;
   std::int32_t eos_ = -1, pad_ = -1;
-  std::int64_t specials_ = 0;
+  std::int64_t specials_ = 0, pair_specials_ = 0;
 };
 
 }  // namespace

@@ -15,9 +15,13 @@ class TextEncoder {
   // A causal-LM document as it joins the token stream: the special tokens the tokenizer's
   // post-processor adds (BOS where it adds one), then its EOS unless that is already last.
   virtual std::vector<std::int32_t> document(const std::string& text) const = 0;
-  // A classification row with its special tokens, cut to `max_length` tokens: the text loses
-  // its end, the special tokens stay.
-  virtual std::vector<std::int32_t> row(const std::string& text, std::int64_t max_length) const = 0;
+  struct Row {
+    std::vector<std::int32_t> ids, type_ids;
+  };
+  // A classification row (one text, or a sentence pair when `pair` is given) with its special
+  // tokens, cut to `max_length` tokens as HF's longest_first truncation cuts: the texts lose
+  // their ends, the special tokens stay. Type ids: 0 for the first text, 1 for the pair.
+  virtual Row row(const std::string& text, const std::string* pair, std::int64_t max_length) const = 0;
   virtual std::int32_t pad_id() const = 0;
   virtual std::int64_t vocab_size() const = 0;
   // What a preparation record keeps to notice another tokenizer ("bytes", or the files' sizes and times).

@@ -28,7 +28,10 @@ void prepare_if_needed(const DataSettings& s, const std::string& train_file, boo
   if (in_output_dir) {
     encoder = encoder_for(s);
     nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", encoder->identity()}};
-    if (s.task == "classification") settings["max_length"] = s.max_length;
+    if (s.task == "classification") {
+      settings["max_length"] = s.max_length;
+      settings["label2id"] = s.labels.label2id;
+    }
     record = preparation_record(s.source, settings);
     if (prepared_from(train_file, record)) return;
     if (fs::exists(train_file)) {
@@ -43,7 +46,7 @@ void prepare_if_needed(const DataSettings& s, const std::string& train_file, boo
   info("preparing " + train_file + " from " + s.source + " with " +
        (s.tokenizer_dir.empty() ? std::string("the byte tokenizer") : s.tokenizer_dir + "/tokenizer.json"));
   const auto report = s.task == "classification"
-                          ? prepare_classification(s.source, train_file, *encoder, s.max_length, s.eval_every)
+                          ? prepare_classification(s.source, train_file, *encoder, s.max_length, s.eval_every, s.labels)
                           : prepare_text_corpus(s.source, train_file, *encoder, s.eval_every);
   info("prepared " + std::to_string(report.documents) + " documents: " +
        std::to_string(report.train_tokens + report.train_rows) + " train and " +

@@ -7,6 +7,7 @@
 
 #include "runtime/comm/communicator.h"
 #include "src/data/hdf5_dataset.h"
+#include "src/data/prepare_data.h"
 
 namespace mpitrain::data {
 
@@ -18,6 +19,7 @@ struct DataSettings {
   std::int64_t seq_len = 128, max_length = 128;
   int eval_every = 10;
   bool with_eval = false;  // open the eval split too
+  LabelSet labels;         // classification: the model config's label2id and number of labels
 };
 
 struct TrainingData {

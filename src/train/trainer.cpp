@@ -13,6 +13,7 @@
 #include "runtime/parallel/tensor_parallel.h"
 #include "src/models/pretrained.h"
 #include "src/train/data_model_checks.h"
+#include "src/train/data_settings.h"
 #include "src/train/evaluator.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/stop_signal.h"
@@ -22,25 +23,6 @@ namespace mpitrain::train {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-namespace {
-
-// Where the tokenizer comes from (data is prepared with it, the saved model carries its files):
-// data.tokenizer_name_or_path, else the model's own directory where it holds tokenizer files,
-// else none (the byte tokenizer).
-std::string tokenizer_source(const RunArguments& args) {
-  if (!args.data.tokenizer_name_or_path.empty()) return args.data.tokenizer_name_or_path;
-  const auto& source = args.model.model_name_or_path;
-  return !source.empty() && holds_tokenizer_files(source) ? source : "";
-}
-
-data::DataSettings data_settings(const RunArguments& args) {
-  const auto& d = args.data;
-  return {d.train_file, d.source, tokenizer_source(args), d.task, d.seq_len, d.max_length, d.eval_every,
-          args.training.evaluates()};
-}
-
-}  // namespace
 
 Trainer::Trainer(const json& config, std::shared_ptr<comm::Mesh> mesh, at::Device device)
     : args_(RunArguments::from_config(config)),

@@ -5,6 +5,7 @@
 
 #include "src/data/hdf5_dataset.h"
 #include "src/models/autocast.h"
+#include "src/models/pretrained.h"
 #include "src/models/registry.h"
 #include "src/train/evaluator.h"
 #include "src/train/losses.h"
@@ -70,6 +71,27 @@ TEST(TaskForward, TheForwardRunsUnderAutocastOnlyWhenAsked) {
   EXPECT_EQ(forward_logits(*model, batch, at::kCPU, true).scalar_type(), at::kBFloat16);
   EXPECT_EQ(forward_logits(*model, batch, at::kCPU, false).scalar_type(), at::kFloat);
   EXPECT_EQ(models::current_autocast(), models::AutocastState{}) << "autocast left on";
+}
+
+}  // namespace
+}  // namespace mpitrain::train
+
+namespace mpitrain::train {
+namespace {
+
+// A sentence pair's token type ids reach the model: BERT's logits change with them (the
+// second sentence's rows add the type-1 embedding), so a pair dataset trains on what HF sees.
+TEST(TaskForward, PassesTheTokenTypeIdsOfSentencePairsToTheModel) {
+  const auto loaded = models::from_pretrained(testing::fixture("bert_seqcls/single"));
+  loaded.model->eval();
+  torch::NoGradGuard no_grad;
+  data::Batch batch;
+  batch.input_ids = torch::tensor({{2, 10, 11, 3, 12, 13, 3}}, torch::kInt64);
+  batch.attention_mask = torch::ones_like(batch.input_ids);
+  const auto single = forward_logits(*loaded.model, batch, at::kCPU, false);
+  batch.token_type_ids = torch::tensor({{0, 0, 0, 0, 1, 1, 1}}, torch::kInt64);
+  const auto pair = forward_logits(*loaded.model, batch, at::kCPU, false);
+  EXPECT_GT((single - pair).abs().max().item<double>(), 1e-4);
 }
 
 }  // namespace

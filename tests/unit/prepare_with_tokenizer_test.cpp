@@ -71,6 +71,64 @@ TEST(PrepareWithTokenizer, ClassificationRowsKeepTheirSpecialTokensWhenCut) {
   EXPECT_EQ(long_row.attention_mask.sum().item<std::int64_t>(), 8);
 }
 
+TEST(PrepareWithTokenizer, SentencePairsKeepTheirTypeIdsAndLabelsMapByName) {
+  testing::ScratchDir dir;
+  testing::write_bytes(dir / "pairs.jsonl",
+                       "{\"text\": \"is this spam\", \"text_pair\": \"no it is not\", \"label\": \"ham\"}\n"
+                       "{\"text\": \"a long first sentence that goes on and on\", \"text_pair\": \"and a long second "
+                       "one that goes on too\", \"label\": 1}\n");
+  const auto tokenizer = tokenizers::Tokenizer::from_path(fixture("wordpiece-uncased"));
+  LabelSet labels;
+  labels.label2id = {{"ham", 0}, {"spam", 1}};
+  labels.num_labels = 2;
+  prepare_classification(dir / "pairs.jsonl", dir / "pairs.h5", *tokenizer_encoder(fixture("wordpiece-uncased")), 14,
+                         /*eval_every=*/2, labels);
+  const Hdf5Dataset train(dir / "pairs.h5", "train", 14), eval(dir / "pairs.h5", "eval", 14);
+  const auto short_pair = train.read({0}), long_pair = eval.read({0});
+  const auto expected = tokenizer.encode_pair("is this spam", "no it is not", true);  // 13 tokens: not cut
+  ASSERT_EQ(expected.ids.size(), 13u);
+  ASSERT_TRUE(short_pair.token_type_ids.defined());
+  for (std::size_t i = 0; i < expected.ids.size(); ++i) {
+    EXPECT_EQ(short_pair.input_ids[0][static_cast<std::int64_t>(i)].item<std::int64_t>(), expected.ids[i]) << i;
+    EXPECT_EQ(short_pair.token_type_ids[0][static_cast<std::int64_t>(i)].item<std::int64_t>(), expected.type_ids[i]) << i;
+  }
+  EXPECT_EQ(short_pair.labels[0].item<std::int64_t>(), 0);  // "ham"
+  // 9 + 11 tokens cut to 14 - 3 special tokens as longest_first cuts: 5 + 6; both [SEP]s kept.
+  const auto sep = *tokenizer.token_to_id("[SEP]");
+  const auto ids = long_pair.input_ids[0], types = long_pair.token_type_ids[0];
+  EXPECT_EQ(ids[6].item<std::int64_t>(), sep);
+  EXPECT_EQ(ids[13].item<std::int64_t>(), sep);
+  EXPECT_EQ(types[6].item<std::int64_t>(), 0);
+  EXPECT_EQ(types[7].item<std::int64_t>(), 1);
+  EXPECT_EQ(types[13].item<std::int64_t>(), 1);
+  EXPECT_EQ(long_pair.attention_mask.sum().item<std::int64_t>(), 14);
+  // A label not in label2id, and an integer label past the model's labels: named by file and line.
+  const auto fails_with = [&](const std::string& line, const std::string& needle) {
+    testing::write_bytes(dir / "bad.jsonl", "{\"text\": \"fine\", \"label\": 0}\n" + line + "\n");
+    try {
+      prepare_classification(dir / "bad.jsonl", dir / "bad.h5", *byte_encoder(), 16, 2, labels);
+      ADD_FAILURE() << "accepted " << line;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(dir / "bad.jsonl:2: " + needle), std::string::npos) << e.what();
+    }
+  };
+  fails_with(R"({"text": "x", "label": "eggs"})", "label 'eggs' is not in the model config's label2id (ham, spam)");
+  fails_with(R"({"text": "x", "label": 2})", "label 2 is outside the model's 2 labels (0..1)");
+  fails_with(R"({"text": "x"})", "needs a string \"text\" and a \"label\"");
+  fails_with(R"({"text": "x", "text_pair": "y", "label": 1})", "");  // reaches the byte tokenizer's refusal below
+}
+
+TEST(PrepareWithTokenizer, ThePairOfAByteTokenizedRowIsRefused) {
+  testing::ScratchDir dir;
+  testing::write_bytes(dir / "p.jsonl", "{\"text\": \"a\", \"text_pair\": \"b\", \"label\": 0}\n{\"text\": \"c\", \"label\": 1}\n");
+  try {
+    prepare_classification(dir / "p.jsonl", dir / "p.h5", *byte_encoder(), 16, 2);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs a Hugging Face tokenizer"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PrepareWithTokenizer, ATokenizerDirectoryThatCannotEncodeIsNamed) {
   testing::ScratchDir dir;
   testing::write_bytes(dir / "tokenizer_config.json", "{\"tokenizer_class\": \"LlamaTokenizer\"}");
