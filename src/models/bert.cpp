@@ -196,4 +196,10 @@ bool BertForSequenceClassification::is_ignorable_checkpoint_tensor(const std::st
   return ends_with(name, "embeddings.position_ids");
 }
 
+void BertForSequenceClassification::initialise_task_head() {
+  torch::NoGradGuard no_grad;
+  classifier->weight.normal_(0.0, config_.initializer_range);
+  if (classifier->bias.defined()) classifier->bias.zero_();
+}
+
 }  // namespace mpitrain::models

@@ -104,6 +104,10 @@ class BertForSequenceClassification : public HfModel {
   }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   int parameter_group(const std::string& name) const override;
+  // A BertModel checkpoint names its tensors without the "bert." of this class's.
+  std::string base_model_prefix() const override { return "bert."; }
+  std::vector<std::string> task_head_parameters() const override { return {"classifier.weight", "classifier.bias"}; }
+  void initialise_task_head() override;  // weight ~ N(0, initializer_range), bias 0
 
   std::shared_ptr<BertModel> bert;
   std::shared_ptr<Linear> classifier;

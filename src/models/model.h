@@ -67,6 +67,10 @@ class HfModel : public torch::nn::Module {
   virtual bool is_ignorable_checkpoint_tensor(const std::string& name) const { return false; }
   // Prefix that checkpoints of the bare base model lack (GPT-2's "transformer.").
   virtual std::string base_model_prefix() const { return ""; }
+  // The task head a base checkpoint (BertModel, BertForMaskedLM) lacks, and its initialisation
+  // as transformers' _init_weights gives it, for a fine-tuning run that starts a new head.
+  virtual std::vector<std::string> task_head_parameters() const { return {}; }
+  virtual void initialise_task_head() {}
   // How far the position embeddings reach: `length` positions, from config key `key`. Learned
   // ones (a table of that many rows) cannot run longer sequences; rotary ones run them,
   // extrapolating to positions never trained.

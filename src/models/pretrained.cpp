@@ -1,6 +1,7 @@
 // from_pretrained / save_pretrained: an HF model directory to a model and back, with strict checks.
 #include "src/models/pretrained.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -55,14 +56,15 @@ bool is_float(checkpoint::DType dtype) {
 }  // namespace
 
 std::vector<std::string> check_weights(const HfModel& model, const checkpoint::HfWeights& weights,
-                                       std::vector<std::string>* unused) {
+                                       std::vector<std::string>* unused, const std::vector<std::string>& may_be_missing) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   std::vector<std::string> missing;
   for (const auto& [parameter, placement] : model.placements()) {
     const auto name = find_checkpoint_name(model, weights, parameter);
     if (name.empty()) {
-      missing.push_back(parameter);
+      if (std::find(may_be_missing.begin(), may_be_missing.end(), parameter) == may_be_missing.end())
+        missing.push_back(parameter);
       continue;
     }
     used.insert(name);
@@ -115,6 +117,7 @@ void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weigh
     auto target = targets[i++].detach();
     if (target.numel() == 0) continue;
     const auto name = find_checkpoint_name(model, weights, item.key());
+    if (name.empty()) continue;  // a new task head, initialised when the model was built
     const auto& file = weights.file_of(name);
     // Only this rank's block is read; a fused tensor is read through its [parts, length] view.
     auto entry = file.entry(name);
@@ -124,18 +127,43 @@ void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weigh
   }
 }
 
-LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, TensorParallelPtr tp, bool load_now) {
+namespace {
+
+// The head this model has that `weights` lack entirely, when the checkpoint is of another
+// architecture (its config.json says so): what a fine-tuning run initialises. Empty otherwise,
+// so a checkpoint of this very architecture missing its head stays an error.
+std::vector<std::string> new_task_head(const HfModel& model, const checkpoint::HfWeights& weights,
+                                       const nlohmann::json& source_config) {
+  const auto head = model.task_head_parameters();
+  if (head.empty()) return {};
+  const auto architectures = source_config.value("architectures", nlohmann::json::array());
+  for (const auto& a : architectures)
+    if (a.is_string() && a.get<std::string>() == model.architecture()) return {};
+  for (const auto& name : head)
+    if (!find_checkpoint_name(model, weights, name).empty()) return {};  // part of a head: not a new one
+  return head;
+}
+
+}  // namespace
+
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, TensorParallelPtr tp, bool load_now,
+                            const nlohmann::json& config_overrides) {
   const auto config_path = (fs::path(dir) / "config.json").string();
   if (!fs::is_directory(dir)) throw CheckpointError(dir, "is not a model directory");
+  const auto source_config = checkpoint::read_json_file(config_path);
+  auto config = source_config;
+  if (config.is_object() && config_overrides.is_object()) config.update(config_overrides);
   LoadedModel loaded;
   {
     SkipInitialisation every_weight_is_loaded_below;
-    loaded.model = create_model(checkpoint::read_json_file(config_path), config_path, std::move(tp));
+    loaded.model = create_model(config, config_path, std::move(tp));
   }
   loaded.model->to(dtype);
   const auto weights = checkpoint::HfWeights::open(dir);
-  const auto problems = check_weights(*loaded.model, weights, &loaded.ignored_tensors);
+  loaded.initialised_tensors = new_task_head(*loaded.model, weights, source_config);
+  const auto problems = check_weights(*loaded.model, weights, &loaded.ignored_tensors, loaded.initialised_tensors);
   if (!problems.empty()) throw CheckpointError(problems.front());
+  if (!loaded.initialised_tensors.empty()) loaded.model->initialise_task_head();
   if (load_now) load_every_parameter(*loaded.model, weights);
   const auto generation_path = fs::path(dir) / "generation_config.json";
   if (fs::exists(generation_path)) loaded.generation_config = checkpoint::read_json_file(generation_path.string());

@@ -27,25 +27,35 @@ struct LoadedModel {
   std::shared_ptr<HfModel> model;
   nlohmann::json generation_config;        // null when the directory has none
   std::vector<std::string> ignored_tensors;  // in the checkpoint but not used (HF warns about these too)
+  // A new task head the source lacked (a base checkpoint fine-tuned for a task), initialised
+  // as transformers initialises it; empty when every tensor came from the checkpoint.
+  std::vector<std::string> initialised_tensors;
 };
 
 // Reads config.json and the weights (single or sharded; F32/BF16/F16 on disk) into a model
-// computing in `dtype`. Every model tensor must be present with the shape the config implies.
+// computing in `dtype`. Every model tensor must be present with the shape the config implies,
+// with one exception: a checkpoint whose config.json names another architecture (a base
+// BertModel, BertForMaskedLM) may lack the whole task head of this one, which is then
+// initialised as transformers initialises it (from the default generator: seed it alike on
+// every rank) and listed in `initialised_tensors`. `config_overrides` are merged over
+// config.json first (num_labels, id2label, label2id: as from_pretrained's keyword arguments).
 // Under a tensor-parallel group each rank reads only its own slices. With `load_now` false the
 // weights are checked but not read, and the parameters are left uninitialised: a sharded
 // runtime reads each rank's shards itself (load_weight_blocks).
-LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype = torch::kFloat32,
-                            TensorParallelPtr tp = nullptr, bool load_now = true);
+LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype = torch::kFloat32, TensorParallelPtr tp = nullptr,
+                            bool load_now = true, const nlohmann::json& config_overrides = nlohmann::json::object());
 
 // Problems between a model (its config) and a set of weights: missing tensors, shapes that
 // don't fit, non-float dtypes. `unused` receives the names the model does not take.
 std::vector<std::string> check_weights(const HfModel& model, const checkpoint::HfWeights& weights,
-                                       std::vector<std::string>* unused = nullptr);
+                                       std::vector<std::string>* unused = nullptr,
+                                       const std::vector<std::string>& may_be_missing = {});
 
 // Copies the weights into the model; throws CheckpointError on the first check_weights problem.
 void load_weights(HfModel& model, const checkpoint::HfWeights& weights);
 // Reads block `placements[i]` of each parameter's HF tensor into `targets[i]` (parameters in
-// named_parameters() order; empty targets are skipped), without check_weights: for weights
+// named_parameters() order; empty targets, and parameters the weights lack (a new task head,
+// initialised already), are skipped), without check_weights: for weights
 // checked when the model was built (from_pretrained with load_now false).
 void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weights,
                         const std::vector<ParameterPlacement>& placements, const std::vector<torch::Tensor>& targets);

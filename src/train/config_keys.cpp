@@ -11,7 +11,10 @@ void add_model_and_data_keys(std::vector<KeySpec>& keys) {
   keys.insert(keys.end(), {
       {"model", "model_name_or_path", Type::kString, "", "start from this HF directory (its config.json defines the model)"},
       {"model", "config", Type::kObject, nullptr, "an HF config.json object for a model trained from scratch"},
-      {"model", "init_seed", Type::kInt, 42, "seed of the from-scratch initialisation"},
+      {"model", "init_seed", Type::kInt, 42, "seed of the from-scratch initialisation (and of a new task head)"},
+      {"model", "config_overrides", Type::kObject, nlohmann::json::object(),
+       "keys merged over model_name_or_path's config.json (num_labels, id2label, label2id), as from_pretrained's "
+       "keyword arguments; a base checkpoint without this model's head gets a new one"},
       {"data", "train_file", Type::kString, "", "HDF5 file made by prepare-data (made from `source` when missing)"},
       {"data", "source", Type::kString, "", "text files (causal LM) or JSON lines (classification) to prepare"},
       {"data", "task", Type::kString, "causal_lm", "causal_lm | classification"},

@@ -27,6 +27,7 @@ data::LabelSet label_set(const RunArguments& args) {
     }
   }
   if (!config.is_object()) return labels;
+  if (args.model.config_overrides.is_object()) config.update(args.model.config_overrides);
   if (config.contains("label2id") && config["label2id"].is_object()) labels.label2id = config["label2id"];
   if (config.contains("id2label") && config["id2label"].is_object() && !config["id2label"].empty())
     labels.num_labels = static_cast<std::int64_t>(config["id2label"].size());

@@ -24,6 +24,12 @@ namespace {
 
 double per_step(std::uint64_t bytes, double steps) { return std::round(static_cast<double>(bytes) / steps); }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 // Before anything is allocated: a model (or micro-batch) that cannot fit in this host's memory is
 // refused by name, instead of growing for minutes or ending in the allocator's own words. On a
 // GPU the host holds little of it, and the device reports its own shortage.
@@ -82,12 +88,18 @@ void ParallelModel::build(const RunArguments& args, RunLog& log) {
   comm::run_agreed(mesh_->world(), [&] {
     if (!m.model_name_or_path.empty()) {
       // Each rank reads only its tp slices; under sharding only its shards of them, later.
-      auto loaded = models::from_pretrained(m.model_name_or_path, torch::kFloat32, tp, /*load_now=*/!sharded);
+      // A new task head is drawn alike on every rank.
+      torch::manual_seed(m.init_seed);
+      auto loaded = models::from_pretrained(m.model_name_or_path, torch::kFloat32, tp, /*load_now=*/!sharded,
+                                            m.config_overrides);
       source_dir_ = m.model_name_or_path;
       model_ = loaded.model;
       generation_config_ = loaded.generation_config;
-      for (const auto& unused : loaded.ignored_tensors)
-        log.warn(m.model_name_or_path + ": tensor '" + unused + "' is not used");
+      if (!loaded.initialised_tensors.empty())
+        log.info("initialised: " + joined(loaded.initialised_tensors) + " (a new " + model_->architecture() +
+                 " head: " + m.model_name_or_path + " holds another architecture)");
+      if (!loaded.ignored_tensors.empty())
+        log.warn(m.model_name_or_path + ": not used, and not saved: " + joined(loaded.ignored_tensors));
     } else {
       // The same seed on every rank: layers initialise whole tensors and keep their slice, so
       // any tp size starts from the weights one rank would.

@@ -23,7 +23,9 @@ ResumeFrom resume_from(const nlohmann::json& value) {
 }
 
 ModelArguments model_arguments(const nlohmann::json& m) {
-  return {m["model_name_or_path"].get<std::string>(), m["config"], m["init_seed"].get<std::uint64_t>()};
+  const auto& overrides = m["config_overrides"];
+  return {m["model_name_or_path"].get<std::string>(), m["config"], m["init_seed"].get<std::uint64_t>(),
+          overrides.is_object() ? overrides : nlohmann::json::object()};
 }
 
 DataArguments data_arguments(const nlohmann::json& d) {

@@ -15,6 +15,8 @@ struct ModelArguments {
   std::string model_name_or_path;  // an HF directory to start from, or empty
   nlohmann::json config;           // else an HF config.json object to build from scratch
   std::uint64_t init_seed = 42;
+  // Merged over model_name_or_path's config.json (num_labels, id2label, label2id): a new head.
+  nlohmann::json config_overrides = nlohmann::json::object();
 };
 
 struct DataArguments {

@@ -8,11 +8,13 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_file.h"
 #include "tests/cli/train_fixture.h"
 
@@ -580,6 +582,73 @@ TEST_F(Train, TheSeedsExampleFineTunesABertBaseWithItsTokenizerAndSavesBoth) {
   testing::write_bytes(local_ / "inputs.json", R"({"input_ids": [[2, 100, 200, 3]]})");
   r = run(0, "logits " + out("spam") + " --inputs " + (local_ / "inputs.json") + " --output " + (local_ / "l.npy"));
   EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(Train, ABaseCheckpointGetsANewTaskHeadAndItsUnusedHeadIsNamedAndNotSaved) {
+  const std::string source = MPITRAIN_SOURCE_DIR, tokenizer = std::string(MPITRAIN_FIXTURES_DIR) + "/../tokenizers/wordpiece-uncased";
+  auto r = run(0, "init " + source + "/configs/bert-wordpiece/config.json " + (local_ / "full") + " --tokenizer " + tokenizer);
+  ASSERT_EQ(r.status, 0) << r.err;
+  // What a BertForMaskedLM checkpoint looks like: no "bert." prefix, no classifier, an MLM head.
+  const auto make_base = [&](const std::string& dir, const json& architectures) {
+    fs::create_directories(dir);
+    auto config = json::parse(testing::read_bytes(local_ / "full/config.json"));
+    config["architectures"] = architectures;
+    config.erase("id2label");
+    config.erase("label2id");
+    testing::write_bytes(dir + "/config.json", config.dump());
+    const checkpoint::SafetensorsFile full(local_ / "full/model.safetensors");
+    std::vector<checkpoint::TensorBytes> tensors;
+    for (const auto& e : full.header().tensors) {
+      if (e.name.rfind("classifier.", 0) == 0) continue;
+      tensors.push_back({{e.name.rfind("bert.", 0) == 0 ? e.name.substr(5) : e.name, e.dtype, e.shape}, full.data(e)});
+    }
+    static const std::vector<float> mlm_bias(3904, 0.0f);
+    tensors.push_back({{"cls.predictions.bias", checkpoint::DType::F32, {3904}}, mlm_bias.data()});
+    checkpoint::save_hf_weights(dir, tensors, 5'000'000'000);
+    for (const char* file : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+      fs::copy_file(tokenizer + "/" + file, dir + "/" + file);
+  };
+  make_base(local_ / "base", json::array({"BertForMaskedLM"}));
+  testing::write_bytes(local_ / "rows.jsonl", [&] {
+    std::ifstream all(source + "/configs/data/spam/spam.jsonl");
+    std::string line, some;
+    for (int i = 0; i < 60 && std::getline(all, line); ++i) some += line + "\n";
+    return some;
+  }());
+  const std::string labels = R"({"id2label": {"0": "ham", "1": "spam"}, "label2id": {"ham": 0, "spam": 1}})";
+  const auto train = [&](const std::string& from, const std::string& name, const std::string& sharding = "none") {
+    const json config = {{"model", {{"model_name_or_path", from}, {"config_overrides", json::parse(labels)}}},
+                         {"data", {{"source", local_ / "rows.jsonl"}, {"task", "classification"}, {"max_length", 64}}},
+                         {"training", {{"output_dir", out(name)}, {"max_steps", 2}, {"per_device_train_batch_size", 4},
+                                       {"save_strategy", "no"}, {"logging_steps", 1}, {"progress_bar", false}}},
+                         {"parallel", {{"torch_threads", 1}, {"sharding", sharding}}}};
+    testing::write_bytes(local_ / (name + ".json"), config.dump());
+    return run(2, "train " + (local_ / (name + ".json")));
+  };
+  r = train(local_ / "base", "head");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("initialised: classifier.weight, classifier.bias (a new BertForSequenceClassification head"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE((r.out + r.err).find("not used, and not saved: cls.predictions.bias"), std::string::npos) << r.out << r.err;
+  const checkpoint::SafetensorsFile saved(out("head") + "/model.safetensors");
+  std::set<std::string> names;
+  for (const auto& e : saved.header().tensors) names.insert(e.name);
+  EXPECT_TRUE(names.count("classifier.weight") && names.count("bert.embeddings.word_embeddings.weight"));
+  EXPECT_FALSE(names.count("cls.predictions.bias"));
+  const auto config = json::parse(testing::read_bytes(out("head") + "/config.json"));
+  EXPECT_EQ(config["architectures"], json::array({"BertForSequenceClassification"}));
+  EXPECT_EQ(config["id2label"], json({{"0", "ham"}, {"1", "spam"}}));
+  // Under ZeRO-3 (each rank reads only its shards of the source) the new head is the same:
+  // one seeded draw on every rank; the run matches the unsharded one's first loss.
+  r = train(local_ / "base", "head_zero3", "zero3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("initialised: classifier.weight, classifier.bias"), std::string::npos) << r.out;
+  ASSERT_FALSE(losses(out("head_zero3")).empty());
+  EXPECT_NEAR(losses(out("head_zero3")).front(), losses(out("head")).front(), 1e-4);
+  // A checkpoint that says it is a classifier but lacks its classifier is broken, not a base.
+  make_base(local_ / "broken", json::array({"BertForSequenceClassification"}));
+  expect_one_line_error(train(local_ / "broken", "broken"), "tensor(s) the model needs are missing (classifier.weight, classifier.bias)");
 }
 
 TEST_F(Train, SrunWithoutPmiIsExplained) {
