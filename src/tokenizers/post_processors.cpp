@@ -23,54 +23,37 @@ void append(Encoding& out, const Encoding& part, std::optional<int> type_id = st
   else out.type_ids.insert(out.type_ids.end(), part.type_ids.begin(), part.type_ids.end());
 }
 
-// [CLS] A [SEP] (B [SEP]): type ids 0 for the first part, 1 for the pair's.
-class BertProcessing : public PostProcessor {
+// ["[CLS]", 2]: a special token and its id, as BertProcessing and RobertaProcessing give them.
+int special_id(const ComponentJson& c, const char* key) {
+  const auto it = c.json().find(key);
+  if (it == c.json().end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_string() || !(*it)[1].is_number_integer())
+    c.fail(std::string("'") + key + "' must be [token, id]");
+  return (*it)[1].get<int>();
+}
+
+// BertProcessing: [CLS] A [SEP] (B [SEP]), type ids 0 then 1 for the pair's part.
+// RobertaProcessing: <s> A </s> (</s> B </s>), every type id 0.
+class ClsSepProcessing : public PostProcessor {
  public:
-  BertProcessing(const ComponentJson& c, const std::function<int(const std::string&)>& token_id)
-      : cls_(special(c, "cls", token_id)), sep_(special(c, "sep", token_id)) {}
+  ClsSepProcessing(const ComponentJson& c, bool roberta)
+      : cls_(special_id(c, "cls")), sep_(special_id(c, "sep")), roberta_(roberta) {}
   Encoding process(Encoding first, std::optional<Encoding> second) const override {
     Encoding out;
     append(out, cls_, 0);
     append(out, first, 0);
     append(out, sep_, 0);
     if (second) {
-      append(out, *second, 1);
-      append(out, sep_, 1);
-    }
-    return out;
-  }
-  // ["[CLS]", 2]: the token and its id, as the file gives them.
-  static int special(const ComponentJson& c, const char* key, const std::function<int(const std::string&)>&) {
-    const auto it = c.json().find(key);
-    if (it == c.json().end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_string() || !(*it)[1].is_number_integer())
-      c.fail(std::string("'") + key + "' must be [token, id]");
-    return (*it)[1].get<int>();
-  }
-
- private:
-  int cls_, sep_;
-};
-
-// <s> A </s> (</s> B </s>): every type id 0.
-class RobertaProcessing : public PostProcessor {
- public:
-  RobertaProcessing(const ComponentJson& c, const std::function<int(const std::string&)>& token_id)
-      : cls_(BertProcessing::special(c, "cls", token_id)), sep_(BertProcessing::special(c, "sep", token_id)) {}
-  Encoding process(Encoding first, std::optional<Encoding> second) const override {
-    Encoding out;
-    append(out, cls_, 0);
-    append(out, first, 0);
-    append(out, sep_, 0);
-    if (second) {
-      append(out, sep_, 0);
-      append(out, *second, 0);
-      append(out, sep_, 0);
+      const int type_id = roberta_ ? 0 : 1;
+      if (roberta_) append(out, sep_, 0);
+      append(out, *second, type_id);
+      append(out, sep_, type_id);
     }
     return out;
   }
 
  private:
   int cls_, sep_;
+  bool roberta_;
 };
 
 // "single" and "pair" templates of {"SpecialToken": {id, type_id}} and {"Sequence": {id: A|B, type_id}}.
@@ -172,8 +155,8 @@ class ProcessorSequence : public PostProcessor {
 std::unique_ptr<PostProcessor> make_post_processor(const ComponentJson& c,
                                                    const std::function<int(const std::string&)>& token_id) {
   const auto& type = c.type();
-  if (type == "BertProcessing") return std::make_unique<BertProcessing>(c, token_id);
-  if (type == "RobertaProcessing") return std::make_unique<RobertaProcessing>(c, token_id);
+  if (type == "BertProcessing") return std::make_unique<ClsSepProcessing>(c, /*roberta=*/false);
+  if (type == "RobertaProcessing") return std::make_unique<ClsSepProcessing>(c, /*roberta=*/true);
   if (type == "TemplateProcessing") return std::make_unique<TemplateProcessing>(c, token_id);
   if (type == "ByteLevel") return std::make_unique<IdsUnchanged>();
   if (type == "Sequence") return std::make_unique<ProcessorSequence>(c, token_id);

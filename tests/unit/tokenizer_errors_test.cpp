@@ -38,6 +38,23 @@ TEST(TokenizerErrors, ASmallBpeMergesAsItsMergesSay) {
   EXPECT_EQ(t.vocab_size(), 3);
 }
 
+TEST(TokenizerErrors, BertAndRobertaProcessingJoinPairsAsTheLibraryDoes) {
+  auto j = small_bpe();
+  j["model"]["vocab"]["<s>"] = 3;
+  j["model"]["vocab"]["</s>"] = 4;
+  j["post_processor"] = json::parse(R"({"type": "RobertaProcessing", "cls": ["<s>", 3], "sep": ["</s>", 4]})");
+  auto t = Tokenizer::from_json(j, "t/tokenizer.json");
+  auto pair = t.encode_pair("a", "b");
+  EXPECT_EQ(pair.ids, std::vector<int>({3, 0, 4, 4, 1, 4}));
+  EXPECT_EQ(pair.type_ids, std::vector<int>({0, 0, 0, 0, 0, 0}));
+  j["post_processor"] = json::parse(R"({"type": "BertProcessing", "cls": ["<s>", 3], "sep": ["</s>", 4]})");
+  t = Tokenizer::from_json(j, "t/tokenizer.json");
+  pair = t.encode_pair("a", "b");
+  EXPECT_EQ(pair.ids, std::vector<int>({3, 0, 4, 1, 4}));
+  EXPECT_EQ(pair.type_ids, std::vector<int>({0, 0, 0, 1, 1}));
+  EXPECT_EQ(t.encode_pair("a", "b", false).type_ids, std::vector<int>({0, 1}));
+}
+
 TEST(TokenizerErrors, UnsupportedComponentsAreNamedWithTheirPlace) {
   auto j = small_bpe();
   j["normalizer"] = json::parse(R"({"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled"}]})");
