@@ -13,7 +13,7 @@ int run_prepare_data(const Args& args) {
   int eval_every = 10;
   options.add_options()("source", po::value(&source)->required(), "a directory of .txt (or .jsonl) files, or one file")(
       "output", po::value(&output)->required(), "the HDF5 file to write")(
-      "task", po::value(&task)->default_value("causal_lm"), "causal_lm | classification")(
+      "task", po::value(&task)->default_value("causal_lm"), "causal_lm | classification | sft (prompt/completion)")(
       "max_length", po::value(&max_length)->default_value(max_length), "classification: tokens per row")(
       "eval_every", po::value(&eval_every)->default_value(eval_every), "every n-th document goes to eval")(
       "tokenizer", po::value(&tokenizer)->default_value(""), "a directory with tokenizer.json (default: the byte tokenizer)");
@@ -21,13 +21,14 @@ int run_prepare_data(const Args& args) {
   positional.add("source", 1).add("output", 1);
   po::variables_map values;
   if (!parse_options("prepare-data", "SOURCE OUT.h5", args, options, positional, values)) return 0;
-  if (task != "causal_lm" && task != "classification") throw UsageError("prepare-data: --task must be causal_lm or classification");
+  if (task != "causal_lm" && task != "classification" && task != "sft")
+    throw UsageError("prepare-data: --task must be causal_lm, classification or sft");
   const auto encoder = tokenizer.empty() ? data::byte_encoder() : data::tokenizer_encoder(tokenizer);
-  const auto report = task == "classification"
-                          ? data::prepare_classification(source, output, *encoder, max_length, eval_every)
-                          : data::prepare_text_corpus(source, output, *encoder, eval_every);
+  const auto report = task == "classification" ? data::prepare_classification(source, output, *encoder, max_length, eval_every)
+                      : task == "sft"          ? data::prepare_prompt_completion(source, output, *encoder, max_length, eval_every)
+                                               : data::prepare_text_corpus(source, output, *encoder, eval_every);
   std::cout << "wrote " << output << ": " << report.documents << " documents, "
-            << (task == "classification" ? std::to_string(report.train_rows) + " train / " +
+            << (task != "causal_lm" ? std::to_string(report.train_rows) + " train / " +
                                                std::to_string(report.eval_rows) + " eval rows"
                                          : std::to_string(report.train_tokens) + " train / " +
                                                std::to_string(report.eval_tokens) + " eval tokens")

@@ -119,7 +119,9 @@ Hdf5Dataset::Hdf5Dataset(const std::string& path, const std::string& split, std:
       if (dims.size() != 2) throw std::runtime_error(path + ": dataset " + ids + " must be 2-D");
       samples_ = static_cast<std::int64_t>(dims[0]);
       seq_len_ = static_cast<std::int64_t>(dims[1]);
-      for (const char* other : {"attention_mask", "labels"})
+      token_labels_ = exists(file_, "/" + split + "/lm_labels");
+      classification_ = !token_labels_;
+      for (const char* other : {"attention_mask", token_labels_ ? "lm_labels" : "labels"})
         if (!exists(file_, "/" + split + "/" + other))
           throw std::runtime_error(path + ": missing dataset /" + split + "/" + other);
       has_type_ids_ = exists(file_, "/" + split + "/token_type_ids");
@@ -143,23 +145,28 @@ Batch Hdf5Dataset::read(const std::vector<std::int64_t>& indices) const {
   for (std::int64_t i = 0; i < n; ++i) {
     const auto index = indices[static_cast<std::size_t>(i)];
     if (index < 0 || index >= samples_) throw std::out_of_range(path_ + ": sample index out of range");
-    read_rows(file_, "/" + split_ + (classification_ ? "/input_ids" : "/tokens"), static_cast<hsize_t>(index), 1,
+    read_rows(file_, "/" + split_ + (classification_ || token_labels_ ? "/input_ids" : "/tokens"), static_cast<hsize_t>(index), 1,
               static_cast<hsize_t>(seq_len_), H5T_NATIVE_INT32, ids[i].data_ptr(), path_);
   }
   batch.input_ids = ids.to(torch::kInt64);
-  if (!classification_) {
+  if (!classification_ && !token_labels_) {
     batch.labels = batch.input_ids;
     batch.tokens = n * seq_len_;
     return batch;
   }
   auto mask = torch::empty({n, seq_len_}, torch::kInt8);
-  auto labels = torch::empty({n}, torch::kInt64);
+  auto labels = token_labels_ ? torch::empty({n, seq_len_}, torch::kInt32) : torch::empty({n}, torch::kInt64);
   for (std::int64_t i = 0; i < n; ++i) {
     const auto index = static_cast<hsize_t>(indices[static_cast<std::size_t>(i)]);
     read_rows(file_, "/" + split_ + "/attention_mask", index, 1, static_cast<hsize_t>(seq_len_), H5T_NATIVE_INT8,
               mask[i].data_ptr(), path_);
-    read_rows(file_, "/" + split_ + "/labels", index, 1, 1, H5T_NATIVE_INT64, labels[i].data_ptr(), path_);
+    if (token_labels_)
+      read_rows(file_, "/" + split_ + "/lm_labels", index, 1, static_cast<hsize_t>(seq_len_), H5T_NATIVE_INT32,
+                labels[i].data_ptr(), path_);
+    else
+      read_rows(file_, "/" + split_ + "/labels", index, 1, 1, H5T_NATIVE_INT64, labels[i].data_ptr(), path_);
   }
+  if (token_labels_) labels = labels.to(torch::kInt64);
   batch.attention_mask = mask.to(torch::kInt64);
   if (has_type_ids_) {
     auto types = torch::empty({n, seq_len_}, torch::kInt8);
@@ -201,6 +208,28 @@ void write_classification_file(const std::string& path, const LabelledRows& trai
       if (pairs)
         write_dataset(file, "/" + split + "/token_type_ids", dims, H5T_STD_I8LE, H5T_NATIVE_INT8, types.data(), path);
       write_dataset(file, "/" + split + "/labels", {count}, H5T_STD_I64LE, H5T_NATIVE_INT64, rows->labels.data(), path);
+    }
+  });
+}
+
+void write_token_labelled_file(const std::string& path, const TokenLabelledRows& train, const TokenLabelledRows& eval,
+                               std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size) {
+  write_file(path, vocab_size, [&](hid_t file) {
+    for (const auto& [split, rows] : {std::pair<std::string, const TokenLabelledRows*>{"train", &train}, {"eval", &eval}}) {
+      const auto count = rows->ids.size();
+      const auto width = static_cast<std::size_t>(length);
+      std::vector<std::int32_t> ids(count * width, pad_id), labels(count * width, -100);
+      std::vector<std::int8_t> mask(ids.size(), 0);
+      for (std::size_t r = 0; r < count; ++r)
+        for (std::size_t c = 0; c < rows->ids[r].size() && c < width; ++c) {
+          ids[r * width + c] = rows->ids[r][c];
+          labels[r * width + c] = rows->labels[r][c];
+          mask[r * width + c] = 1;
+        }
+      const std::vector<hsize_t> dims{count, static_cast<hsize_t>(length)};
+      write_dataset(file, "/" + split + "/input_ids", dims, H5T_STD_I32LE, H5T_NATIVE_INT32, ids.data(), path);
+      write_dataset(file, "/" + split + "/attention_mask", dims, H5T_STD_I8LE, H5T_NATIVE_INT8, mask.data(), path);
+      write_dataset(file, "/" + split + "/lm_labels", dims, H5T_STD_I32LE, H5T_NATIVE_INT32, labels.data(), path);
     }
   });
 }

@@ -14,6 +14,7 @@ namespace mpitrain::data {
 //   /<split>/input_ids       int32 [rows, len]    classification
 //   /<split>/attention_mask  int8  [rows, len]
 //   /<split>/token_type_ids  int8  [rows, len]    sentence pairs only (0 first, 1 second)
+//   /<split>/lm_labels       int32 [rows, len]    prompt/completion rows: each position's target, -100 where none
 //   /<split>/labels          int64 [rows]
 //   attribute vocab_size on the root group
 struct Batch {
@@ -33,6 +34,8 @@ class Hdf5Dataset {
   Hdf5Dataset& operator=(const Hdf5Dataset&) = delete;
 
   bool is_classification() const { return classification_; }
+  // Prompt/completion rows: causal-LM rows whose labels say which tokens are targets.
+  bool has_token_labels() const { return token_labels_; }
   std::int64_t size() const { return samples_; }  // windows or rows
   std::int64_t vocab_size() const { return vocab_size_; }
   std::int64_t sequence_length() const { return seq_len_; }  // seq_len, or a classification row's width
@@ -44,7 +47,7 @@ class Hdf5Dataset {
  private:
   std::string path_, split_;
   std::int64_t seq_len_ = 0, samples_ = 0, vocab_size_ = 0;
-  bool classification_ = false, has_type_ids_ = false;
+  bool classification_ = false, has_type_ids_ = false, token_labels_ = false;
   long long file_ = -1;  // hid_t, kept opaque so HDF5's headers stay out of this one
 };
 
@@ -59,6 +62,13 @@ struct LabelledRows {
   std::vector<std::int64_t> labels;
 };
 void write_classification_file(const std::string& path, const LabelledRows& train, const LabelledRows& eval,
+                               std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size);
+
+// Writes prompt/completion rows: padded to `length` with `pad_id`; labels -100 where not a target.
+struct TokenLabelledRows {
+  std::vector<std::vector<std::int32_t>> ids, labels;
+};
+void write_token_labelled_file(const std::string& path, const TokenLabelledRows& train, const TokenLabelledRows& eval,
                                std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size);
 
 }  // namespace mpitrain::data

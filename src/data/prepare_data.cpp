@@ -138,4 +138,45 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
   return report;
 }
 
+PrepareReport prepare_prompt_completion(const std::string& source, const std::string& output, const TextEncoder& encoder,
+                                        std::int64_t max_length, int eval_every, bool completion_only_loss) {
+  TokenLabelledRows train, eval;
+  PrepareReport report;
+  const auto width = static_cast<std::size_t>(max_length);
+  for (const auto& file : source_files(source, ".jsonl")) {
+    std::istringstream in(slurp(file));
+    std::string line;
+    std::int64_t line_number = 0;
+    while (std::getline(in, line)) {
+      ++line_number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const auto where = file.string() + ":" + std::to_string(line_number);
+      const auto row = checkpoint::parse_json(line, where);
+      if (!row.is_object() || !row.contains("prompt") || !row["prompt"].is_string() || !row.contains("completion") ||
+          !row["completion"].is_string())
+        throw std::runtime_error(where + ": needs a string \"prompt\" and a string \"completion\"");
+      if (row["completion"].get<std::string>().empty()) throw std::runtime_error(where + ": the completion is empty");
+      auto prompt = encoder.prompt(row["prompt"].get<std::string>());
+      auto completion = encoder.completion(row["completion"].get<std::string>());
+      if (completion.size() > width) completion.resize(width);  // longer than a whole row by itself
+      if (prompt.size() + completion.size() > width)  // the oldest prompt tokens go
+        prompt.erase(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(prompt.size() + completion.size() - width));
+      std::vector<std::int32_t> ids = prompt, labels(prompt.size(), -100);
+      if (!completion_only_loss) labels = prompt;
+      ids.insert(ids.end(), completion.begin(), completion.end());
+      labels.insert(labels.end(), completion.begin(), completion.end());
+      auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
+      split.ids.push_back(std::move(ids));
+      split.labels.push_back(std::move(labels));
+      ++report.documents;
+    }
+  }
+  if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
+  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+  write_token_labelled_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
+  report.train_rows = static_cast<std::int64_t>(train.ids.size());
+  report.eval_rows = static_cast<std::int64_t>(eval.ids.size());
+  return report;
+}
+
 }  // namespace mpitrain::data

@@ -33,4 +33,13 @@ struct LabelSet {
 PrepareReport prepare_classification(const std::string& source, const std::string& output, const TextEncoder& encoder,
                                      std::int64_t max_length, int eval_every = 10, const LabelSet& labels = {});
 
+// JSON lines with "prompt" and "completion": one row each, the prompt's tokens then the
+// completion's (then EOS). Labels: the completion's tokens, and with `completion_only_loss`
+// false the prompt's too; -100 elsewhere. Too long for `max_length`: the prompt is cut from
+// the left (its oldest tokens go), and only a completion longer than max_length by itself loses
+// its end; never is the completion cut to nothing. An empty completion, or a line without both
+// fields, is an error naming the file and line.
+PrepareReport prepare_prompt_completion(const std::string& source, const std::string& output, const TextEncoder& encoder,
+                                        std::int64_t max_length, int eval_every = 10, bool completion_only_loss = true);
+
 }  // namespace mpitrain::data

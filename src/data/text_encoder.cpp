@@ -35,6 +35,8 @@ class BytesEncoder : public TextEncoder {
     r.type_ids.assign(r.ids.size(), 0);
     return r;
   }
+  std::vector<std::int32_t> prompt(const std::string& text) const override { return tokenizer_.encode(text); }
+  std::vector<std::int32_t> completion(const std::string& text) const override { return document(text); }
   std::int32_t pad_id() const override { return ByteTokenizer::kPad; }
   std::int64_t vocab_size() const override { return ByteTokenizer::kVocabSize; }
   nlohmann::json identity() const override { return "bytes"; }
@@ -126,6 +128,26 @@ class HfEncoder : public TextEncoder {
     return r;
   }
 
+  std::vector<std::int32_t> prompt(const std::string& text) const override {
+    // Only the special tokens that come before the text (a BOS); one after it (an EOS, a
+    // [SEP]) would stand between the prompt and its completion.
+    const auto with = tokenizer_.encode(text, true).ids, without = tokenizer_.encode(text, false).ids;
+    std::size_t lead = 0;  // where the text's own tokens start inside the post-processed ones
+    for (std::size_t k = 0; k + without.size() <= with.size(); ++k)
+      if (std::equal(without.begin(), without.end(), with.begin() + static_cast<std::ptrdiff_t>(k))) {
+        lead = k;
+        break;
+      }
+    std::vector<std::int32_t> out(with.begin(), with.begin() + static_cast<std::ptrdiff_t>(lead));
+    out.insert(out.end(), without.begin(), without.end());
+    return out;
+  }
+  std::vector<std::int32_t> completion(const std::string& text) const override {
+    const auto ids = tokenizer_.encode(text, false).ids;
+    std::vector<std::int32_t> out(ids.begin(), ids.end());
+    if (eos_ >= 0) out.push_back(eos_);
+    return out;
+  }
   std::int32_t pad_id() const override { return pad_; }
   std::int64_t vocab_size() const override { return tokenizer_.vocab_size(); }
   nlohmann::json identity() const override {

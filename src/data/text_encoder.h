@@ -22,6 +22,10 @@ class TextEncoder {
   // tokens, cut to `max_length` tokens as HF's longest_first truncation cuts: the texts lose
   // their ends, the special tokens stay. Type ids: 0 for the first text, 1 for the pair.
   virtual Row row(const std::string& text, const std::string* pair, std::int64_t max_length) const = 0;
+  // Supervised fine-tuning: a prompt with the special tokens the tokenizer puts first (a BOS),
+  // and a completion, then EOS.
+  virtual std::vector<std::int32_t> prompt(const std::string& text) const = 0;
+  virtual std::vector<std::int32_t> completion(const std::string& text) const = 0;
   virtual std::int32_t pad_id() const = 0;
   virtual std::int64_t vocab_size() const = 0;
   // What a preparation record keeps to notice another tokenizer ("bytes", or the files' sizes and times).

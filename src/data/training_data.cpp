@@ -28,10 +28,9 @@ void prepare_if_needed(const DataSettings& s, const std::string& train_file, boo
   if (in_output_dir) {
     encoder = encoder_for(s);
     nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", encoder->identity()}};
-    if (s.task == "classification") {
-      settings["max_length"] = s.max_length;
-      settings["label2id"] = s.labels.label2id;
-    }
+    if (s.task != "causal_lm") settings["max_length"] = s.max_length;
+    if (s.task == "classification") settings["label2id"] = s.labels.label2id;
+    if (s.task == "sft") settings["completion_only_loss"] = s.completion_only_loss;
     record = preparation_record(s.source, settings);
     if (prepared_from(train_file, record)) return;
     if (fs::exists(train_file)) {
@@ -45,9 +44,11 @@ void prepare_if_needed(const DataSettings& s, const std::string& train_file, boo
   if (!encoder) encoder = encoder_for(s);
   info("preparing " + train_file + " from " + s.source + " with " +
        (s.tokenizer_dir.empty() ? std::string("the byte tokenizer") : s.tokenizer_dir + "/tokenizer.json"));
-  const auto report = s.task == "classification"
-                          ? prepare_classification(s.source, train_file, *encoder, s.max_length, s.eval_every, s.labels)
-                          : prepare_text_corpus(s.source, train_file, *encoder, s.eval_every);
+  const auto report =
+      s.task == "classification" ? prepare_classification(s.source, train_file, *encoder, s.max_length, s.eval_every, s.labels)
+      : s.task == "sft" ? prepare_prompt_completion(s.source, train_file, *encoder, s.max_length, s.eval_every,
+                                                    s.completion_only_loss)
+                        : prepare_text_corpus(s.source, train_file, *encoder, s.eval_every);
   info("prepared " + std::to_string(report.documents) + " documents: " +
        std::to_string(report.train_tokens + report.train_rows) + " train and " +
        std::to_string(report.eval_tokens + report.eval_rows) + " eval tokens/rows");
@@ -69,10 +70,12 @@ TrainingData open_training_data(comm::Communicator& world, const DataSettings& s
   comm::run_agreed(world, [&] {
     data.train = std::make_unique<Hdf5Dataset>(train_file, "train", s.seq_len);
     if (s.with_eval) data.eval = std::make_unique<Hdf5Dataset>(train_file, "eval", s.seq_len);
-    const bool wants_classification = s.task == "classification";
-    if (data.train->is_classification() != wants_classification)
+    const auto holds = data.train->is_classification() ? "classification" : data.train->has_token_labels() ? "sft" : "causal_lm";
+    if (s.task != holds)
       throw std::runtime_error(train_file + ": holds " +
-                               (data.train->is_classification() ? "classification rows" : "a token stream") +
+                               (data.train->is_classification()  ? std::string("classification rows")
+                                : data.train->has_token_labels() ? std::string("prompt/completion rows")
+                                                                 : std::string("a token stream")) +
                                " but data.task is '" + s.task + "'");
   });
   return data;

@@ -15,11 +15,12 @@ struct DataSettings {
   std::string train_file;  // an HDF5 file; empty: prepared into <output_dir>/data/prepared.h5
   std::string source;      // text files or JSON lines to prepare from
   std::string tokenizer_dir;  // prepares with its tokenizer.json; empty: the byte tokenizer
-  std::string task;        // causal_lm | classification
+  std::string task;        // causal_lm | classification | sft
   std::int64_t seq_len = 128, max_length = 128;
   int eval_every = 10;
   bool with_eval = false;  // open the eval split too
   LabelSet labels;         // classification: the model config's label2id and number of labels
+  bool completion_only_loss = true;  // sft
 };
 
 struct TrainingData {

@@ -1,4 +1,4 @@
-// Before the first step, in words: data the model cannot read (a larger vocabulary, sequences past learned positions).
+// Before the first step, in words: data the model cannot read (another task, a larger vocabulary, sequences past learned positions).
 #include "src/train/data_model_checks.h"
 
 #include <stdexcept>
@@ -8,6 +8,11 @@ namespace mpitrain::train {
 void check_data_fits_model(const models::HfModel& model, const std::vector<const data::Hdf5Dataset*>& datasets,
                            RunLog& log) {
   const auto& train = *datasets.front();
+  // Classification rows need a classifier, token streams and prompt/completion rows a causal LM.
+  if (train.is_classification() == model.is_causal_lm())
+    throw std::runtime_error(train.path() + ": holds " +
+                             (train.is_classification() ? "classification rows" : "causal-LM data") + " but the model is " +
+                             model.architecture() + " (data.task and the model disagree)");
   const auto vocab = model.config().value("vocab_size", std::int64_t{0});
   if (train.vocab_size() > vocab)
     throw std::runtime_error(train.path() + ": data vocab_size " + std::to_string(train.vocab_size()) +

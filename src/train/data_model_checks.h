@@ -1,4 +1,4 @@
-// Before the first step, in words: data the model cannot read (a larger vocabulary, sequences past learned positions).
+// Before the first step, in words: data the model cannot read (another task, a larger vocabulary, sequences past learned positions).
 #pragma once
 
 #include <vector>

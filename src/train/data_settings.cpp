@@ -39,7 +39,7 @@ data::LabelSet label_set(const RunArguments& args) {
 data::DataSettings data_settings(const RunArguments& args) {
   const auto& d = args.data;
   return {d.train_file, d.source,    tokenizer_source(args),   d.task, d.seq_len,
-          d.max_length, d.eval_every, args.training.evaluates(), label_set(args)};
+          d.max_length, d.eval_every, args.training.evaluates(), label_set(args), d.completion_only_loss};
 }
 
 }  // namespace mpitrain::train

@@ -48,7 +48,7 @@ void require_training_fits(const RunArguments& args, const comm::Mesh& mesh, at:
   shape.dp = mesh.dp_size();
   shape.sharding = args.parallel.sharding;
   shape.micro_batch = args.training.per_device_train_batch_size;
-  shape.seq_len = args.data.classification ? args.data.max_length : args.data.seq_len;
+  shape.seq_len = args.data.task == "causal_lm" ? args.data.seq_len : args.data.max_length;
   shape.gradient_checkpointing = args.training.gradient_checkpointing;
   const auto need = training_memory_per_rank(models::estimate_size(config, source, shape.seq_len), shape);
   require_fits(need, host_memory_available(), comm::detect_launch().local_size, shape, config, source);

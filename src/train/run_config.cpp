@@ -175,7 +175,7 @@ void check_choices(const json& c, const KeyChecks& check) {
   check.non_negative("parallel", "torch_threads");
   check.non_negative("parallel", "zero3_prefetch");
   check.one_of("parallel", "sharding", {"none", "zero1", "zero2", "zero3"});
-  check.one_of("data", "task", {"causal_lm", "classification"});
+  check.one_of("data", "task", {"causal_lm", "classification", "sft"});
   check.one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
   check.one_of("training", "eval_strategy", {"no", "steps", "epoch"});
   check.one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});

@@ -25,4 +25,19 @@ LossValue task_loss(const models::HfModel& model, const torch::Tensor& logits, c
   return causal_lm_loss(logits, batch.labels, batch.attention_mask, &model.tensor_parallel(), model.logits_vocab_start());
 }
 
+torch::Tensor target_count(const data::Batch& batch) {
+  const auto length = batch.labels.size(1);
+  auto targets = batch.labels.narrow(1, 1, length - 1) != -100;
+  if (batch.attention_mask.defined()) targets = targets & (batch.attention_mask.narrow(1, 1, length - 1) != 0);
+  return targets.sum();
+}
+
+torch::Tensor global_target_count(const std::vector<data::Batch>& batches, comm::Communicator& dp, const at::Device& device) {
+  // Where the batches are: a GPU run's dp group reduces device tensors (NCCL).
+  auto total = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  for (const auto& b : batches) total += target_count(b);
+  dp.allreduce(total, comm::ReduceOp::kSum);
+  return total.clamp_min(1).to(torch::kDouble);
+}
+
 }  // namespace mpitrain::train

@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
+#include "runtime/comm/communicator.h"
 #include "src/data/hdf5_dataset.h"
 #include "src/models/model.h"
 #include "src/train/losses.h"
@@ -20,5 +23,12 @@ torch::Tensor forward_logits(models::HfModel& model, const data::Batch& batch, c
 // cross-entropy (vocab-parallel where the logits are this tp rank's vocabulary columns).
 LossValue task_loss(const models::HfModel& model, const torch::Tensor& logits, const data::Batch& batch,
                     bool classification);
+
+// The causal-LM targets of `batch` (positions after the first whose label is not -100 and is
+// not padding): what the step's loss of prompt/completion rows is averaged over.
+torch::Tensor target_count(const data::Batch& batch);
+// Collective over `dp`: the targets of every micro-batch of a step on every rank (at least 1),
+// as a double on `device`.
+torch::Tensor global_target_count(const std::vector<data::Batch>& batches, comm::Communicator& dp, const at::Device& device);
 
 }  // namespace mpitrain::train

@@ -189,16 +189,29 @@ void Trainer::train_step() {
   auto& gradients = model_->gradients();
   torch::Tensor loss_sum;
   model_->model().train();
+  std::vector<data::Batch> batches;
+  for (std::int64_t micro = 0; micro < accumulation; ++micro)
+    batches.push_back(on_device(data_.train->read(sampler_->batch(epoch, first_batch + micro)), device_));
+  // Prompt/completion rows: the loss is the mean over every completion token of the global
+  // batch (all dp ranks, all micro-batches, as HF's num_items_in_batch makes it), so a
+  // micro-batch weighs its targets over the step's; other data: each micro-batch alike.
+  const auto step_targets = data_.train->has_token_labels() ? global_target_count(batches, mesh_->dp(), device_) : torch::Tensor();
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
-    const auto batch = on_device(data_.train->read(sampler_->batch(epoch, first_batch + micro)), device_);
+    const auto& batch = batches[static_cast<std::size_t>(micro)];
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
     gradients.prepare_for_backward(micro == accumulation - 1);
     const auto logits = forward_logits(model_->model(), batch, device_, t.bf16);
-    auto loss = task_loss(model_->model(), logits, batch, args_.data.classification).loss / static_cast<double>(accumulation);
+    const auto value = task_loss(model_->model(), logits, batch, args_.data.classification);
+    // (dp: the gradients' average over the dp group is then their sum over it.)
+    // A micro-batch with no target at all has a NaN mean: it adds nothing.
+    auto loss = step_targets.defined()
+                    ? torch::where(value.count > 0, value.loss, torch::zeros_like(value.loss)) *
+                          value.count.to(torch::kDouble) * static_cast<double>(mesh_->dp_size()) / step_targets
+                    : value.loss / static_cast<double>(accumulation);
     // Gradients are summed over the dp group; this scale makes the sum their average.
     (loss * gradients.loss_scale()).backward();
-    const auto value = loss.detach().to(torch::kDouble);
-    loss_sum = loss_sum.defined() ? loss_sum + value : value;
+    const auto logged = loss.detach().to(torch::kDouble);
+    loss_sum = loss_sum.defined() ? loss_sum + logged : logged;
   }
   // What the backward pass did not hide: the wait for the last buckets.
   exposed_comm_->measure([&] { gradients.finalize(); });

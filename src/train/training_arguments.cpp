@@ -35,6 +35,7 @@ DataArguments data_arguments(const nlohmann::json& d) {
   a.tokenizer_name_or_path = d["tokenizer_name_or_path"].get<std::string>();
   a.task = d["task"].get<std::string>();
   a.classification = a.task == "classification";
+  a.completion_only_loss = d["completion_only_loss"].get<bool>();
   a.seq_len = d["seq_len"].get<std::int64_t>();
   a.max_length = d["max_length"].get<std::int64_t>();
   a.eval_every = d["eval_every"].get<int>();

@@ -651,6 +651,45 @@ TEST_F(Train, ABaseCheckpointGetsANewTaskHeadAndItsUnusedHeadIsNamedAndNotSaved)
   expect_one_line_error(train(local_ / "broken", "broken"), "tensor(s) the model needs are missing (classifier.weight, classifier.bias)");
 }
 
+TEST_F(Train, PromptCompletionLossIsTheMeanOverTheGlobalBatchsCompletionTokens) {
+  // Rows of different prompt and completion lengths: a mean per micro-batch (or per rank) would
+  // weigh a short completion's tokens more. The mean over the global batch's completion tokens
+  // is the same at np 1 x 4 rows, np 2 x 2 and np 2 x 1 with 2 accumulation steps.
+  std::string lines;
+  for (int i = 0; i < 48; ++i) {
+    std::string prompt(3 + (i * 7) % 40, static_cast<char>('a' + i % 26)), completion(1 + (i * 5) % 17, 'z');
+    lines += json{{"prompt", prompt + " says"}, {"completion", " " + completion}}.dump() + "\n";
+  }
+  testing::write_bytes(local_ / "sft.jsonl", lines);
+  const auto sft = [&](const std::string& name, json training) {
+    auto config = json::parse(testing::read_bytes(write_config(name, training)));
+    config["data"] = {{"source", local_ / "sft.jsonl"}, {"task", "sft"}, {"max_length", 48}};
+    testing::write_bytes(local_ / (name + ".json"), config.dump());
+    return local_ / (name + ".json");
+  };
+  auto r = run(1, "train " + sft("sft1", {{"per_device_train_batch_size", 4}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto reference = losses(out("sft1"));
+  ASSERT_EQ(reference.size(), 6u);
+  for (const auto& [name, batch, accumulation] :
+       {std::tuple<std::string, int, int>{"sft2", 2, 1}, {"sft2_ga", 1, 2}}) {
+    r = run(2, "train " + sft(name, {{"per_device_train_batch_size", batch}, {"gradient_accumulation_steps", accumulation}}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto ours = losses(out(name));
+    ASSERT_EQ(ours.size(), reference.size());
+    for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], reference[i], 2e-4) << name << " step " << i + 1;
+    EXPECT_LT(max_weight_difference(out(name), out("sft1")), 5e-5) << name;
+  }
+  // The prompt's tokens are no targets: training on them too (completion_only_loss=false) is
+  // another loss.
+  auto config = json::parse(testing::read_bytes(sft("sft_all", {{"per_device_train_batch_size", 4}})));
+  config["data"]["completion_only_loss"] = false;
+  testing::write_bytes(local_ / "sft_all.json", config.dump());
+  r = run(1, "train " + (local_ / "sft_all.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GT(std::fabs(losses(out("sft_all")).front() - reference.front()), 1e-3);
+}
+
 TEST_F(Train, SrunWithoutPmiIsExplained) {
   // Every task of `srun` without PMI sees a world of one while Slurm says there are more.
   const auto r = run(0, "train " + write_config("srun", {}), "SLURM_JOB_ID=7 SLURM_STEP_ID=0 SLURM_PROCID=0 SLURM_NTASKS=2");

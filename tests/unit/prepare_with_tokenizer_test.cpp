@@ -129,6 +129,50 @@ TEST(PrepareWithTokenizer, ThePairOfAByteTokenizedRowIsRefused) {
   }
 }
 
+TEST(PrepareWithTokenizer, PromptTokensAreNoTargetsAndALongPromptLosesItsOldestTokens) {
+  testing::ScratchDir dir;
+  testing::write_bytes(dir / "sft.jsonl",
+                       "{\"prompt\": \"Question: two and two?\", \"completion\": \" Four.\"}\n"
+                       "{\"prompt\": \"A prompt far too long to fit in the row at all, so it loses its start\", "
+                       "\"completion\": \" kept whole\"}\n");
+  const auto tokenizer = tokenizers::Tokenizer::from_path(fixture("sentencepiece-bpe"));
+  prepare_prompt_completion(dir / "sft.jsonl", dir / "sft.h5", *tokenizer_encoder(fixture("sentencepiece-bpe")), 16,
+                            /*eval_every=*/2);
+  const Hdf5Dataset train(dir / "sft.h5", "train", 16), eval(dir / "sft.h5", "eval", 16);
+  ASSERT_TRUE(train.has_token_labels());
+  const auto short_row = train.read({0});
+  const auto prompt = tokenizer.encode("Question: two and two?", true).ids;  // <s> first
+  auto completion = tokenizer.encode(" Four.", false).ids;
+  completion.push_back(*tokenizer.token_to_id("</s>"));
+  for (std::size_t i = 0; i < 16; ++i) {
+    const auto id = short_row.input_ids[0][static_cast<std::int64_t>(i)].item<std::int64_t>();
+    const auto label = short_row.labels[0][static_cast<std::int64_t>(i)].item<std::int64_t>();
+    if (i < prompt.size()) {
+      EXPECT_EQ(id, prompt[i]) << i;
+      EXPECT_EQ(label, -100) << "a prompt token is a target at " << i;
+    } else if (i < prompt.size() + completion.size()) {
+      EXPECT_EQ(id, completion[i - prompt.size()]) << i;
+      EXPECT_EQ(label, id) << i;
+    } else {
+      EXPECT_EQ(label, -100) << "padding is a target at " << i;
+    }
+  }
+  // The long prompt lost its oldest tokens; the completion and its </s> end the row whole.
+  const auto long_row = eval.read({0});
+  auto kept = tokenizer.encode(" kept whole", false).ids;
+  kept.push_back(*tokenizer.token_to_id("</s>"));
+  for (std::size_t k = 0; k < kept.size(); ++k)
+    EXPECT_EQ(long_row.labels[0][static_cast<std::int64_t>(16 - kept.size() + k)].item<std::int64_t>(), kept[k]);
+  EXPECT_EQ(long_row.attention_mask.sum().item<std::int64_t>(), 16);
+  testing::write_bytes(dir / "bad.jsonl", "{\"prompt\": \"p\", \"completion\": \"c\"}\n{\"prompt\": \"p\", \"completion\": \"\"}\n");
+  try {
+    prepare_prompt_completion(dir / "bad.jsonl", dir / "bad.h5", *byte_encoder(), 16, 2);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir / "bad.jsonl:2: the completion is empty"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PrepareWithTokenizer, ATokenizerDirectoryThatCannotEncodeIsNamed) {
   testing::ScratchDir dir;
   testing::write_bytes(dir / "tokenizer_config.json", "{\"tokenizer_class\": \"LlamaTokenizer\"}");
