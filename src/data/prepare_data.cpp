@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -32,6 +33,23 @@ std::vector<fs::path> source_files(const std::string& source, const std::string&
 
 // Never a plain ifstream: a FIFO named as the source would block it forever.
 std::string slurp(const fs::path& path) { return checkpoint::read_regular_file(path.string()); }
+
+// Every non-blank line of the .jsonl files of `source`, parsed (depth-bounded), with the
+// "FILE:LINE" its errors name.
+void for_each_json_line(const std::string& source,
+                        const std::function<void(const nlohmann::json& row, const std::string& where)>& visit) {
+  for (const auto& file : source_files(source, ".jsonl")) {
+    std::istringstream in(slurp(file));
+    std::string line;
+    std::int64_t line_number = 0;
+    while (std::getline(in, line)) {
+      ++line_number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const auto where = file.string() + ":" + std::to_string(line_number);
+      visit(checkpoint::parse_json(line, where), where);
+    }
+  }
+}
 
 }  // namespace
 
@@ -90,44 +108,29 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
   LabelledRows train, eval;
   PrepareReport report;
   bool pairs = false;
-  for (const auto& file : source_files(source, ".jsonl")) {
-    std::istringstream in(slurp(file));
-    std::string line;
-    std::int64_t line_number = 0;
-    while (std::getline(in, line)) {
-      ++line_number;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const auto where = file.string() + ":" + std::to_string(line_number);
-      checkpoint::check_json_depth(line, where);
-      nlohmann::json row;
-      try {
-        row = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception&) {
-        throw std::runtime_error(file.string() + ":" + std::to_string(line_number) + ": invalid JSON");
-      }
-      if (!row.is_object() || !row.contains("text") || !row["text"].is_string() || !row.contains("label"))
-        throw std::runtime_error(where + ": needs a string \"text\" and a \"label\"");
-      const auto label = label_id(row["label"], labels, where);
-      std::string pair;
-      const bool has_pair = row.contains("text_pair");
-      if (has_pair) {
-        if (!row["text_pair"].is_string()) throw std::runtime_error(where + ": \"text_pair\" must be a string");
-        pair = row["text_pair"].get<std::string>();
-        pairs = true;
-      }
-      TextEncoder::Row encoded;
-      try {
-        encoded = encoder.row(row["text"].get<std::string>(), has_pair ? &pair : nullptr, max_length);
-      } catch (const std::runtime_error& e) {
-        throw std::runtime_error(where + ": " + e.what());
-      }
-      auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-      split.ids.push_back(std::move(encoded.ids));
-      split.type_ids.push_back(std::move(encoded.type_ids));
-      split.labels.push_back(label);
-      ++report.documents;
+  for_each_json_line(source, [&](const nlohmann::json& row, const std::string& where) {
+    if (!row.is_object() || !row.contains("text") || !row["text"].is_string() || !row.contains("label"))
+      throw std::runtime_error(where + ": needs a string \"text\" and a \"label\"");
+    const auto label = label_id(row["label"], labels, where);
+    std::string pair;
+    const bool has_pair = row.contains("text_pair");
+    if (has_pair) {
+      if (!row["text_pair"].is_string()) throw std::runtime_error(where + ": \"text_pair\" must be a string");
+      pair = row["text_pair"].get<std::string>();
+      pairs = true;
     }
-  }
+    TextEncoder::Row encoded;
+    try {
+      encoded = encoder.row(row["text"].get<std::string>(), has_pair ? &pair : nullptr, max_length);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(where + ": " + e.what());
+    }
+    auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
+    split.ids.push_back(std::move(encoded.ids));
+    split.type_ids.push_back(std::move(encoded.type_ids));
+    split.labels.push_back(label);
+    ++report.documents;
+  });
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
   // Type ids are kept only where some row is a pair (else they are all 0 and need no storage).
   if (!pairs) train.type_ids.clear(), eval.type_ids.clear();
@@ -143,34 +146,25 @@ PrepareReport prepare_prompt_completion(const std::string& source, const std::st
   TokenLabelledRows train, eval;
   PrepareReport report;
   const auto width = static_cast<std::size_t>(max_length);
-  for (const auto& file : source_files(source, ".jsonl")) {
-    std::istringstream in(slurp(file));
-    std::string line;
-    std::int64_t line_number = 0;
-    while (std::getline(in, line)) {
-      ++line_number;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const auto where = file.string() + ":" + std::to_string(line_number);
-      const auto row = checkpoint::parse_json(line, where);
-      if (!row.is_object() || !row.contains("prompt") || !row["prompt"].is_string() || !row.contains("completion") ||
-          !row["completion"].is_string())
-        throw std::runtime_error(where + ": needs a string \"prompt\" and a string \"completion\"");
-      if (row["completion"].get<std::string>().empty()) throw std::runtime_error(where + ": the completion is empty");
-      auto prompt = encoder.prompt(row["prompt"].get<std::string>());
-      auto completion = encoder.completion(row["completion"].get<std::string>());
-      if (completion.size() > width) completion.resize(width);  // longer than a whole row by itself
-      if (prompt.size() + completion.size() > width)  // the oldest prompt tokens go
-        prompt.erase(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(prompt.size() + completion.size() - width));
-      std::vector<std::int32_t> ids = prompt, labels(prompt.size(), -100);
-      if (!completion_only_loss) labels = prompt;
-      ids.insert(ids.end(), completion.begin(), completion.end());
-      labels.insert(labels.end(), completion.begin(), completion.end());
-      auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-      split.ids.push_back(std::move(ids));
-      split.labels.push_back(std::move(labels));
-      ++report.documents;
-    }
-  }
+  for_each_json_line(source, [&](const nlohmann::json& row, const std::string& where) {
+    if (!row.is_object() || !row.contains("prompt") || !row["prompt"].is_string() || !row.contains("completion") ||
+        !row["completion"].is_string())
+      throw std::runtime_error(where + ": needs a string \"prompt\" and a string \"completion\"");
+    if (row["completion"].get<std::string>().empty()) throw std::runtime_error(where + ": the completion is empty");
+    auto prompt = encoder.prompt(row["prompt"].get<std::string>());
+    auto completion = encoder.completion(row["completion"].get<std::string>());
+    if (completion.size() > width) completion.resize(width);  // longer than a whole row by itself
+    if (prompt.size() + completion.size() > width)  // the oldest prompt tokens go
+      prompt.erase(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(prompt.size() + completion.size() - width));
+    std::vector<std::int32_t> ids = prompt, labels(prompt.size(), -100);
+    if (!completion_only_loss) labels = prompt;
+    ids.insert(ids.end(), completion.begin(), completion.end());
+    labels.insert(labels.end(), completion.begin(), completion.end());
+    auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
+    split.ids.push_back(std::move(ids));
+    split.labels.push_back(std::move(labels));
+    ++report.documents;
+  });
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
   if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
   write_token_labelled_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
