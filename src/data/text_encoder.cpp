@@ -99,6 +99,9 @@ class HfEncoder : public TextEncoder {
     pad_ = id_of(special_token(dir, "pad_token"), "pad_token");
     if (pad_ < 0) pad_ = eos_ >= 0 ? eos_ : 0;  // padded positions are masked out: any id will do
     specials_ = static_cast<std::int64_t>(tokenizer_.encode("", true).ids.size());
+    // What the post-processor puts before a text: where a one-token stand-in lands in it.
+    const auto around = tokenizer_.post_process({{-1}, {0}}, std::nullopt).ids;
+    for (std::size_t i = 0; i < around.size() && around[i] != -1; ++i) leading_specials_.push_back(around[i]);
     pair_specials_ = static_cast<std::int64_t>(tokenizer_.encode_pair("", "", true).ids.size());
   }
 
@@ -131,15 +134,9 @@ class HfEncoder : public TextEncoder {
   std::vector<std::int32_t> prompt(const std::string& text) const override {
     // Only the special tokens that come before the text (a BOS); one after it (an EOS, a
     // [SEP]) would stand between the prompt and its completion.
-    const auto with = tokenizer_.encode(text, true).ids, without = tokenizer_.encode(text, false).ids;
-    std::size_t lead = 0;  // where the text's own tokens start inside the post-processed ones
-    for (std::size_t k = 0; k + without.size() <= with.size(); ++k)
-      if (std::equal(without.begin(), without.end(), with.begin() + static_cast<std::ptrdiff_t>(k))) {
-        lead = k;
-        break;
-      }
-    std::vector<std::int32_t> out(with.begin(), with.begin() + static_cast<std::ptrdiff_t>(lead));
-    out.insert(out.end(), without.begin(), without.end());
+    const auto ids = tokenizer_.encode(text, false).ids;
+    std::vector<std::int32_t> out(leading_specials_);
+    out.insert(out.end(), ids.begin(), ids.end());
     return out;
   }
   std::vector<std::int32_t> completion(const std::string& text) const override {
@@ -164,6 +161,7 @@ class HfEncoder : public TextEncoder {
   tokenizers::Tokenizer tokenizer_;
   std::int32_t eos_ = -1, pad_ = -1;
   std::int64_t specials_ = 0, pair_specials_ = 0;
+  std::vector<std::int32_t> leading_specials_;  // a BOS, a [CLS]: the post-processor's before a text
 };
 
 }  // namespace

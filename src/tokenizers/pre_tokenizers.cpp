@@ -69,7 +69,11 @@ class Metaspace : public PreTokenizer {
     for (auto& s : splits) {
       if (s.token) continue;
       std::string text;
-      for (const char ch : s.text) text += ch == ' ' ? replacement_ : std::string(1, ch);
+      text.reserve(s.text.size());
+      for (const char ch : s.text) {
+        if (ch == ' ') text += replacement_;
+        else text += ch;
+      }
       const bool starts = text.compare(0, replacement_.size(), replacement_) == 0;
       if (!starts && (scheme_ == "always" || (scheme_ == "first" && s.at_text_start))) text = replacement_ + text;
       s.text = std::move(text);

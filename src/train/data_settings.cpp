@@ -1,9 +1,6 @@
 // What the run's data takes from its arguments: where the tokenizer comes from, the classifier's labels, the data settings.
 #include "src/train/data_settings.h"
 
-#include <filesystem>
-
-#include "runtime/checkpoint/json_file.h"
 #include "src/train/model_files.h"
 
 namespace mpitrain::train {
@@ -17,17 +14,13 @@ std::string tokenizer_source(const RunArguments& args) {
 data::LabelSet label_set(const RunArguments& args) {
   data::LabelSet labels;
   if (!args.data.classification) return labels;
-  nlohmann::json config = args.model.config;
-  const auto source_config = std::filesystem::path(args.model.model_name_or_path) / "config.json";
-  if (!args.model.model_name_or_path.empty() && std::filesystem::is_regular_file(source_config)) {
-    try {
-      config = checkpoint::read_json_file(source_config.string());
-    } catch (const std::exception&) {
-      return labels;  // the model's own loading names what is wrong with it, on every rank
-    }
+  nlohmann::json config;
+  try {
+    config = args.model.built_config();
+  } catch (const std::exception&) {
+    return labels;  // the model's own loading names what is wrong with it, on every rank
   }
   if (!config.is_object()) return labels;
-  if (args.model.config_overrides.is_object()) config.update(args.model.config_overrides);
   if (config.contains("label2id") && config["label2id"].is_object()) labels.label2id = config["label2id"];
   if (config.contains("id2label") && config["id2label"].is_object() && !config["id2label"].empty())
     labels.num_labels = static_cast<std::int64_t>(config["id2label"].size());

@@ -2,9 +2,7 @@
 #include "src/train/parallel_model.h"
 
 #include <cmath>
-#include <filesystem>
 
-#include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/launch.h"
@@ -35,14 +33,11 @@ std::string joined(const std::vector<std::string>& names) {
 // GPU the host holds little of it, and the device reports its own shortage.
 void require_training_fits(const RunArguments& args, const comm::Mesh& mesh, at::Device device) {
   if (!device.is_cpu()) return;
-  const auto& m = args.model;
-  nlohmann::json config = m.config;
-  std::string source = "model.config";
-  if (!m.model_name_or_path.empty()) {
-    source = m.model_name_or_path + "/config.json";
-    if (!std::filesystem::is_regular_file(source)) return;  // from_pretrained says what is missing
-    config = checkpoint::read_json_file(source);
-  }
+  // First, before anything can throw: finding the ranks of this host is collective.
+  const int local_ranks = comm::detect_launch().local_size;
+  std::string source;
+  const auto config = args.model.built_config(&source);
+  if (config.is_null()) return;  // from_pretrained says what is missing
   TrainingShape shape;
   shape.tp = mesh.tp_size();
   shape.dp = mesh.dp_size();
@@ -51,7 +46,7 @@ void require_training_fits(const RunArguments& args, const comm::Mesh& mesh, at:
   shape.seq_len = args.data.task == "causal_lm" ? args.data.seq_len : args.data.max_length;
   shape.gradient_checkpointing = args.training.gradient_checkpointing;
   const auto need = training_memory_per_rank(models::estimate_size(config, source, shape.seq_len), shape);
-  require_fits(need, host_memory_available(), comm::detect_launch().local_size, shape, config, source);
+  require_fits(need, host_memory_available(), local_ranks, shape, config, source);
 }
 
 }  // namespace

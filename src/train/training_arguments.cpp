@@ -1,7 +1,10 @@
 // The validated run config as typed structs, built once at the start: the Trainer's components read fields, not JSON keys.
 #include "src/train/training_arguments.h"
 
+#include <filesystem>
+
 #include "runtime/checkpoint/hf_index.h"
+#include "runtime/checkpoint/json_file.h"
 
 namespace mpitrain::train {
 
@@ -102,6 +105,19 @@ ParallelArguments parallel_arguments(const nlohmann::json& p) {
 
 std::string TrainingArguments::metric_key() const {
   return metric_for_best_model.rfind("eval_", 0) == 0 ? metric_for_best_model : "eval_" + metric_for_best_model;
+}
+
+nlohmann::json ModelArguments::built_config(std::string* source) const {
+  if (model_name_or_path.empty()) {
+    if (source) *source = "model.config";
+    return config;
+  }
+  const auto path = (std::filesystem::path(model_name_or_path) / "config.json").string();
+  if (source) *source = path;
+  if (!std::filesystem::is_regular_file(path)) return nullptr;
+  auto merged = checkpoint::read_json_file(path);
+  if (merged.is_object() && config_overrides.is_object()) merged.update(config_overrides);
+  return merged;
 }
 
 RunArguments RunArguments::from_config(const nlohmann::json& config) {

@@ -17,6 +17,11 @@ struct ModelArguments {
   std::uint64_t init_seed = 42;
   // Merged over model_name_or_path's config.json (num_labels, id2label, label2id): a new head.
   nlohmann::json config_overrides = nlohmann::json::object();
+
+  // The HF config the model is built from: `config`, or model_name_or_path's config.json with
+  // config_overrides merged over it; null where that file is missing (from_pretrained names
+  // it). `source` receives what messages call it. Throws CheckpointError for an unreadable file.
+  nlohmann::json built_config(std::string* source = nullptr) const;
 };
 
 struct DataArguments {
