@@ -21,12 +21,7 @@ BertConfig BertConfig::from_json(const nlohmann::json& config, const std::string
     r.fail("hidden_size " + std::to_string(c.hidden_size) + " is not divisible by num_attention_heads " +
            std::to_string(c.num_attention_heads));
   c.type_vocab_size = r.int_or("type_vocab_size", 2);
-  // transformers derives num_labels from id2label when present; 2 otherwise.
-  auto id2label = config.find("id2label");
-  c.num_labels = (id2label != config.end() && id2label->is_object() && !id2label->empty())
-                     ? static_cast<std::int64_t>(id2label->size())
-                     : r.int_or("num_labels", 2);
-  if (c.num_labels <= 0) r.fail("num_labels must be positive");
+  c.num_labels = r.num_labels();
   c.layer_norm_eps = r.positive_double_or("layer_norm_eps", 1e-12);
   c.hidden_dropout_prob = r.probability_or("hidden_dropout_prob", 0.1);
   c.attention_probs_dropout_prob = r.probability_or("attention_probs_dropout_prob", 0.1);
@@ -168,15 +163,7 @@ BertForSequenceClassification::BertForSequenceClassification(const nlohmann::jso
                    {"num_hidden_layers", c.num_hidden_layers}, {"pad_token_id", 0},
                    {"position_embedding_type", "absolute"}, {"type_vocab_size", c.type_vocab_size},
                    {"use_cache", true}, {"vocab_size", c.vocab_size}});
-  if (c.num_labels != 2 && !config.contains("id2label")) {
-    // transformers records a non-default label count through id2label / label2id.
-    nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
-    for (std::int64_t i = 0; i < c.num_labels; ++i) {
-      id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
-      label2id["LABEL_" + std::to_string(i)] = i;
-    }
-    complete_config({{"id2label", id2label}, {"label2id", label2id}});
-  }
+  complete_label_maps(c.num_labels);
   // The encoder is split over the tp ranks; the pooler and classifier are small and replicated.
   bert = register_module("bert", std::make_shared<BertModel>(config_, tensor_parallel_ptr(), group_runner()));
   classifier = register_module(

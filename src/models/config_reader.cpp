@@ -81,4 +81,20 @@ std::string ConfigReader::activation_or(const std::string& key, const std::strin
   return name;
 }
 
+std::int64_t ConfigReader::num_labels() const {
+  const auto* id2label = value("id2label");
+  const auto labels = id2label && id2label->is_object() && !id2label->empty() ? static_cast<std::int64_t>(id2label->size())
+                                                                              : int_or("num_labels", 2);
+  if (labels <= 0) fail("num_labels must be positive");
+  return labels;
+}
+
+bool names_architecture(const nlohmann::json& config, const std::string& architecture) {
+  const auto it = config.find("architectures");
+  if (it == config.end() || !it->is_array()) return false;
+  for (const auto& name : *it)
+    if (name.is_string() && name.get<std::string>() == architecture) return true;
+  return false;
+}
+
 }  // namespace mpitrain::models

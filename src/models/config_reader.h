@@ -23,6 +23,9 @@ class ConfigReader {
   bool has(const std::string& key) const;
   // A transformers activation name (ACT2FN) this project implements; fails naming the key otherwise.
   std::string activation_or(const std::string& key, const std::string& fallback) const;
+  // A classifier's label count as transformers derives it: id2label's size where it has
+  // entries, else num_labels, else 2. Fails naming the key for a count below 1.
+  std::int64_t num_labels() const;
 
   [[noreturn]] void fail(const std::string& problem) const;  // throws CheckpointError(source, problem)
   const std::string& source() const { return source_; }
@@ -32,5 +35,8 @@ class ConfigReader {
   const nlohmann::json& config_;
   std::string source_;
 };
+
+// Whether the config's "architectures" list names `architecture` (it chooses the head).
+bool names_architecture(const nlohmann::json& config, const std::string& architecture);
 
 }  // namespace mpitrain::models

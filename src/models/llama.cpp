@@ -179,7 +179,8 @@ torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
   return groups_->run({1 + static_cast<int>(layers->size())}, [&] { return norm->forward(h); });
 }
 
-LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp)
+LlamaPreTrainedModel::LlamaPreTrainedModel(const nlohmann::json& config, const std::string& source,
+                                           TensorParallelPtr tp, const std::string& architecture)
     : HfModel(config, std::move(tp)), config_(LlamaConfig::from_json(config, source)) {
   const auto& c = config_;
   const auto tp_size = tensor_parallel().size();
@@ -190,7 +191,7 @@ LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::stri
     throw checkpoint::CheckpointError(source, "num_key_value_heads " + std::to_string(c.num_key_value_heads) +
                                                   " neither divides nor is divisible by tensor_parallel_size " +
                                                   std::to_string(tp_size));
-  complete_config({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"attention_bias", c.attention_bias},
+  complete_config({{"architectures", {architecture}}, {"model_type", "llama"}, {"attention_bias", c.attention_bias},
                    {"attention_dropout", c.attention_dropout}, {"bos_token_id", 1}, {"eos_token_id", 2},
                    {"head_dim", c.head_dim}, {"hidden_act", c.hidden_act}, {"hidden_size", c.hidden_size},
                    {"initializer_range", c.initializer_range}, {"intermediate_size", c.intermediate_size},
@@ -200,25 +201,32 @@ LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::stri
                    {"rms_norm_eps", c.rms_norm_eps}, {"rope_scaling", c.rope_scaling}, {"rope_theta", c.rope_theta},
                    {"tie_word_embeddings", c.tie_word_embeddings}, {"use_cache", true}, {"vocab_size", c.vocab_size}});
   model = register_module("model", std::make_shared<LlamaModel>(config_, tensor_parallel_ptr(), group_runner()));
-  // The head is split over the vocabulary like the embedding (vocab-parallel logits).
-  if (!config_.tie_word_embeddings)
-    lm_head = register_module("lm_head", std::make_shared<Linear>(config_.hidden_size, config_.vocab_size, false,
-                                                                  config_.initializer_range, tensor_parallel_ptr(),
-                                                                  TpSplit{TpSplit::kColumn}));
 }
 
-torch::Tensor LlamaForCausalLM::forward(const ModelInputs& inputs) {
-  return causal_lm_logits(model->forward(inputs), lm_head, model->embed_tokens->weight,
-                          static_cast<int>(config_.num_hidden_layers) + 2);
-}
-
-int LlamaForCausalLM::parameter_group(const std::string& name) const {
+int LlamaPreTrainedModel::parameter_group(const std::string& name) const {
   return forward_group(name, config_.num_hidden_layers, {"model.embed_tokens."}, "model.norm.");
 }
 
-bool LlamaForCausalLM::is_ignorable_checkpoint_tensor(const std::string& name) const {
-  if (config_.tie_word_embeddings && name == "lm_head.weight") return true;
+bool LlamaPreTrainedModel::is_ignorable_checkpoint_tensor(const std::string& name) const {
   return ends_with(name, "rotary_emb.inv_freq");
+}
+
+LlamaForCausalLM::LlamaForCausalLM(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp)
+    : LlamaPreTrainedModel(config, source, std::move(tp), "LlamaForCausalLM") {
+  const auto& c = llama_config();
+  // The head is split over the vocabulary like the embedding (vocab-parallel logits).
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", std::make_shared<Linear>(c.hidden_size, c.vocab_size, false, c.initializer_range,
+                                                                  tensor_parallel_ptr(), TpSplit{TpSplit::kColumn}));
+}
+
+torch::Tensor LlamaForCausalLM::forward(const ModelInputs& inputs) {
+  return causal_lm_logits(model->forward(inputs), lm_head, model->embed_tokens->weight, head_group());
+}
+
+bool LlamaForCausalLM::is_ignorable_checkpoint_tensor(const std::string& name) const {
+  if (llama_config().tie_word_embeddings && name == "lm_head.weight") return true;
+  return LlamaPreTrainedModel::is_ignorable_checkpoint_tensor(name);
 }
 
 }  // namespace mpitrain::models

@@ -68,25 +68,40 @@ class LlamaModel : public torch::nn::Module {
   torch::Tensor inv_freq_;  // float32, recomputed from the config (never saved)
 };
 
-class LlamaForCausalLM : public HfModel {
+// What every Llama head shares (transformers' LlamaPreTrainedModel): the config checked
+// against tp, the keys transformers writes, the decoder stack under "model.", forward groups.
+class LlamaPreTrainedModel : public HfModel {
+ public:
+  PositionLimit position_limit() const override {
+    return {config_.max_position_embeddings, "max_position_embeddings", /*learned=*/false};
+  }
+  bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
+  int parameter_group(const std::string& name) const override;
+  const LlamaConfig& llama_config() const { return config_; }
+
+  std::shared_ptr<LlamaModel> model;
+
+ protected:
+  // Registers `model`; the head is the subclass's to register after it (module order).
+  LlamaPreTrainedModel(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp,
+                       const std::string& architecture);
+  int head_group() const { return static_cast<int>(config_.num_hidden_layers) + 2; }
+
+ private:
+  LlamaConfig config_;
+};
+
+class LlamaForCausalLM : public LlamaPreTrainedModel {
  public:
   LlamaForCausalLM(const nlohmann::json& config, const std::string& source, TensorParallelPtr tp = nullptr);
   torch::Tensor forward(const ModelInputs& inputs) override;
   std::string architecture() const override { return "LlamaForCausalLM"; }
   bool is_causal_lm() const override { return true; }
-  bool ties_word_embeddings() const override { return config_.tie_word_embeddings; }
-  PositionLimit position_limit() const override {
-    return {config_.max_position_embeddings, "max_position_embeddings", /*learned=*/false};
-  }
+  bool ties_word_embeddings() const override { return llama_config().tie_word_embeddings; }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   std::int64_t logits_vocab_start() const override { return model->embed_tokens->first_row(); }
-  int parameter_group(const std::string& name) const override;
 
-  std::shared_ptr<LlamaModel> model;
   std::shared_ptr<Linear> lm_head;  // null when tied to model.embed_tokens
-
- private:
-  LlamaConfig config_;
 };
 
 // Inverse RoPE frequencies for the config, with transformers' rope_scaling rules applied.

@@ -72,6 +72,16 @@ std::vector<std::pair<std::string, ParameterPlacement>> HfModel::placements() co
   return out;
 }
 
+void HfModel::complete_label_maps(std::int64_t num_labels) {
+  if (num_labels == 2 || config_.contains("id2label")) return;
+  nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+  for (std::int64_t i = 0; i < num_labels; ++i) {
+    id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
+    label2id["LABEL_" + std::to_string(i)] = i;
+  }
+  complete_config({{"id2label", id2label}, {"label2id", label2id}});
+}
+
 void HfModel::require_divisible_by_tp(const std::string& source, const std::string& key, std::int64_t value) const {
   if (value % tp_->size() != 0)
     throw checkpoint::CheckpointError(source, key + " " + std::to_string(value) + " is not divisible by tensor_parallel_size " +

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <initializer_list>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -71,6 +72,9 @@ class HfModel : public torch::nn::Module {
   // as transformers' _init_weights gives it, for a fine-tuning run that starts a new head.
   virtual std::vector<std::string> task_head_parameters() const { return {}; }
   virtual void initialise_task_head() {}
+  // The id whose positions a classifier never reads (Llama's score head reads each row's last
+  // token that is not it), or none: rows padded with another id would be read at the padding.
+  virtual std::optional<std::int64_t> pooling_pad_token_id() const { return std::nullopt; }
   // How far the position embeddings reach: `length` positions, from config key `key`. Learned
   // ones (a table of that many rows) cannot run longer sequences; rotary ones run them,
   // extrapolating to positions never trained.
@@ -113,6 +117,9 @@ class HfModel : public torch::nn::Module {
     for (auto it = effective.begin(); it != effective.end(); ++it)
       if (!config_.contains(it.key())) config_[it.key()] = it.value();
   }
+  // transformers records a label count other than 2 through id2label / label2id (LABEL_i):
+  // written where the config has no id2label of its own.
+  void complete_label_maps(std::int64_t num_labels);
   // Throws CheckpointError naming `key` of config `source` when tp does not divide `value`.
   void require_divisible_by_tp(const std::string& source, const std::string& key, std::int64_t value) const;
   virtual int parameter_group(const std::string& name) const = 0;

@@ -4,7 +4,9 @@
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "src/models/bert.h"
 #include "src/models/gpt2.h"
+#include "src/models/config_reader.h"
 #include "src/models/llama.h"
+#include "src/models/llama_classification.h"
 
 namespace mpitrain::models {
 
@@ -16,7 +18,12 @@ std::shared_ptr<HfModel> create_model(const nlohmann::json& config, const std::s
   if (it == config.end() || !it->is_string())
     throw checkpoint::CheckpointError(source, "missing required key 'model_type'");
   const auto type = it->get<std::string>();
-  if (type == "llama") return std::make_shared<LlamaForCausalLM>(config, source, tp);
+  if (type == "llama") {
+    // The head follows "architectures", as AutoModelFor... picks it in transformers.
+    if (names_architecture(config, "LlamaForSequenceClassification"))
+      return std::make_shared<LlamaForSequenceClassification>(config, source, tp);
+    return std::make_shared<LlamaForCausalLM>(config, source, tp);
+  }
   if (type == "gpt2") return std::make_shared<Gpt2LMHeadModel>(config, source, tp);
   if (type == "bert") return std::make_shared<BertForSequenceClassification>(config, source, tp);
   throw checkpoint::CheckpointError(source, "unknown model_type '" + type + "' (supported: bert, gpt2, llama)");

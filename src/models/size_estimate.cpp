@@ -3,6 +3,7 @@
 
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "src/models/bert.h"
+#include "src/models/config_reader.h"
 #include "src/models/gpt2.h"
 #include "src/models/llama.h"
 
@@ -52,8 +53,13 @@ SizeEstimate estimate_llama(const nlohmann::json& config, const std::string& sou
   const double h = d(c.hidden_size), i = d(c.intermediate_size), q = d(c.num_attention_heads * c.head_dim),
                kv = d(c.num_key_value_heads * c.head_dim);
   const double layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
-  auto e = from_dimensions({h, i, d(c.num_attention_heads), d(c.num_hidden_layers), d(seq), d(c.vocab_size), true},
-                           d(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + d(c.num_hidden_layers) * layer + h);
+  const double body = d(c.vocab_size) * h + d(c.num_hidden_layers) * layer + h;
+  // The causal LM's head is the vocabulary (its own matrix unless tied); a classifier's the labels.
+  const bool classifier = names_architecture(config, "LlamaForSequenceClassification");
+  const double outputs = classifier ? d(ConfigReader(config, source).num_labels()) : d(c.vocab_size);
+  const double head = classifier ? h * outputs : c.tie_word_embeddings ? 0 : h * outputs;
+  auto e = from_dimensions({h, i, d(c.num_attention_heads), d(c.num_hidden_layers), d(seq), outputs, !classifier},
+                           body + head);
   e.sizing_keys = {{"hidden_size", c.hidden_size},
                    {"intermediate_size", c.intermediate_size},
                    {"num_hidden_layers", c.num_hidden_layers},

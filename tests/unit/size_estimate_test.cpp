@@ -26,6 +26,13 @@ TEST(SizeEstimate, CountsTheParametersOfEveryFamilyAsBuilt) {
     EXPECT_GT(estimate.activation_bytes_per_token, 0) << family;
     EXPECT_GT(estimate.inference_bytes_per_token, 0) << family;
   }
+  // The Llama classifier: the score head [3, hidden] in place of lm_head, tied or not.
+  for (const char* family : {"llama", "llama_tied"}) {
+    auto config = checkpoint::read_json_file(testing::fixture(std::string(family) + "/single/config.json"));
+    config["architectures"] = {"LlamaForSequenceClassification"};
+    config["num_labels"] = 3;
+    EXPECT_EQ(estimate_size(config, "config.json", 16).parameters, parameters_built(config)) << family;
+  }
 }
 
 TEST(SizeEstimate, BlamesTheKeyThatMakesTheModelLarge) {
