@@ -1,10 +1,10 @@
-// `mpitrain generate MODEL_DIR --prompt TEXT`: samples text from a causal LM saved with the byte tokenizer.
+// `mpitrain generate MODEL_DIR --prompt TEXT`: samples text from a causal LM, tokenized and decoded by its own tokenizer.json.
 #include <filesystem>
 #include <iostream>
 
 #include "launcher/options.h"
 #include "runtime/checkpoint/json_file.h"
-#include "src/data/byte_tokenizer.h"
+#include "src/data/text_encoder.h"
 #include "src/models/pretrained.h"
 
 namespace mpitrain::launcher {
@@ -26,21 +26,26 @@ int run_generate(const Args& args) {
   po::variables_map values;
   if (!parse_options("generate", "MODEL_DIR --prompt TEXT", args, options, positional, values)) return 0;
 
-  const auto tokenizer_file = std::filesystem::path(model_dir) / "tokenizer.json";
-  if (!std::filesystem::exists(tokenizer_file) ||
-      checkpoint::read_json_file(tokenizer_file.string())["model"]["vocab"].size() != data::ByteTokenizer::kVocabSize)
-    throw std::runtime_error(model_dir + ": generate needs a model saved with mpitrain's byte-level tokenizer");
+  // The model's own tokenizer.json: an HF tokenizer's, or the byte tokenizer's as mpitrain
+  // saves it (itself a byte-level tokenizer.json that gives the same ids).
+  if (!std::filesystem::exists(std::filesystem::path(model_dir) / "tokenizer.json"))
+    throw std::runtime_error(model_dir + ": generate needs the model's tokenizer.json beside it");
+  const auto tokenizer = data::tokenizer_encoder(model_dir);
   auto loaded = models::from_pretrained(model_dir);
   if (!loaded.model->is_causal_lm()) throw std::runtime_error(model_dir + ": " + loaded.model->architecture() + " is not a causal LM");
   const auto context = loaded.model->config().value("max_position_embeddings",
                                                     loaded.model->config().value("n_positions", std::int64_t{1024}));
-  data::ByteTokenizer tokenizer;
-  std::vector<std::int64_t> ids = {data::ByteTokenizer::kEos};  // documents were joined by </s>
-  for (auto id : tokenizer.encode(prompt)) ids.push_back(id);
+  // The prompt as a document starts in the training stream: after the tokenizer's leading
+  // special tokens (a BOS) where it has them, else after the EOS that ended the one before.
+  std::vector<std::int64_t> ids;
+  if (tokenizer->prompt("").empty() && tokenizer->eos_id() >= 0) ids.push_back(tokenizer->eos_id());
+  for (auto id : tokenizer->prompt(prompt)) ids.push_back(id);
   torch::manual_seed(seed);
   loaded.model->eval();
   torch::NoGradGuard no_grad;
   std::cout << prompt << std::flush;
+  std::vector<std::int32_t> generated;
+  std::string printed;
   for (int i = 0; i < max_new_tokens; ++i) {
     const auto start = std::max<std::int64_t>(0, static_cast<std::int64_t>(ids.size()) - context);
     auto input = torch::tensor(std::vector<std::int64_t>(ids.begin() + start, ids.end()), torch::kInt64).unsqueeze(0);
@@ -56,9 +61,13 @@ int run_generate(const Args& args) {
       }
       next = torch::multinomial(torch::softmax(logits, 0), 1).item<std::int64_t>();
     }
-    if (next == data::ByteTokenizer::kEos) break;
+    if (next == tokenizer->eos_id()) break;
     ids.push_back(next);
-    std::cout << tokenizer.decode({next}) << std::flush;
+    generated.push_back(static_cast<std::int32_t>(next));
+    // Decoded whole each time: a character may take several byte-level tokens.
+    const auto text = tokenizer->decode(generated);
+    if (text.compare(0, printed.size(), printed) == 0) std::cout << text.substr(printed.size()) << std::flush;
+    printed = text;
   }
   std::cout << "\n";
   return 0;

@@ -3,6 +3,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 
@@ -72,18 +73,33 @@ void write_dataset(hid_t file, const std::string& name, const std::vector<hsize_
   check(H5Dwrite(dataset.id, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), where, "cannot write " + name);
 }
 
-// Creates the file under a temporary name and renames it when complete.
+void write_int_attribute(hid_t file, const char* name, std::int64_t value, const std::string& where) {
+  Handle space{H5Screate(H5S_SCALAR), H5Sclose};
+  Handle attr{H5Acreate2(file, name, H5T_STD_I64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
+  check(H5Awrite(attr.id, H5T_NATIVE_INT64, &value), where, std::string("cannot write ") + name);
+}
+
+// The root attribute `name`, or `fallback` where the file has none (files of earlier versions).
+std::int64_t read_int_attribute(hid_t file, const char* name, std::int64_t fallback, const std::string& where) {
+  if (H5Aexists(file, name) <= 0) return fallback;
+  Handle attr{H5Aopen(file, name, H5P_DEFAULT), H5Aclose};
+  std::int64_t value = fallback;
+  check(H5Aread(attr.id, H5T_NATIVE_INT64, &value), where, std::string("cannot read ") + name);
+  return value;
+}
+
+// Creates the file under a temporary name and renames it when complete. Rows record the id
+// they are padded with (`pad_id`; -1 for a token stream, which has no padding).
 template <typename Fill>
-void write_file(const std::string& path, std::int64_t vocab_size, Fill fill) {
+void write_file(const std::string& path, std::int64_t vocab_size, std::int64_t pad_id, Fill fill) {
   static Silence silence;
   const std::string temp = path + ".tmp";
   {
     Handle file{H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
     check(static_cast<herr_t>(file.id), path, "cannot create HDF5 file");
     fill(file.id);
-    Handle space{H5Screate(H5S_SCALAR), H5Sclose};
-    Handle attr{H5Acreate2(file.id, "vocab_size", H5T_STD_I64LE, space.id, H5P_DEFAULT, H5P_DEFAULT), H5Aclose};
-    check(H5Awrite(attr.id, H5T_NATIVE_INT64, &vocab_size), path, "cannot write vocab_size");
+    write_int_attribute(file.id, "vocab_size", vocab_size, path);
+    if (pad_id >= 0) write_int_attribute(file.id, "pad_id", pad_id, path);
   }
   std::filesystem::rename(temp, path);
   checkpoint::fsync_directory(std::filesystem::path(path).parent_path().string());
@@ -99,10 +115,8 @@ Hdf5Dataset::Hdf5Dataset(const std::string& path, const std::string& split, std:
   file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file_ < 0) throw std::runtime_error(path + ": cannot open HDF5 file (corrupt?)");
   try {
-    if (H5Aexists(file_, "vocab_size") > 0) {
-      Handle attr{H5Aopen(file_, "vocab_size", H5P_DEFAULT), H5Aclose};
-      check(H5Aread(attr.id, H5T_NATIVE_INT64, &vocab_size_), path, "cannot read vocab_size");
-    }
+    vocab_size_ = read_int_attribute(file_, "vocab_size", 0, path);
+    pad_id_ = read_int_attribute(file_, "pad_id", -1, path);
     const std::string tokens = "/" + split + "/tokens", ids = "/" + split + "/input_ids";
     if (exists(file_, "/" + split) && exists(file_, tokens)) {
       Handle dataset{H5Dopen2(file_, tokens.c_str(), H5P_DEFAULT), H5Dclose};
@@ -133,6 +147,20 @@ Hdf5Dataset::Hdf5Dataset(const std::string& path, const std::string& split, std:
     throw;
   }
 }
+
+namespace {
+
+// Rows are stored right-padded, so the batch's real tokens end at its longest row's length.
+void cut_to_longest_row(Batch& batch) {
+  const auto width = std::max<std::int64_t>(1, batch.attention_mask.sum(1).max().item<std::int64_t>());
+  if (width == batch.input_ids.size(1)) return;
+  const auto cut = [width](torch::Tensor& t) {
+    if (t.defined() && t.dim() == 2) t = t.narrow(1, 0, width).contiguous();
+  };
+  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels}) cut(*t);
+}
+
+}  // namespace
 
 Hdf5Dataset::~Hdf5Dataset() {
   if (file_ >= 0) H5Fclose(file_);
@@ -177,12 +205,13 @@ Batch Hdf5Dataset::read(const std::vector<std::int64_t>& indices) const {
   }
   batch.labels = labels;
   batch.tokens = batch.attention_mask.sum().item<std::int64_t>();
+  if (pad_to_longest_) cut_to_longest_row(batch);
   return batch;
 }
 
 void write_token_file(const std::string& path, const std::vector<std::int32_t>& train,
                       const std::vector<std::int32_t>& eval, std::int64_t vocab_size) {
-  write_file(path, vocab_size, [&](hid_t file) {
+  write_file(path, vocab_size, -1, [&](hid_t file) {
     write_dataset(file, "/train/tokens", {train.size()}, H5T_STD_I32LE, H5T_NATIVE_INT32, train.data(), path);
     write_dataset(file, "/eval/tokens", {eval.size()}, H5T_STD_I32LE, H5T_NATIVE_INT32, eval.data(), path);
   });
@@ -190,7 +219,7 @@ void write_token_file(const std::string& path, const std::vector<std::int32_t>& 
 
 void write_classification_file(const std::string& path, const LabelledRows& train, const LabelledRows& eval,
                                std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size) {
-  write_file(path, vocab_size, [&](hid_t file) {
+  write_file(path, vocab_size, pad_id, [&](hid_t file) {
     for (const auto& [split, rows] : {std::pair<std::string, const LabelledRows*>{"train", &train}, {"eval", &eval}}) {
       const auto count = rows->ids.size();
       std::vector<std::int32_t> ids(count * static_cast<std::size_t>(length), pad_id);
@@ -214,7 +243,7 @@ void write_classification_file(const std::string& path, const LabelledRows& trai
 
 void write_token_labelled_file(const std::string& path, const TokenLabelledRows& train, const TokenLabelledRows& eval,
                                std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size) {
-  write_file(path, vocab_size, [&](hid_t file) {
+  write_file(path, vocab_size, pad_id, [&](hid_t file) {
     for (const auto& [split, rows] : {std::pair<std::string, const TokenLabelledRows*>{"train", &train}, {"eval", &eval}}) {
       const auto count = rows->ids.size();
       const auto width = static_cast<std::size_t>(length);

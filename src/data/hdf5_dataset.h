@@ -16,7 +16,7 @@ namespace mpitrain::data {
 //   /<split>/token_type_ids  int8  [rows, len]    sentence pairs only (0 first, 1 second)
 //   /<split>/lm_labels       int32 [rows, len]    prompt/completion rows: each position's target, -100 where none
 //   /<split>/labels          int64 [rows]
-//   attribute vocab_size on the root group
+//   attributes vocab_size and (rows) pad_id on the root group
 struct Batch {
   torch::Tensor input_ids;       // [b, len] int64
   torch::Tensor attention_mask;  // [b, len] int64 (undefined for packed LM windows: all real)
@@ -38,16 +38,23 @@ class Hdf5Dataset {
   bool has_token_labels() const { return token_labels_; }
   std::int64_t size() const { return samples_; }  // windows or rows
   std::int64_t vocab_size() const { return vocab_size_; }
+  // The id rows are padded with; -1 for a token stream (or a file that does not say).
+  std::int64_t pad_id() const { return pad_id_; }
   std::int64_t sequence_length() const { return seq_len_; }  // seq_len, or a classification row's width
   const std::string& path() const { return path_; }
 
-  // Reads only the samples named (one hyperslab each), in the order given.
+  // Reads only the samples named (one hyperslab each), in the order given. Rows (classification,
+  // prompt/completion) come padded to the longest row of the batch unless told otherwise, as
+  // transformers' DataCollatorWithPadding pads: rows are stored padded on the right to the
+  // file's width, so the batch is that width cut after its last real token.
   Batch read(const std::vector<std::int64_t>& indices) const;
+  // false: every batch keeps the file's whole width (data.pad_to_max_length).
+  void set_pad_to_longest(bool on) { pad_to_longest_ = on; }
 
  private:
   std::string path_, split_;
-  std::int64_t seq_len_ = 0, samples_ = 0, vocab_size_ = 0;
-  bool classification_ = false, has_type_ids_ = false, token_labels_ = false;
+  std::int64_t seq_len_ = 0, samples_ = 0, vocab_size_ = 0, pad_id_ = -1;
+  bool classification_ = false, has_type_ids_ = false, token_labels_ = false, pad_to_longest_ = true;
   long long file_ = -1;  // hid_t, kept opaque so HDF5's headers stay out of this one
 };
 

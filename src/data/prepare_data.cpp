@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -34,10 +33,14 @@ std::vector<fs::path> source_files(const std::string& source, const std::string&
 // Never a plain ifstream: a FIFO named as the source would block it forever.
 std::string slurp(const fs::path& path) { return checkpoint::read_regular_file(path.string()); }
 
-// Every non-blank line of the .jsonl files of `source`, parsed (depth-bounded), with the
-// "FILE:LINE" its errors name.
-void for_each_json_line(const std::string& source,
-                        const std::function<void(const nlohmann::json& row, const std::string& where)>& visit) {
+struct JsonLine {
+  std::string text, where;  // the line, and the "FILE:LINE" its errors name
+};
+
+// Every non-blank line of the .jsonl files of `source`, unparsed: each is parsed (depth-bounded)
+// by the rank that encodes it.
+std::vector<JsonLine> json_lines(const std::string& source) {
+  std::vector<JsonLine> lines;
   for (const auto& file : source_files(source, ".jsonl")) {
     std::istringstream in(slurp(file));
     std::string line;
@@ -45,24 +48,37 @@ void for_each_json_line(const std::string& source,
     while (std::getline(in, line)) {
       ++line_number;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const auto where = file.string() + ":" + std::to_string(line_number);
-      visit(checkpoint::parse_json(line, where), where);
+      lines.push_back({line, file.string() + ":" + std::to_string(line_number)});
     }
   }
+  return lines;
+}
+
+void create_parent_directory(const std::string& output) {
+  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+}
+
+// Every `eval_every`-th document (counted from 1) is held out for eval.
+bool is_eval(const PrepareReport& report, int eval_every) {
+  return eval_every > 0 && report.documents % eval_every == eval_every - 1;
 }
 
 }  // namespace
 
 PrepareReport prepare_text_corpus(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                  int eval_every) {
-  std::vector<std::int32_t> train, eval;
+                                  int eval_every, const EncodingShare& share) {
+  const auto files = source_files(source, ".txt");
+  const auto documents = share.encode_all(files.size(), [&](std::size_t i) {
+    const auto text = slurp(files[i]);
+    return text.empty() ? EncodedDocument{} : EncodedDocument{{encoder.document(text)}};
+  });
   PrepareReport report;
-  for (const auto& file : source_files(source, ".txt")) {
-    const auto text = slurp(file);
-    if (text.empty()) continue;
-    auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-    const auto ids = encoder.document(text);
-    split.insert(split.end(), ids.begin(), ids.end());
+  if (!share.writes()) return report;
+  std::vector<std::int32_t> train, eval;
+  for (const auto& document : documents) {
+    if (document.lists.empty()) continue;  // an empty file
+    auto& split = is_eval(report, eval_every) ? eval : train;
+    split.insert(split.end(), document.lists[0].begin(), document.lists[0].end());
     ++report.documents;
   }
   if (train.empty()) throw std::runtime_error(source + ": no text to train on");
@@ -71,7 +87,7 @@ PrepareReport prepare_text_corpus(const std::string& source, const std::string& 
     eval.assign(train.begin() + static_cast<std::ptrdiff_t>(cut), train.end());
     train.resize(cut);
   }
-  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+  create_parent_directory(output);
   write_token_file(output, train, eval, encoder.vocab_size());
   report.train_tokens = static_cast<std::int64_t>(train.size());
   report.eval_tokens = static_cast<std::int64_t>(eval.size());
@@ -103,70 +119,106 @@ std::int64_t label_id(const nlohmann::json& label, const LabelSet& labels, const
 
 }  // namespace
 
+namespace {
+
+// One classification line: its row (ids, and type ids for a sentence pair) and label id.
+EncodedDocument encode_classification_line(const JsonLine& line, const TextEncoder& encoder, std::int64_t max_length,
+                                           const LabelSet& labels) {
+  const auto row = checkpoint::parse_json(line.text, line.where);
+  if (!row.is_object() || !row.contains("text") || !row["text"].is_string() || !row.contains("label"))
+    throw std::runtime_error(line.where + ": needs a string \"text\" and a \"label\"");
+  EncodedDocument document;
+  document.label = label_id(row["label"], labels, line.where);
+  std::string pair;
+  const bool has_pair = row.contains("text_pair");
+  if (has_pair) {
+    if (!row["text_pair"].is_string()) throw std::runtime_error(line.where + ": \"text_pair\" must be a string");
+    pair = row["text_pair"].get<std::string>();
+  }
+  try {
+    auto encoded = encoder.row(row["text"].get<std::string>(), has_pair ? &pair : nullptr, max_length);
+    document.lists.push_back(std::move(encoded.ids));
+    if (has_pair) document.lists.push_back(std::move(encoded.type_ids));  // a row's type ids are all 0 otherwise
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(line.where + ": " + e.what());
+  }
+  return document;
+}
+
+}  // namespace
+
 PrepareReport prepare_classification(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                     std::int64_t max_length, int eval_every, const LabelSet& labels) {
-  LabelledRows train, eval;
-  PrepareReport report;
-  bool pairs = false;
-  for_each_json_line(source, [&](const nlohmann::json& row, const std::string& where) {
-    if (!row.is_object() || !row.contains("text") || !row["text"].is_string() || !row.contains("label"))
-      throw std::runtime_error(where + ": needs a string \"text\" and a \"label\"");
-    const auto label = label_id(row["label"], labels, where);
-    std::string pair;
-    const bool has_pair = row.contains("text_pair");
-    if (has_pair) {
-      if (!row["text_pair"].is_string()) throw std::runtime_error(where + ": \"text_pair\" must be a string");
-      pair = row["text_pair"].get<std::string>();
-      pairs = true;
-    }
-    TextEncoder::Row encoded;
-    try {
-      encoded = encoder.row(row["text"].get<std::string>(), has_pair ? &pair : nullptr, max_length);
-    } catch (const std::runtime_error& e) {
-      throw std::runtime_error(where + ": " + e.what());
-    }
-    auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-    split.ids.push_back(std::move(encoded.ids));
-    split.type_ids.push_back(std::move(encoded.type_ids));
-    split.labels.push_back(label);
-    ++report.documents;
+                                     std::int64_t max_length, int eval_every, const LabelSet& labels,
+                                     const EncodingShare& share) {
+  const auto lines = json_lines(source);
+  const auto documents = share.encode_all(lines.size(), [&](std::size_t i) {
+    return encode_classification_line(lines[i], encoder, max_length, labels);
   });
+  PrepareReport report;
+  if (!share.writes()) return report;
+  LabelledRows train, eval;
+  bool pairs = false;
+  for (const auto& document : documents) {
+    auto& split = is_eval(report, eval_every) ? eval : train;
+    const auto& ids = document.lists[0];
+    pairs = pairs || document.lists.size() > 1;
+    split.ids.push_back(ids);
+    split.type_ids.push_back(document.lists.size() > 1 ? document.lists[1] : std::vector<std::int32_t>(ids.size(), 0));
+    split.labels.push_back(document.label);
+    ++report.documents;
+  }
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
   // Type ids are kept only where some row is a pair (else they are all 0 and need no storage).
   if (!pairs) train.type_ids.clear(), eval.type_ids.clear();
-  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+  create_parent_directory(output);
   write_classification_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
   report.train_rows = static_cast<std::int64_t>(train.ids.size());
   report.eval_rows = static_cast<std::int64_t>(eval.ids.size());
   return report;
 }
 
+namespace {
+
+// One prompt/completion line: its ids and their targets (-100 where none).
+EncodedDocument encode_prompt_completion_line(const JsonLine& line, const TextEncoder& encoder, std::size_t width,
+                                              bool completion_only_loss) {
+  const auto row = checkpoint::parse_json(line.text, line.where);
+  if (!row.is_object() || !row.contains("prompt") || !row["prompt"].is_string() || !row.contains("completion") ||
+      !row["completion"].is_string())
+    throw std::runtime_error(line.where + ": needs a string \"prompt\" and a string \"completion\"");
+  if (row["completion"].get<std::string>().empty()) throw std::runtime_error(line.where + ": the completion is empty");
+  auto prompt = encoder.prompt(row["prompt"].get<std::string>());
+  auto completion = encoder.completion(row["completion"].get<std::string>());
+  if (completion.size() > width) completion.resize(width);  // longer than a whole row by itself
+  if (prompt.size() + completion.size() > width)  // the oldest prompt tokens go
+    prompt.erase(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(prompt.size() + completion.size() - width));
+  std::vector<std::int32_t> ids = prompt, labels(prompt.size(), -100);
+  if (!completion_only_loss) labels = prompt;
+  ids.insert(ids.end(), completion.begin(), completion.end());
+  labels.insert(labels.end(), completion.begin(), completion.end());
+  return EncodedDocument{{std::move(ids), std::move(labels)}};
+}
+
+}  // namespace
+
 PrepareReport prepare_prompt_completion(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                        std::int64_t max_length, int eval_every, bool completion_only_loss) {
-  TokenLabelledRows train, eval;
-  PrepareReport report;
-  const auto width = static_cast<std::size_t>(max_length);
-  for_each_json_line(source, [&](const nlohmann::json& row, const std::string& where) {
-    if (!row.is_object() || !row.contains("prompt") || !row["prompt"].is_string() || !row.contains("completion") ||
-        !row["completion"].is_string())
-      throw std::runtime_error(where + ": needs a string \"prompt\" and a string \"completion\"");
-    if (row["completion"].get<std::string>().empty()) throw std::runtime_error(where + ": the completion is empty");
-    auto prompt = encoder.prompt(row["prompt"].get<std::string>());
-    auto completion = encoder.completion(row["completion"].get<std::string>());
-    if (completion.size() > width) completion.resize(width);  // longer than a whole row by itself
-    if (prompt.size() + completion.size() > width)  // the oldest prompt tokens go
-      prompt.erase(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(prompt.size() + completion.size() - width));
-    std::vector<std::int32_t> ids = prompt, labels(prompt.size(), -100);
-    if (!completion_only_loss) labels = prompt;
-    ids.insert(ids.end(), completion.begin(), completion.end());
-    labels.insert(labels.end(), completion.begin(), completion.end());
-    auto& split = (eval_every > 0 && report.documents % eval_every == eval_every - 1) ? eval : train;
-    split.ids.push_back(std::move(ids));
-    split.labels.push_back(std::move(labels));
-    ++report.documents;
+                                        std::int64_t max_length, int eval_every, bool completion_only_loss,
+                                        const EncodingShare& share) {
+  const auto lines = json_lines(source);
+  const auto documents = share.encode_all(lines.size(), [&](std::size_t i) {
+    return encode_prompt_completion_line(lines[i], encoder, static_cast<std::size_t>(max_length), completion_only_loss);
   });
+  PrepareReport report;
+  if (!share.writes()) return report;
+  TokenLabelledRows train, eval;
+  for (const auto& document : documents) {
+    auto& split = is_eval(report, eval_every) ? eval : train;
+    split.ids.push_back(document.lists[0]);
+    split.labels.push_back(document.lists[1]);
+    ++report.documents;
+  }
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
-  if (!fs::path(output).parent_path().empty()) fs::create_directories(fs::path(output).parent_path());
+  create_parent_directory(output);
   write_token_labelled_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
   report.train_rows = static_cast<std::int64_t>(train.ids.size());
   report.eval_rows = static_cast<std::int64_t>(eval.ids.size());

@@ -5,10 +5,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "src/data/encoding_share.h"
 #include "src/data/text_encoder.h"
 
 namespace mpitrain::data {
 
+// Each function below tokenizes its documents through `share` (this process by default): under
+// a shared one, every rank calls it alike and only the rank that writes() writes `output` and
+// gets the report (the others an empty one).
 struct PrepareReport {
   std::int64_t documents = 0, train_tokens = 0, eval_tokens = 0, train_rows = 0, eval_rows = 0;
 };
@@ -18,7 +22,7 @@ struct PrepareReport {
 // `eval_every`-th document goes to the eval split. Throws std::runtime_error naming the source
 // when it holds no text.
 PrepareReport prepare_text_corpus(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                  int eval_every = 10);
+                                  int eval_every = 10, const EncodingShare& share = EncodingShare());
 
 // What a "label" may be: an integer in [0, num_labels) (num_labels 0: any non-negative one), or
 // a name the model config's label2id maps to one.
@@ -31,7 +35,8 @@ struct LabelSet {
 // "label"; rows of `encoder` cut to `max_length` tokens. A line without its fields, or with a
 // label outside `labels`, is an error naming the file and line.
 PrepareReport prepare_classification(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                     std::int64_t max_length, int eval_every = 10, const LabelSet& labels = {});
+                                     std::int64_t max_length, int eval_every = 10, const LabelSet& labels = {},
+                                     const EncodingShare& share = EncodingShare());
 
 // JSON lines with "prompt" and "completion": one row each, the prompt's tokens then the
 // completion's (then EOS). Labels: the completion's tokens, and with `completion_only_loss`
@@ -40,6 +45,7 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
 // its end; never is the completion cut to nothing. An empty completion, or a line without both
 // fields, is an error naming the file and line.
 PrepareReport prepare_prompt_completion(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                        std::int64_t max_length, int eval_every = 10, bool completion_only_loss = true);
+                                        std::int64_t max_length, int eval_every = 10, bool completion_only_loss = true,
+                                        const EncodingShare& share = EncodingShare());
 
 }  // namespace mpitrain::data

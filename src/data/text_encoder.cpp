@@ -38,6 +38,10 @@ class BytesEncoder : public TextEncoder {
   std::vector<std::int32_t> prompt(const std::string& text) const override { return tokenizer_.encode(text); }
   std::vector<std::int32_t> completion(const std::string& text) const override { return document(text); }
   std::int32_t pad_id() const override { return ByteTokenizer::kPad; }
+  std::int32_t eos_id() const override { return ByteTokenizer::kEos; }
+  std::string decode(const std::vector<std::int32_t>& ids) const override {
+    return tokenizer_.decode(std::vector<std::int64_t>(ids.begin(), ids.end()));
+  }
   std::int64_t vocab_size() const override { return ByteTokenizer::kVocabSize; }
   nlohmann::json identity() const override { return "bytes"; }
 
@@ -146,6 +150,10 @@ class HfEncoder : public TextEncoder {
     return out;
   }
   std::int32_t pad_id() const override { return pad_; }
+  std::int32_t eos_id() const override { return eos_; }
+  std::string decode(const std::vector<std::int32_t>& ids) const override {
+    return tokenizer_.decode(std::vector<int>(ids.begin(), ids.end()), /*skip_special_tokens=*/true);
+  }
   std::int64_t vocab_size() const override { return tokenizer_.vocab_size(); }
   nlohmann::json identity() const override {
     // The tokenizer's files, with sizes and times as the preparation record lists sources.

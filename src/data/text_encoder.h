@@ -27,6 +27,9 @@ class TextEncoder {
   virtual std::vector<std::int32_t> prompt(const std::string& text) const = 0;
   virtual std::vector<std::int32_t> completion(const std::string& text) const = 0;
   virtual std::int32_t pad_id() const = 0;
+  virtual std::int32_t eos_id() const = 0;  // -1 where the tokenizer names none
+  // Text of `ids`, special tokens skipped (what `generate` prints).
+  virtual std::string decode(const std::vector<std::int32_t>& ids) const = 0;
   virtual std::int64_t vocab_size() const = 0;
   // What a preparation record keeps to notice another tokenizer ("bytes", or the files' sizes and times).
   virtual nlohmann::json identity() const = 0;

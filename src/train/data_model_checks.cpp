@@ -9,10 +9,21 @@ void check_data_fits_model(const models::HfModel& model, const std::vector<const
                            RunLog& log) {
   const auto& train = *datasets.front();
   // Classification rows need a classifier, token streams and prompt/completion rows a causal LM.
-  if (train.is_classification() == model.is_causal_lm())
+  if (train.is_classification() == model.is_causal_lm()) {
+    const bool llama_head = train.is_classification() && model.config().value("model_type", "") == "llama";
     throw std::runtime_error(train.path() + ": holds " +
                              (train.is_classification() ? "classification rows" : "causal-LM data") + " but the model is " +
-                             model.architecture() + " (data.task and the model disagree)");
+                             model.architecture() + " (data.task and the model disagree" +
+                             (llama_head ? "; for a classifier, set its architectures to [\"LlamaForSequenceClassification\"] "
+                                           "(model.config_overrides over a model_name_or_path))"
+                                         : ")"));
+  }
+  const auto pad = model.pooling_pad_token_id();
+  if (pad && train.pad_id() >= 0 && train.pad_id() != *pad)
+    throw std::runtime_error(train.path() + ": rows are padded with id " + std::to_string(train.pad_id()) +
+                             " but the model's pad_token_id is " + std::to_string(*pad) + ": " + model.architecture() +
+                             " would read the padding (prepare the data with the model's tokenizer, or set "
+                             "model.config_overrides.pad_token_id)");
   const auto vocab = model.config().value("vocab_size", std::int64_t{0});
   if (train.vocab_size() > vocab)
     throw std::runtime_error(train.path() + ": data vocab_size " + std::to_string(train.vocab_size()) +
@@ -31,6 +42,22 @@ void check_data_fits_model(const models::HfModel& model, const std::vector<const
     log.warn(what + ": positions beyond it were never trained (rotary embeddings extrapolate)");
     return;  // said once
   }
+}
+
+void give_model_the_rows_pad_id(ModelArguments& model, const data::Hdf5Dataset& train, RunLog& log) {
+  if (!train.is_classification() || train.pad_id() < 0) return;
+  nlohmann::json config;
+  try {
+    config = model.built_config();
+  } catch (const std::exception&) {
+    return;  // the model's own loading names what is wrong with it, on every rank
+  }
+  if (!config.is_object() || (config.contains("pad_token_id") && !config["pad_token_id"].is_null())) return;
+  // Inline configs are built as written; a directory's config takes the overrides.
+  auto& target = model.model_name_or_path.empty() ? model.config : model.config_overrides;
+  target["pad_token_id"] = train.pad_id();
+  log.info("pad_token_id " + std::to_string(train.pad_id()) + ": the id the rows of " + train.path() +
+           " are padded with (the model's config had none)");
 }
 
 }  // namespace mpitrain::train

@@ -81,6 +81,7 @@ void Trainer::start() {
   stop_signals_ = parse_stop_signals(t.save_on_signals);
   data_ = data::open_training_data(world, data_settings(args_), t.output_dir,
                                    [this](const std::string& line) { log_->info(line); });
+  give_model_the_rows_pad_id(args_.model, *data_.train, *log_);
   model_ = std::make_unique<ParallelModel>(args_, mesh_, device_, *log_);
   comm::run_agreed(world, [&] { check_data_fits_model(model_->model(), {data_.train.get(), data_.eval.get()}, *log_); });
   plan_steps();

@@ -43,6 +43,7 @@ DataArguments data_arguments(const nlohmann::json& d) {
   a.max_length = d["max_length"].get<std::int64_t>();
   a.eval_every = d["eval_every"].get<int>();
   a.shuffle = d["shuffle"].get<bool>();
+  a.pad_to_max_length = d["pad_to_max_length"].get<bool>();
   return a;
 }
 

@@ -32,6 +32,7 @@ struct DataArguments {
   std::int64_t seq_len = 128, max_length = 128;
   int eval_every = 10;
   bool shuffle = true;
+  bool pad_to_max_length = false;  // rows: batches keep the whole max_length
 };
 
 enum class IntervalStrategy { kNo, kSteps, kEpoch, kBest };  // eval_strategy has no kBest

@@ -58,7 +58,8 @@ TEST(PrepareWithTokenizer, ClassificationRowsKeepTheirSpecialTokensWhenCut) {
   const auto tokenizer = tokenizers::Tokenizer::from_path(fixture("wordpiece-uncased"));
   prepare_classification(dir / "rows.jsonl", dir / "rows.h5", *tokenizer_encoder(fixture("wordpiece-uncased")), 8,
                          /*eval_every=*/2);
-  const Hdf5Dataset train(dir / "rows.h5", "train", 8), eval(dir / "rows.h5", "eval", 8);
+  Hdf5Dataset train(dir / "rows.h5", "train", 8), eval(dir / "rows.h5", "eval", 8);
+  train.set_pad_to_longest(false);  // the row as stored, padding included
   const auto short_row = train.read({0}), long_row = eval.read({0});
   const auto expected_short = tokenizer.encode("a short one", true).ids;  // [CLS] a short one [SEP]
   for (std::size_t i = 0; i < 8; ++i) {
@@ -118,6 +119,34 @@ TEST(PrepareWithTokenizer, SentencePairsKeepTheirTypeIdsAndLabelsMapByName) {
   fails_with(R"({"text": "x", "text_pair": "y", "label": 1})", "");  // reaches the byte tokenizer's refusal below
 }
 
+TEST(PrepareWithTokenizer, EachBatchIsPaddedToItsLongestRowUnlessToldToKeepTheWholeWidth) {
+  testing::ScratchDir dir;
+  testing::write_bytes(dir / "sft.jsonl",
+                       "{\"prompt\": \"ab\", \"completion\": \"c\"}\n"         // 2 + 1 + EOS = 4 tokens
+                       "{\"prompt\": \"abcdef\", \"completion\": \"gh\"}\n"    // 6 + 2 + EOS = 9
+                       "{\"prompt\": \"x\", \"completion\": \"y\"}\n");        // the eval row
+  prepare_prompt_completion(dir / "sft.jsonl", dir / "sft.h5", *byte_encoder(), 32, /*eval_every=*/3);
+  Hdf5Dataset train(dir / "sft.h5", "train", 32);
+  const auto one = train.read({0}), both = train.read({0, 1});
+  EXPECT_EQ(one.input_ids.sizes(), (std::vector<std::int64_t>{1, 4}));
+  EXPECT_EQ(both.input_ids.sizes(), (std::vector<std::int64_t>{2, 9}));
+  for (const auto* t : {&both.attention_mask, &both.labels}) EXPECT_EQ(t->sizes(), both.input_ids.sizes());
+  EXPECT_EQ(both.attention_mask[0].sum().item<std::int64_t>(), 4);  // the shorter row padded, masked out
+  EXPECT_EQ(both.labels[0][8].item<std::int64_t>(), -100);
+  EXPECT_EQ(both.tokens, 13);
+  train.set_pad_to_longest(false);
+  EXPECT_EQ(train.read({0, 1}).input_ids.size(1), 32);
+  // Classification rows the same, their type ids too.
+  testing::write_bytes(dir / "pairs.jsonl", "{\"text\": \"is it\", \"text_pair\": \"no\", \"label\": 0}\n"
+                                            "{\"text\": \"x\", \"label\": 1}\n");
+  prepare_classification(dir / "pairs.jsonl", dir / "pairs.h5", *tokenizer_encoder(fixture("wordpiece-uncased")), 20,
+                         /*eval_every=*/2);
+  const auto pair = Hdf5Dataset(dir / "pairs.h5", "train", 20).read({0});  // [CLS] is it [SEP] no [SEP]
+  EXPECT_EQ(pair.input_ids.size(1), 6);
+  EXPECT_EQ(pair.token_type_ids.sizes(), pair.input_ids.sizes());
+  EXPECT_EQ(pair.labels.sizes(), (std::vector<std::int64_t>{1}));
+}
+
 TEST(PrepareWithTokenizer, ThePairOfAByteTokenizedRowIsRefused) {
   testing::ScratchDir dir;
   testing::write_bytes(dir / "p.jsonl", "{\"text\": \"a\", \"text_pair\": \"b\", \"label\": 0}\n{\"text\": \"c\", \"label\": 1}\n");
@@ -138,7 +167,8 @@ TEST(PrepareWithTokenizer, PromptTokensAreNoTargetsAndALongPromptLosesItsOldestT
   const auto tokenizer = tokenizers::Tokenizer::from_path(fixture("sentencepiece-bpe"));
   prepare_prompt_completion(dir / "sft.jsonl", dir / "sft.h5", *tokenizer_encoder(fixture("sentencepiece-bpe")), 16,
                             /*eval_every=*/2);
-  const Hdf5Dataset train(dir / "sft.h5", "train", 16), eval(dir / "sft.h5", "eval", 16);
+  Hdf5Dataset train(dir / "sft.h5", "train", 16), eval(dir / "sft.h5", "eval", 16);
+  train.set_pad_to_longest(false);  // the row as stored, padding included
   ASSERT_TRUE(train.has_token_labels());
   const auto short_row = train.read({0});
   const auto prompt = tokenizer.encode("Question: two and two?", true).ids;  // <s> first

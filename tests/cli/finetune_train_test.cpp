@@ -1,0 +1,177 @@
+// `mpitrain train` fine-tuning: a Llama classifier (dp, tp and ZeRO-3 train it alike, its pad_token_id from the rows, data it would misread refused), batches padded to their longest row, and the shipped causal-LM SFT example end to end.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <numeric>
+#include <set>
+
+#include "runtime/checkpoint/safetensors_file.h"
+#include "src/data/hdf5_dataset.h"
+#include "tests/cli/train_fixture.h"
+
+namespace mpitrain {
+namespace {
+
+class ClassifierTrain : public Train {
+ protected:
+  // Spam rows cut to lengths from 8 to 57 bytes, so batches hold rows of different lengths.
+  void SetUp() override {
+    std::ifstream all(std::string(MPITRAIN_SOURCE_DIR) + "/configs/data/spam/spam.jsonl");
+    std::string line, rows;
+    for (int i = 0; i < 72 && std::getline(all, line); ++i) {
+      auto row = json::parse(line);
+      row["text"] = row["text"].get<std::string>().substr(0, 8 + static_cast<std::size_t>(i * 13) % 50);
+      rows += row.dump() + "\n";
+    }
+    testing::write_bytes(local_ / "rows.jsonl", rows);
+  }
+
+  // A small Llama with transformers' classification head, trained from scratch on the rows
+  // (the byte tokenizer: 259 ids, padded with 258).
+  std::string classifier_config(const std::string& name, const json& training, const json& model = json::object(),
+                                const json& data = json::object()) {
+    json config = {{"model_type", "llama"}, {"architectures", {"LlamaForSequenceClassification"}},
+                   {"vocab_size", 260}, {"hidden_size", 32}, {"intermediate_size", 64}, {"num_hidden_layers", 2},
+                   {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"max_position_embeddings", 64},
+                   {"id2label", {{"0", "ham"}, {"1", "spam"}}}, {"label2id", {{"ham", 0}, {"spam", 1}}}};
+    config.update(model);
+    json d = {{"train_file", ""}, {"source", local_ / "rows.jsonl"}, {"task", "classification"}, {"max_length", 64},
+              {"shuffle", false}};
+    d.update(data);
+    return write_config(name, training, {{"model", {{"config", config}}}, {"data", d}});
+  }
+};
+
+TEST_F(ClassifierTrain, DataTensorParallelAndZero3TrainItAsOneRankDoesAndItSavesAsTransformersNamesIt) {
+  auto r = run(1, "train " + classifier_config("np1", {{"per_device_train_batch_size", 4}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  // The byte tokenizer's pad id, taken into the config as transformers users set it.
+  EXPECT_NE(r.out.find("pad_token_id 258: the id the rows of"), std::string::npos) << r.out;
+  const auto reference = losses(out("np1"));
+  ASSERT_EQ(reference.size(), 6u);
+  const std::vector<std::tuple<std::string, int, json>> layouts = {
+      {"dp2", 2, {{"per_device_train_batch_size", 2}}},
+      {"tp2", 2, {{"per_device_train_batch_size", 4}}},
+      {"zero3", 2, {{"per_device_train_batch_size", 2}}}};
+  for (const auto& [name, np, training] : layouts) {
+    const auto config = classifier_config(name, training);
+    const auto flags = name == "tp2" ? " --tensor_parallel_size=2" : name == "zero3" ? " --sharding=zero3" : "";
+    r = run(np, "train " + config + flags);
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    const auto ours = losses(out(name));
+    ASSERT_EQ(ours.size(), reference.size()) << name;
+    for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], reference[i], 2e-4) << name << " step " << i + 1;
+    EXPECT_LT(max_weight_difference(out(name), out("np1")), 5e-5) << name;
+  }
+  const auto saved = json::parse(testing::read_bytes(out("np1") + "/config.json"));
+  EXPECT_EQ(saved["architectures"], json::array({"LlamaForSequenceClassification"}));
+  EXPECT_EQ(saved["pad_token_id"], 258);
+  const checkpoint::SafetensorsFile weights(out("np1") + "/model.safetensors");
+  std::set<std::string> names;
+  for (const auto& e : weights.header().tensors) names.insert(e.name);
+  EXPECT_TRUE(names.count("score.weight") && names.count("model.embed_tokens.weight"));
+  EXPECT_FALSE(names.count("lm_head.weight"));
+}
+
+TEST_F(ClassifierTrain, BatchesPaddedToTheirLongestRowTrainAsBatchesPaddedToMaxLength) {
+  auto r = run(1, "train " + classifier_config("longest", {{"per_device_train_batch_size", 4}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(1, "train " + classifier_config("max_length", {{"per_device_train_batch_size", 4}}, json::object(),
+                                          {{"pad_to_max_length", true}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto a = losses(out("longest")), b = losses(out("max_length"));
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5) << "step " << i + 1;
+  EXPECT_LT(max_weight_difference(out("longest"), out("max_length")), 1e-5);
+}
+
+TEST_F(ClassifierTrain, RowsItWouldMisreadAndATaskItCannotDoAreRefusedOnEveryRank) {
+  // Its pad_token_id is not what the rows are padded with: it would read their padding.
+  expect_one_line_error(run(2, "train " + classifier_config("pad0", {}, {{"pad_token_id", 0}})),
+                        "rows are padded with id 258 but the model's pad_token_id is 0: "
+                        "LlamaForSequenceClassification would read the padding");
+  // A causal LM given classification rows: the head to ask for is named.
+  expect_one_line_error(run(2, "train " + classifier_config("causal", {}, {{"architectures", {"LlamaForCausalLM"}}})),
+                        "but the model is LlamaForCausalLM (data.task and the model disagree; for a classifier, "
+                        "set its architectures to [\"LlamaForSequenceClassification\"]");
+}
+
+// Every row (or the token stream) of `file`'s split, as stored.
+std::vector<torch::Tensor> stored(const std::string& file, const std::string& split, std::int64_t seq_len) {
+  data::Hdf5Dataset dataset(file, split, seq_len);
+  dataset.set_pad_to_longest(false);
+  std::vector<std::int64_t> all(static_cast<std::size_t>(dataset.size()));
+  std::iota(all.begin(), all.end(), 0);
+  const auto batch = dataset.read(all);
+  std::vector<torch::Tensor> parts = {batch.input_ids, batch.labels};
+  if (batch.attention_mask.defined()) parts.push_back(batch.attention_mask);
+  return parts;
+}
+
+void expect_same_data(const std::string& a, const std::string& b, std::int64_t seq_len) {
+  for (const char* split : {"train", "eval"}) {
+    const auto x = stored(a, split, seq_len), y = stored(b, split, seq_len);
+    ASSERT_EQ(x.size(), y.size());
+    for (std::size_t i = 0; i < x.size(); ++i) EXPECT_TRUE(torch::equal(x[i], y[i])) << b << " " << split << " part " << i;
+  }
+}
+
+TEST_F(ClassifierTrain, DataIsTokenizedOverTheRanksIntoTheFileOneProcessMakes) {
+  // Classification rows at np 1, 2 and 3 (uneven shares): the same rows, labels and masks.
+  for (int np : {1, 2, 3}) {
+    const auto name = "rows_np" + std::to_string(np);
+    const auto r = run(np, "train " + classifier_config(name, {{"max_steps", 0}}));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("over " + std::to_string(np) + " rank(s)"), std::string::npos) << r.out;
+  }
+  for (int np : {2, 3}) expect_same_data(out("rows_np1") + "/data/prepared.h5", out("rows_np" + std::to_string(np)) + "/data/prepared.h5", 1);
+  // A token stream at np 2: the file prepare-data makes in one process.
+  auto config = json::parse(testing::read_bytes(write_config("stream", {{"max_steps", 0}})));
+  config["data"] = {{"source", *scratch_ / "corpus"}, {"eval_every", 4}, {"seq_len", 32}};
+  testing::write_bytes(local_ / "stream.json", config.dump());
+  auto r = run(2, "train " + (local_ / "stream.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_same_data(data(), out("stream") + "/data/prepared.h5", 32);
+  // A bad line in rank 1's share: one line naming it, on every rank.
+  testing::write_bytes(local_ / "bad.jsonl", "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"b\"}\n{\"text\": \"c\", \"label\": 1}\n");
+  expect_one_line_error(run(2, "train " + classifier_config("bad", {}, json::object(), {{"source", local_ / "bad.jsonl"}})),
+                        local_ / "bad.jsonl:2: needs a string \"text\" and a \"label\"");
+}
+
+TEST_F(ClassifierTrain, TheShippedSftExampleFineTunesACausalLmWithItsByteLevelTokenizerAndSavesBoth) {
+  // configs/llama-bytelevel-sft.json as its README page runs it: a Llama base directory with the
+  // bytelevel-bpe tokenizer (mpitrain init), prompt/completion pairs made from the shipped
+  // addresses, eval and save per epoch, the best model (eval loss) loaded at the end.
+  const std::string source = MPITRAIN_SOURCE_DIR, tokenizer = std::string(MPITRAIN_FIXTURES_DIR) + "/../tokenizers/bytelevel-bpe";
+  auto r = run(0, "init " + source + "/configs/llama-bytelevel/config.json " + (local_ / "base") + " --tokenizer " + tokenizer);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream all(source + "/configs/data/sotu-sft/pairs.jsonl");
+  std::string line, some;
+  for (int i = 0; i < 160 && std::getline(all, line); ++i) some += line + "\n";
+  testing::write_bytes(local_ / "pairs.jsonl", some);
+  r = run(2, "train " + source + "/configs/llama-bytelevel-sft.json --model_name_or_path=" + (local_ / "base") +
+                 " --output_dir=" + out("sft") + " --source=" + (local_ / "pairs.jsonl") +
+                 " --num_train_epochs=2 --max_length=96 --per_device_train_batch_size=4 --torch_threads=1 --progress_bar=false");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("with " + (local_ / "base") + "/tokenizer.json"), std::string::npos) << r.out;
+  const auto best = r.out.find("loaded the best model from ");
+  ASSERT_NE(best, std::string::npos) << r.out;
+  const double eval_loss = std::stod(r.out.substr(r.out.find("(loss ", best) + 6));
+  const auto first = losses(out("sft"));
+  ASSERT_FALSE(first.empty());
+  // From about ln(6144) = 8.7 for the random start; a run that learned nothing stays there.
+  EXPECT_LT(eval_loss, first.front() - 1.0) << "first training loss " << first.front();
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+    EXPECT_EQ(testing::read_bytes(out("sft") + "/" + file), testing::read_bytes(tokenizer + "/" + file)) << file;
+  EXPECT_TRUE(fs::exists(out("sft") + "/training_args.json"));
+  EXPECT_TRUE(fs::exists(out("sft") + "/generation_config.json"));
+  EXPECT_EQ(run(0, "inspect " + out("sft")).status, 0);
+  // It generates, its own tokenizer encoding the prompt and decoding what follows.
+  r = run(0, "generate " + out("sft") + " --prompt '2001 George W Bush: We will' --max_new_tokens 8 --temperature 0");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("2001 George W Bush: We will", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), std::string("2001 George W Bush: We will\n").size()) << r.out;
+}
+
+}  // namespace
+}  // namespace mpitrain
