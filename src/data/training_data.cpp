@@ -24,17 +24,20 @@ std::unique_ptr<TextEncoder> encoder_for(const DataSettings& s) {
 }
 
 // Rank 0: whether `train_file` must be made from the source (missing or, prepared in output_dir,
-// stale: then removed here), and the record that says what it was made from.
+// stale: then removed here), the record that says what it was made from, and the encoder that
+// record was made with (loaded once: a tokenizer.json can take a while to read).
 struct PreparationPlan {
   bool needed = false;
   nlohmann::json record;
+  std::unique_ptr<TextEncoder> encoder;
 };
 
 PreparationPlan plan_preparation(const DataSettings& s, const std::string& train_file, bool in_output_dir,
                                  const std::function<void(const std::string&)>& info) {
   PreparationPlan plan;
   if (in_output_dir) {
-    nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", encoder_for(s)->identity()}};
+    plan.encoder = encoder_for(s);
+    nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", plan.encoder->identity()}};
     if (s.task != "causal_lm") settings["max_length"] = s.max_length;
     if (s.task == "classification") settings["label2id"] = s.labels.label2id;
     if (s.task == "sft") settings["completion_only_loss"] = s.completion_only_loss;
@@ -65,7 +68,7 @@ PrepareReport prepare(const DataSettings& s, const std::string& train_file, cons
 // Collective: makes the file where the plan says so. Every rank tokenizes its share of the
 // documents when every rank sees the source (rank 0 alone otherwise); rank 0 writes.
 void prepare_if_planned(comm::Communicator& world, const DataSettings& s, const std::string& train_file,
-                        const PreparationPlan& plan, const std::function<void(const std::string&)>& info) {
+                        PreparationPlan& plan, const std::function<void(const std::string&)>& info) {
   const bool sees_source = fs::exists(s.source);
   const auto seen = world.allgatherv(torch::tensor({static_cast<std::int8_t>(sees_source)}, torch::kInt8));
   const bool shared = seen.min().item<std::int8_t>() == 1;
@@ -75,9 +78,9 @@ void prepare_if_planned(comm::Communicator& world, const DataSettings& s, const 
          (shared ? ", over " + std::to_string(world.size()) + " rank(s)" : ", on rank 0 (the others do not see the source)"));
   const auto started = std::chrono::steady_clock::now();
   const bool takes_part = shared || world.rank() == 0;
-  std::unique_ptr<TextEncoder> encoder;
+  auto& encoder = plan.encoder;  // rank 0's, where planning loaded it
   comm::run_agreed(world, [&] {
-    if (takes_part) encoder = encoder_for(s);
+    if (takes_part && !encoder) encoder = encoder_for(s);
   });
   // The share's collectives run inside this step on every rank: what fails before them (the
   // source's listing) fails alike on ranks that see the same source.

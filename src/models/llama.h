@@ -100,6 +100,7 @@ class LlamaForCausalLM : public LlamaPreTrainedModel {
   bool ties_word_embeddings() const override { return llama_config().tie_word_embeddings; }
   bool is_ignorable_checkpoint_tensor(const std::string& name) const override;
   std::int64_t logits_vocab_start() const override { return model->embed_tokens->first_row(); }
+  std::string sequence_classifier_architecture() const override { return "LlamaForSequenceClassification"; }
 
   std::shared_ptr<Linear> lm_head;  // null when tied to model.embed_tokens
 };

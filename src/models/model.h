@@ -75,6 +75,9 @@ class HfModel : public torch::nn::Module {
   // The id whose positions a classifier never reads (Llama's score head reads each row's last
   // token that is not it), or none: rows padded with another id would be read at the padding.
   virtual std::optional<std::int64_t> pooling_pad_token_id() const { return std::nullopt; }
+  // For a causal LM, the `architectures` entry that builds its family's sequence classifier
+  // (what a run given classification rows should ask for); empty where none is implemented.
+  virtual std::string sequence_classifier_architecture() const { return ""; }
   // How far the position embeddings reach: `length` positions, from config key `key`. Learned
   // ones (a table of that many rows) cannot run longer sequences; rotary ones run them,
   // extrapolating to positions never trained.

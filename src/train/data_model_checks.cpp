@@ -10,13 +10,13 @@ void check_data_fits_model(const models::HfModel& model, const std::vector<const
   const auto& train = *datasets.front();
   // Classification rows need a classifier, token streams and prompt/completion rows a causal LM.
   if (train.is_classification() == model.is_causal_lm()) {
-    const bool llama_head = train.is_classification() && model.config().value("model_type", "") == "llama";
+    const auto classifier = train.is_classification() ? model.sequence_classifier_architecture() : "";
     throw std::runtime_error(train.path() + ": holds " +
                              (train.is_classification() ? "classification rows" : "causal-LM data") + " but the model is " +
                              model.architecture() + " (data.task and the model disagree" +
-                             (llama_head ? "; for a classifier, set its architectures to [\"LlamaForSequenceClassification\"] "
-                                           "(model.config_overrides over a model_name_or_path))"
-                                         : ")"));
+                             (classifier.empty() ? ")"
+                                                 : "; for a classifier, set its architectures to [\"" + classifier +
+                                                       "\"] (model.config_overrides over a model_name_or_path))"));
   }
   const auto pad = model.pooling_pad_token_id();
   if (pad && train.pad_id() >= 0 && train.pad_id() != *pad)
