@@ -49,7 +49,7 @@ int run_generate(const Args& args) {
   for (int i = 0; i < max_new_tokens; ++i) {
     const auto start = std::max<std::int64_t>(0, static_cast<std::int64_t>(ids.size()) - context);
     auto input = torch::tensor(std::vector<std::int64_t>(ids.begin() + start, ids.end()), torch::kInt64).unsqueeze(0);
-    auto logits = loaded.model->forward({input, {}, {}})[0][-1].to(torch::kFloat32);
+    auto logits = loaded.model->forward({input, {}, {}, {}})[0][-1].to(torch::kFloat32);
     std::int64_t next;
     if (temperature <= 0) {
       next = logits.argmax().item<std::int64_t>();

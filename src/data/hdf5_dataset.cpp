@@ -139,6 +139,7 @@ Hdf5Dataset::Hdf5Dataset(const std::string& path, const std::string& split, std:
         if (!exists(file_, "/" + split + "/" + other))
           throw std::runtime_error(path + ": missing dataset /" + split + "/" + other);
       has_type_ids_ = exists(file_, "/" + split + "/token_type_ids");
+      packed_ = token_labels_ && exists(file_, "/" + split + "/position_ids");
     } else {
       throw std::runtime_error(path + ": no dataset /" + split + "/tokens or /" + split + "/input_ids");
     }
@@ -157,7 +158,8 @@ void cut_to_longest_row(Batch& batch) {
   const auto cut = [width](torch::Tensor& t) {
     if (t.defined() && t.dim() == 2) t = t.narrow(1, 0, width).contiguous();
   };
-  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels}) cut(*t);
+  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels, &batch.position_ids})
+    cut(*t);
 }
 
 }  // namespace
@@ -196,13 +198,16 @@ Batch Hdf5Dataset::read(const std::vector<std::int64_t>& indices) const {
   }
   if (token_labels_) labels = labels.to(torch::kInt64);
   batch.attention_mask = mask.to(torch::kInt64);
-  if (has_type_ids_) {
-    auto types = torch::empty({n, seq_len_}, torch::kInt8);
+  // The optional per-token datasets: type ids (sentence pairs), position ids (packed rows).
+  const auto per_token = [&](const char* name, at::ScalarType type, hid_t mem_type) {
+    auto values = torch::empty({n, seq_len_}, type);
     for (std::int64_t i = 0; i < n; ++i)
-      read_rows(file_, "/" + split_ + "/token_type_ids", static_cast<hsize_t>(indices[static_cast<std::size_t>(i)]), 1,
-                static_cast<hsize_t>(seq_len_), H5T_NATIVE_INT8, types[i].data_ptr(), path_);
-    batch.token_type_ids = types.to(torch::kInt64);
-  }
+      read_rows(file_, "/" + split_ + "/" + name, static_cast<hsize_t>(indices[static_cast<std::size_t>(i)]), 1,
+                static_cast<hsize_t>(seq_len_), mem_type, values[i].data_ptr(), path_);
+    return values.to(torch::kInt64);
+  };
+  if (has_type_ids_) batch.token_type_ids = per_token("token_type_ids", torch::kInt8, H5T_NATIVE_INT8);
+  if (packed_) batch.position_ids = per_token("position_ids", torch::kInt32, H5T_NATIVE_INT32);
   batch.labels = labels;
   batch.tokens = batch.attention_mask.sum().item<std::int64_t>();
   if (pad_to_longest_) cut_to_longest_row(batch);
@@ -247,18 +252,27 @@ void write_token_labelled_file(const std::string& path, const TokenLabelledRows&
     for (const auto& [split, rows] : {std::pair<std::string, const TokenLabelledRows*>{"train", &train}, {"eval", &eval}}) {
       const auto count = rows->ids.size();
       const auto width = static_cast<std::size_t>(length);
-      std::vector<std::int32_t> ids(count * width, pad_id), labels(count * width, -100);
+      std::vector<std::int32_t> ids(count * width, pad_id), labels(count * width, -100), positions(count * width, 0);
       std::vector<std::int8_t> mask(ids.size(), 0);
-      for (std::size_t r = 0; r < count; ++r)
-        for (std::size_t c = 0; c < rows->ids[r].size() && c < width; ++c) {
-          ids[r * width + c] = rows->ids[r][c];
-          labels[r * width + c] = rows->labels[r][c];
-          mask[r * width + c] = 1;
+      const bool packed = !rows->position_ids.empty();
+      for (std::size_t r = 0; r < count; ++r) {
+        const auto real = std::min(rows->ids[r].size(), width);
+        for (std::size_t c = 0; c < width; ++c) {
+          if (c < real) {
+            ids[r * width + c] = rows->ids[r][c];
+            labels[r * width + c] = rows->labels[r][c];
+            mask[r * width + c] = 1;
+          }
+          if (packed && c < real) positions[r * width + c] = rows->position_ids[r][c];
+          else if (packed && c > 0) positions[r * width + c] = positions[r * width + c - 1] + 1;
         }
+      }
       const std::vector<hsize_t> dims{count, static_cast<hsize_t>(length)};
       write_dataset(file, "/" + split + "/input_ids", dims, H5T_STD_I32LE, H5T_NATIVE_INT32, ids.data(), path);
       write_dataset(file, "/" + split + "/attention_mask", dims, H5T_STD_I8LE, H5T_NATIVE_INT8, mask.data(), path);
       write_dataset(file, "/" + split + "/lm_labels", dims, H5T_STD_I32LE, H5T_NATIVE_INT32, labels.data(), path);
+      if (packed)
+        write_dataset(file, "/" + split + "/position_ids", dims, H5T_STD_I32LE, H5T_NATIVE_INT32, positions.data(), path);
     }
   });
 }

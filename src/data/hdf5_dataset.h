@@ -15,6 +15,7 @@ namespace mpitrain::data {
 //   /<split>/attention_mask  int8  [rows, len]
 //   /<split>/token_type_ids  int8  [rows, len]    sentence pairs only (0 first, 1 second)
 //   /<split>/lm_labels       int32 [rows, len]    prompt/completion rows: each position's target, -100 where none
+//   /<split>/position_ids    int32 [rows, len]    packed prompt/completion rows: each example numbered from 0
 //   /<split>/labels          int64 [rows]
 //   attributes vocab_size and (rows) pad_id on the root group
 struct Batch {
@@ -22,6 +23,7 @@ struct Batch {
   torch::Tensor attention_mask;  // [b, len] int64 (undefined for packed LM windows: all real)
   torch::Tensor token_type_ids;  // [b, len] int64 for sentence pairs; undefined otherwise (all 0)
   torch::Tensor labels;          // [b, len] for causal LM (= input_ids), [b] for classification
+  torch::Tensor position_ids;    // [b, len] int64 for packed rows (each example from 0); undefined otherwise
   std::int64_t tokens = 0;       // real tokens in the batch
 };
 
@@ -36,6 +38,8 @@ class Hdf5Dataset {
   bool is_classification() const { return classification_; }
   // Prompt/completion rows: causal-LM rows whose labels say which tokens are targets.
   bool has_token_labels() const { return token_labels_; }
+  // Rows that each hold several prompt/completion examples, with their position ids.
+  bool is_packed() const { return packed_; }
   std::int64_t size() const { return samples_; }  // windows or rows
   std::int64_t vocab_size() const { return vocab_size_; }
   // The id rows are padded with; -1 for a token stream (or a file that does not say).
@@ -54,7 +58,7 @@ class Hdf5Dataset {
  private:
   std::string path_, split_;
   std::int64_t seq_len_ = 0, samples_ = 0, vocab_size_ = 0, pad_id_ = -1;
-  bool classification_ = false, has_type_ids_ = false, token_labels_ = false, pad_to_longest_ = true;
+  bool classification_ = false, has_type_ids_ = false, token_labels_ = false, packed_ = false, pad_to_longest_ = true;
   long long file_ = -1;  // hid_t, kept opaque so HDF5's headers stay out of this one
 };
 
@@ -72,8 +76,10 @@ void write_classification_file(const std::string& path, const LabelledRows& trai
                                std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size);
 
 // Writes prompt/completion rows: padded to `length` with `pad_id`; labels -100 where not a target.
+// Packed rows carry their tokens' position ids (the padding's continue the last example's).
 struct TokenLabelledRows {
   std::vector<std::vector<std::int32_t>> ids, labels;
+  std::vector<std::vector<std::int32_t>> position_ids;  // empty, or one per row (packed)
 };
 void write_token_labelled_file(const std::string& path, const TokenLabelledRows& train, const TokenLabelledRows& eval,
                                std::int64_t length, std::int32_t pad_id, std::int64_t vocab_size);

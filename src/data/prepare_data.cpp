@@ -9,6 +9,7 @@
 
 #include "runtime/checkpoint/input_file.h"
 #include "src/data/hdf5_dataset.h"
+#include "src/data/packing.h"
 
 namespace mpitrain::data {
 
@@ -202,11 +203,12 @@ EncodedDocument encode_prompt_completion_line(const JsonLine& line, const TextEn
 }  // namespace
 
 PrepareReport prepare_prompt_completion(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                        std::int64_t max_length, int eval_every, bool completion_only_loss,
+                                        std::int64_t max_length, int eval_every, const PromptCompletionOptions& options,
                                         const EncodingShare& share) {
   const auto lines = json_lines(source);
   const auto documents = share.encode_all(lines.size(), [&](std::size_t i) {
-    return encode_prompt_completion_line(lines[i], encoder, static_cast<std::size_t>(max_length), completion_only_loss);
+    return encode_prompt_completion_line(lines[i], encoder, static_cast<std::size_t>(max_length),
+                                         options.completion_only_loss);
   });
   PrepareReport report;
   if (!share.writes()) return report;
@@ -218,6 +220,10 @@ PrepareReport prepare_prompt_completion(const std::string& source, const std::st
     ++report.documents;
   }
   if (train.ids.empty() || eval.ids.empty()) throw std::runtime_error(source + ": too few rows for a train/eval split");
+  if (options.packing) {
+    train = pack_examples(train, static_cast<std::size_t>(max_length));
+    eval = pack_examples(eval, static_cast<std::size_t>(max_length));
+  }
   create_parent_directory(output);
   write_token_labelled_file(output, train, eval, max_length, encoder.pad_id(), encoder.vocab_size());
   report.train_rows = static_cast<std::int64_t>(train.ids.size());

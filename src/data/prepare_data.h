@@ -43,9 +43,15 @@ PrepareReport prepare_classification(const std::string& source, const std::strin
 // false the prompt's too; -100 elsewhere. Too long for `max_length`: the prompt is cut from
 // the left (its oldest tokens go), and only a completion longer than max_length by itself loses
 // its end; never is the completion cut to nothing. An empty completion, or a line without both
-// fields, is an error naming the file and line.
+// fields, is an error naming the file and line. With `packing`, each split's examples are packed
+// whole into rows of max_length (pack_examples): train_rows and eval_rows count the rows.
+struct PromptCompletionOptions {
+  bool completion_only_loss = true;
+  bool packing = false;
+};
 PrepareReport prepare_prompt_completion(const std::string& source, const std::string& output, const TextEncoder& encoder,
-                                        std::int64_t max_length, int eval_every = 10, bool completion_only_loss = true,
+                                        std::int64_t max_length, int eval_every = 10,
+                                        const PromptCompletionOptions& options = {},
                                         const EncodingShare& share = EncodingShare());
 
 }  // namespace mpitrain::data

@@ -40,7 +40,7 @@ PreparationPlan plan_preparation(const DataSettings& s, const std::string& train
     nlohmann::json settings = {{"task", s.task}, {"eval_every", s.eval_every}, {"tokenizer", plan.encoder->identity()}};
     if (s.task != "causal_lm") settings["max_length"] = s.max_length;
     if (s.task == "classification") settings["label2id"] = s.labels.label2id;
-    if (s.task == "sft") settings["completion_only_loss"] = s.completion_only_loss;
+    if (s.task == "sft") settings["completion_only_loss"] = s.completion_only_loss, settings["packing"] = s.packing;
     plan.record = preparation_record(s.source, settings);
     if (prepared_from(train_file, plan.record)) return plan;
     if (fs::exists(train_file)) {
@@ -60,8 +60,8 @@ PrepareReport prepare(const DataSettings& s, const std::string& train_file, cons
   if (s.task == "classification")
     return prepare_classification(s.source, train_file, encoder, s.max_length, s.eval_every, s.labels, share);
   if (s.task == "sft")
-    return prepare_prompt_completion(s.source, train_file, encoder, s.max_length, s.eval_every, s.completion_only_loss,
-                                     share);
+    return prepare_prompt_completion(s.source, train_file, encoder, s.max_length, s.eval_every,
+                                     {s.completion_only_loss, s.packing}, share);
   return prepare_text_corpus(s.source, train_file, encoder, s.eval_every, share);
 }
 
@@ -94,8 +94,8 @@ void prepare_if_planned(comm::Communicator& world, const DataSettings& s, const 
   if (world.rank() == 0)
     info("prepared " + std::to_string(report.documents) + " documents: " +
          std::to_string(report.train_tokens + report.train_rows) + " train and " +
-         std::to_string(report.eval_tokens + report.eval_rows) + " eval tokens/rows in " + std::to_string(seconds.count()) +
-         " s");
+         std::to_string(report.eval_tokens + report.eval_rows) + (s.task == "sft" && s.packing ? " eval packed rows in " : " eval tokens/rows in ") +
+         std::to_string(seconds.count()) + " s");
 }
 
 }  // namespace

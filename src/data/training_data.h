@@ -21,6 +21,7 @@ struct DataSettings {
   bool with_eval = false;  // open the eval split too
   LabelSet labels;         // classification: the model config's label2id and number of labels
   bool completion_only_loss = true;  // sft
+  bool packing = false;              // sft: examples packed whole into max_length rows
   bool pad_to_max_length = false;    // rows: batches keep the file's whole width
 };
 

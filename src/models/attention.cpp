@@ -36,6 +36,22 @@ torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::
       .masked_fill(blocked, lowest(dtype));
 }
 
+torch::Tensor causal_decoder_mask(const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
+                                  std::int64_t sliding_window, const torch::Tensor& hidden) {
+  const auto batch = hidden.size(0), seq = hidden.size(1);
+  if (!attention_mask.defined() && !position_ids.defined() && sliding_window <= 0 && fused_attention(hidden)) return {};
+  auto options = torch::TensorOptions().dtype(torch::kBool).device(hidden.device());
+  auto blocked = torch::ones({seq, seq}, options).triu(1).view({1, 1, seq, seq});
+  if (sliding_window > 0) blocked = blocked | torch::ones({seq, seq}, options).tril(-sliding_window).view({1, 1, seq, seq});
+  if (position_ids.defined()) {  // a position 0 starts an example; keys of another are cut
+    const auto example = (position_ids.to(hidden.device()) == 0).cumsum(1);
+    blocked = blocked | (example.unsqueeze(2) != example.unsqueeze(1)).unsqueeze(1);
+  }
+  if (attention_mask.defined()) blocked = blocked | (attention_mask.to(hidden.device()) == 0).view({batch, 1, 1, seq});
+  return torch::zeros({batch, 1, seq, seq}, torch::TensorOptions().dtype(hidden.scalar_type()).device(hidden.device()))
+      .masked_fill(blocked, lowest(hidden.scalar_type()));
+}
+
 bool fused_attention(const torch::Tensor& like) {
 #ifdef MPITRAIN_FUSED_ATTENTION
   return like.is_cuda();

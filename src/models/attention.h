@@ -12,6 +12,16 @@ namespace mpitrain::models {
 torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::int64_t batch, std::int64_t seq,
                                       bool causal, at::ScalarType dtype, const at::Device& device = at::kCPU);
 
+// The mask a causal decoder's layers share, [batch, 1, seq, seq] in `hidden`'s dtype and on its
+// device (`hidden` is [batch, seq, ...]): a query attends to itself and earlier keys, not to
+// padded ones (attention_mask 0); with `position_ids` (packed examples, each numbered from 0),
+// only to keys of its own example, as transformers' flash-attention path reads position_ids;
+// with `sliding_window` > 0, only to the window - 1 keys before it (Mistral, Gemma2's local
+// layers: key j is cut where j <= i - window). Undefined where nothing but causality is asked
+// and the fused kernel applies that itself.
+torch::Tensor causal_decoder_mask(const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
+                                  std::int64_t sliding_window, const torch::Tensor& hidden);
+
 // Whether dot_product_attention runs LibTorch's fused kernel (flash or memory-efficient
 // attention: LibTorch 2.1 or later, on a GPU) for tensors like `like`. A causal model with no
 // padding then passes no mask at all: the kernel applies causality itself.

@@ -96,17 +96,18 @@ Gpt2Model::Gpt2Model(const Gpt2Config& c, const TensorParallelPtr& tp, GroupRunn
 }
 
 torch::Tensor Gpt2Model::forward(const ModelInputs& inputs) {
-  const auto batch = inputs.input_ids.size(0), seq = inputs.input_ids.size(1);
+  const auto seq = inputs.input_ids.size(1);
   if (seq > config_.n_positions)
     throw std::invalid_argument("sequence length " + std::to_string(seq) + " exceeds n_positions " +
                                 std::to_string(config_.n_positions));
-  auto positions = torch::arange(seq, torch::TensorOptions().dtype(torch::kInt64).device(inputs.input_ids.device()));
+  auto positions = inputs.position_ids.defined()
+                       ? inputs.position_ids
+                       : torch::arange(seq, torch::TensorOptions().dtype(torch::kInt64).device(inputs.input_ids.device()));
+  if (inputs.position_ids.defined() && positions.max().item<std::int64_t>() >= config_.n_positions)
+    throw std::invalid_argument("a position id reaches n_positions " + std::to_string(config_.n_positions));
   auto x = groups_->run({0}, [&] { return wte->forward(inputs.input_ids) + wpe->forward(positions); });
   x = torch::dropout(x, config_.embd_pdrop, is_training());
-  const auto mask = !inputs.attention_mask.defined() && fused_attention(x)
-                        ? torch::Tensor()
-                        : additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, x.scalar_type(),
-                                                  x.device());
+  const auto mask = causal_decoder_mask(inputs.attention_mask, inputs.position_ids, 0, x);
   for (std::size_t i = 0; i < h->size(); ++i)
     x = groups_->run_layer(1 + static_cast<int>(i), x,
                            [block = h->ptr<Gpt2Block>(i), mask](const torch::Tensor& in) { return block->forward(in, mask); });

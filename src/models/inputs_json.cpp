@@ -1,4 +1,4 @@
-// Reads model inputs from the fixtures' inputs.json: input_ids, optional attention_mask and token_type_ids.
+// Reads model inputs from the fixtures' inputs.json: input_ids, optional attention_mask, token_type_ids and position_ids.
 #include "src/models/inputs_json.h"
 
 #include "runtime/checkpoint/checkpoint_error.h"
@@ -42,6 +42,7 @@ ModelInputs read_inputs_json(const std::string& path, std::int64_t vocab_size) {
     throw CheckpointError(path, "'input_ids' holds an id >= vocab_size " + std::to_string(vocab_size));
   if (doc.contains("attention_mask")) inputs.attention_mask = matrix(doc, "attention_mask", path, rows, cols);
   if (doc.contains("token_type_ids")) inputs.token_type_ids = matrix(doc, "token_type_ids", path, rows, cols);
+  if (doc.contains("position_ids")) inputs.position_ids = matrix(doc, "position_ids", path, rows, cols);
   return inputs;
 }
 

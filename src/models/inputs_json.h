@@ -1,4 +1,4 @@
-// Reads model inputs from the fixtures' inputs.json: input_ids, optional attention_mask and token_type_ids.
+// Reads model inputs from the fixtures' inputs.json: input_ids, optional attention_mask, token_type_ids and position_ids.
 #pragma once
 
 #include <string>

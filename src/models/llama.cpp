@@ -159,18 +159,18 @@ LlamaModel::LlamaModel(const LlamaConfig& c, const TensorParallelPtr& tp, GroupR
 }
 
 torch::Tensor LlamaModel::forward(const ModelInputs& inputs) {
-  const auto batch = inputs.input_ids.size(0), seq = inputs.input_ids.size(1);
+  const auto seq = inputs.input_ids.size(1);
   auto h = groups_->run({0}, [&] { return embed_tokens->forward(inputs.input_ids); });
   const auto dtype = h.scalar_type();
-  // RoPE angles in float32 whatever the compute dtype, then cast, as transformers does.
-  auto positions = torch::arange(seq, torch::TensorOptions().dtype(torch::kFloat32).device(h.device()));
-  auto freqs = torch::outer(positions, inv_freq_.to(h.device()));
-  auto emb = torch::cat({freqs, freqs}, -1);
+  // RoPE angles in float32 whatever the compute dtype, then cast, as transformers does:
+  // [1 or batch, 1, seq, head_dim], broadcast over the heads.
+  auto positions = inputs.position_ids.defined()
+                       ? inputs.position_ids.to(h.device(), torch::kFloat32)
+                       : torch::arange(seq, torch::TensorOptions().dtype(torch::kFloat32).device(h.device())).unsqueeze(0);
+  auto freqs = positions.unsqueeze(-1) * inv_freq_.to(h.device());
+  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);
   auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
-  // No padding and a fused kernel: causality needs no mask tensor.
-  const auto mask = !inputs.attention_mask.defined() && fused_attention(h)
-                        ? torch::Tensor()
-                        : additive_attention_mask(inputs.attention_mask, batch, seq, /*causal=*/true, dtype, h.device());
+  const auto mask = causal_decoder_mask(inputs.attention_mask, inputs.position_ids, 0, h);
   for (std::size_t i = 0; i < layers->size(); ++i)
     h = groups_->run_layer(1 + static_cast<int>(i), h,
                            [layer = layers->ptr<LlamaDecoderLayer>(i), cos, sin, mask](const torch::Tensor& x) {

@@ -25,6 +25,9 @@ struct ModelInputs {
   torch::Tensor input_ids;       // [batch, seq] int64
   torch::Tensor attention_mask;  // [batch, seq], 1 = attend; undefined means all ones
   torch::Tensor token_type_ids;  // [batch, seq]; undefined means all zeros (BERT only)
+  // [batch, seq] int64, causal LMs: each token's position. Undefined means 0..seq-1 in every
+  // row; a row of packed examples numbers each from 0, and each then attends only to itself.
+  torch::Tensor position_ids;
 };
 
 // Where a parameter sits in its HF tensor: the layout the checkpoint coordinator saves and loads.

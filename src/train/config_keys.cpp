@@ -20,6 +20,9 @@ void add_model_and_data_keys(std::vector<KeySpec>& keys) {
       {"data", "task", Type::kString, "causal_lm",
        "causal_lm (text files) | classification (JSON lines text, label) | sft (JSON lines prompt, completion)"},
       {"data", "completion_only_loss", Type::kBool, true, "sft: the loss is on the completion's tokens only"},
+      {"data", "packing", Type::kBool, false,
+       "sft: examples packed whole into max_length rows (best-fit decreasing); each attends only to itself and "
+       "numbers its positions from 0, so the loss is what the examples give unpacked"},
       {"data", "seq_len", Type::kInt, 128, "tokens per causal-LM training window"},
       {"data", "max_length", Type::kInt, 128, "tokens per classification or prompt/completion row (longer ones are cut)"},
       {"data", "pad_to_max_length", Type::kBool, false,

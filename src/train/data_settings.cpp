@@ -33,7 +33,7 @@ data::DataSettings data_settings(const RunArguments& args) {
   const auto& d = args.data;
   return {d.train_file, d.source,    tokenizer_source(args),   d.task, d.seq_len,
           d.max_length, d.eval_every, args.training.evaluates(), label_set(args), d.completion_only_loss,
-          d.pad_to_max_length};
+          d.packing,    d.pad_to_max_length};
 }
 
 }  // namespace mpitrain::train

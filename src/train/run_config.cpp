@@ -196,6 +196,8 @@ void check_combinations(const json& c, const KeyChecks& check) {
   if (c["training"]["output_dir"].get<std::string>().empty()) check.fail("training.output_dir", "is required");
   const bool has_model = !c["model"]["model_name_or_path"].get<std::string>().empty() || c["model"]["config"].is_object();
   if (!has_model) check.fail("model.config", "or model.model_name_or_path is required");
+  if (c["data"]["packing"].get<bool>() && c["data"]["task"] != "sft")
+    check.fail("data.packing", "packs prompt/completion examples: it needs data.task 'sft' (text is a stream already)");
   if (c["training"]["save_strategy"] == "best" && c["training"]["eval_strategy"] == "no")
     check.fail("training.save_strategy", "'best' needs an eval_strategy other than 'no'");
   if (c["training"]["load_best_model_at_end"].get<bool>()) {

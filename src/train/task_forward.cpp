@@ -7,13 +7,13 @@ namespace mpitrain::train {
 
 data::Batch on_device(data::Batch batch, const at::Device& device) {
   if (device.is_cpu()) return batch;
-  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels})
+  for (auto* t : {&batch.input_ids, &batch.attention_mask, &batch.token_type_ids, &batch.labels, &batch.position_ids})
     if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
   return batch;
 }
 
 torch::Tensor forward_logits(models::HfModel& model, const data::Batch& batch, const at::Device& device, bool bf16) {
-  models::ModelInputs inputs{batch.input_ids, batch.attention_mask, batch.token_type_ids};
+  models::ModelInputs inputs{batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.position_ids};
   models::AutocastScope scope(device, bf16);
   return model.forward(inputs);
 }

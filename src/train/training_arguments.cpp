@@ -39,6 +39,7 @@ DataArguments data_arguments(const nlohmann::json& d) {
   a.task = d["task"].get<std::string>();
   a.classification = a.task == "classification";
   a.completion_only_loss = d["completion_only_loss"].get<bool>();
+  a.packing = d["packing"].get<bool>();
   a.seq_len = d["seq_len"].get<std::int64_t>();
   a.max_length = d["max_length"].get<std::int64_t>();
   a.eval_every = d["eval_every"].get<int>();

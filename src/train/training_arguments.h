@@ -28,6 +28,7 @@ struct DataArguments {
   std::string train_file, source, tokenizer_name_or_path;
   bool classification = false;  // task: classification, else causal_lm or sft
   bool completion_only_loss = true;  // sft
+  bool packing = false;              // sft: examples packed into max_length rows
   std::string task;             // as written, for messages and the preparation record
   std::int64_t seq_len = 128, max_length = 128;
   int eval_every = 10;

@@ -32,7 +32,7 @@ double loss_by_hand(models::HfModel& model, const data::Hdf5Dataset& eval, bool 
   torch::Tensor logits;
   {
     models::AutocastScope autocast(at::kCPU, bf16);
-    logits = model.forward({batch.input_ids, batch.attention_mask, {}});
+    logits = model.forward({batch.input_ids, batch.attention_mask, {}, {}});
   }
   return causal_lm_loss(logits, batch.labels, batch.attention_mask).loss.item<double>();
 }
