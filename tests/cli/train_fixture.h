@@ -49,7 +49,10 @@ class BackgroundTrain {
         ranks_("'^" + std::string(MPITRAIN_BINARY) + " train " + config + "'") {
     std::string command = std::string(MPITRAIN_BINARY) + " train " + config;
     if (np > 0) command = std::string(MPITRAIN_MPIEXEC) + " -np " + std::to_string(np) + " " + command;
-    started_ = std::system(("(" + command + " >" + out_ + " 2>" + err_ + "; echo $? >" + status_ + ") &").c_str()) == 0;
+    // The status is renamed into place: seen half-written (created, still empty) it would not parse.
+    started_ = std::system(("(" + command + " >" + out_ + " 2>" + err_ + "; echo $? >" + status_ + ".tmp; mv " +
+                            status_ + ".tmp " + status_ + ") &")
+                               .c_str()) == 0;
   }
   ~BackgroundTrain() {
     [[maybe_unused]] const int status = std::system(("pkill -KILL -f " + ranks_ + " 2>/dev/null").c_str());
