@@ -10,6 +10,7 @@
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/checkpoint/safetensors_file.h"
 #include "runtime/checkpoint/sharded_format.h"
+#include "runtime/checkpoint/torch_bin.h"
 #include "runtime/checkpoint/torch_tensors.h"
 
 namespace mpitrain::checkpoint {
@@ -44,7 +45,7 @@ CheckpointReader::CheckpointReader(const std::string& dir) : impl_(std::make_uni
   if (sharded_)
     impl_->sharded = read_sharded_index(dir);
   else
-    impl_->weights = std::make_unique<HfWeights>(HfWeights::open(dir));
+    impl_->weights = std::make_unique<HfWeights>(open_model_weights(dir));
 }
 
 CheckpointReader::~CheckpointReader() = default;

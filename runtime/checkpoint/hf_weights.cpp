@@ -40,40 +40,56 @@ HfWeights HfWeights::open(const std::string& path) {
   const fs::path index_path = dir / kWeightsIndexFile;
   if (!fs::exists(index_path)) {
     const bool has_bin = fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json");
-    throw CheckpointError(path, has_bin ? "holds only pytorch_model.bin weights; convert them to safetensors first"
+    throw CheckpointError(path, has_bin ? "holds only pytorch_model.bin weights, which only train, logits, generate and convert read (mpitrain convert DIR OUT writes safetensors)"
                                         : "no model.safetensors or model.safetensors.index.json");
   }
   const ShardIndex index = parse_shard_index(read_regular_file(index_path.string()), index_path.string());
-  std::map<std::string, const SafetensorsFile*> by_name;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;
   for (const auto& shard : index.shard_files()) {
     const fs::path shard_path = dir / shard;
     if (!fs::exists(shard_path))
       throw CheckpointError(index_path.string(), "names shard '" + shard + "', which does not exist");
-    by_name[shard] = &add_file(shard_path.string());
+    shards[shard] = std::make_unique<SafetensorsFile>(shard_path.string());
   }
-  for (const auto& [name, shard] : index.weight_map) {
+  return from_files(path, std::move(shards), &index, index_path.string());
+}
+
+HfWeights HfWeights::from_files(std::string source, std::map<std::string, std::unique_ptr<SafetensorsFile>> shards,
+                                const ShardIndex* index, const std::string& index_path) {
+  HfWeights weights;
+  weights.source_ = std::move(source);
+  std::map<std::string, const SafetensorsFile*> by_name;
+  for (auto& [name, file] : shards) {
+    by_name[name] = file.get();
+    weights.files_.push_back(std::move(file));
+  }
+  if (!index) {
+    for (const auto& file : weights.files_)
+      for (const auto& t : file->header().tensors) weights.tensors_[t.name] = {file.get(), &t};
+    return weights;
+  }
+  for (const auto& [name, shard] : index->weight_map) {
     const SafetensorsFile* file = by_name.at(shard);
     const TensorEntry* entry = file->header().find(name);
     if (!entry)
-      throw CheckpointError(index_path.string(),
-                            "index puts tensor '" + name + "' in '" + shard + "', which does not hold it");
+      throw CheckpointError(index_path, "index puts tensor '" + name + "' in '" + shard + "', which does not hold it");
     weights.tensors_[name] = {file, entry};
   }
   std::uint64_t total = 0;
   for (const auto& file : weights.files_) {
     for (const auto& t : file->header().tensors) {
       total += t.nbytes();
-      auto it = index.weight_map.find(t.name);
-      if (it == index.weight_map.end() || by_name.at(it->second) != file.get())
-        throw CheckpointError(index_path.string(), "shard '" + fs::path(file->path()).filename().string() +
-                                                       "' holds tensor '" + t.name + "', which the index " +
-                                                       (it == index.weight_map.end() ? "does not list"
-                                                                                     : "puts in '" + it->second + "'"));
+      auto it = index->weight_map.find(t.name);
+      if (it == index->weight_map.end() || by_name.at(it->second) != file.get())
+        throw CheckpointError(index_path, "shard '" + fs::path(file->path()).filename().string() +
+                                              "' holds tensor '" + t.name + "', which the index " +
+                                              (it == index->weight_map.end() ? "does not list"
+                                                                             : "puts in '" + it->second + "'"));
     }
   }
-  if (index.has_total_size && index.total_size != total)
-    throw CheckpointError(index_path.string(), "metadata.total_size is " + std::to_string(index.total_size) +
-                                                   " but the shards hold " + std::to_string(total) + " bytes");
+  if (index->has_total_size && index->total_size != total)
+    throw CheckpointError(index_path, "metadata.total_size is " + std::to_string(index->total_size) +
+                                          " but the shards hold " + std::to_string(total) + " bytes");
   return weights;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/safetensors_file.h"
 #include "runtime/checkpoint/safetensors_writer.h"
 
@@ -18,6 +19,10 @@ class HfWeights {
   // wins over an index, as in transformers. The index and its shards are cross-checked:
   // every named tensor must be in its shard and every shard tensor in the index.
   static HfWeights open(const std::string& path);
+  // Weights in files opened already (another format converted in memory): one file, or with
+  // `index` (read from `index_path`) its shards by file name, cross-checked as open() does.
+  static HfWeights from_files(std::string source, std::map<std::string, std::unique_ptr<SafetensorsFile>> shards,
+                              const ShardIndex* index, const std::string& index_path);
 
   const std::string& source() const { return source_; }
   std::vector<std::string> names() const;  // sorted

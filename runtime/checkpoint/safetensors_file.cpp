@@ -1,4 +1,4 @@
-// A memory-mapped, validated safetensors file: whole tensors or rectangular slices, read on demand.
+// A memory-mapped (or in-memory), validated safetensors file: whole tensors or rectangular slices, read on demand.
 #include "runtime/checkpoint/safetensors_file.h"
 
 #include <fcntl.h>
@@ -43,12 +43,22 @@ SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
   }
 }
 
+SafetensorsFile::SafetensorsFile(std::string path, std::vector<std::uint8_t> bytes)
+    : path_(std::move(path)), file_size_(bytes.size()), memory_(std::move(bytes)) {
+  mapping_ = memory_.data();
+  header_ = parse_safetensors(mapping_, file_size_, file_size_, path_);
+}
+
 SafetensorsFile::~SafetensorsFile() {
-  if (mapping_) ::munmap(const_cast<std::uint8_t*>(mapping_), file_size_);
+  if (mapping_ && fd_ >= 0) ::munmap(const_cast<std::uint8_t*>(mapping_), file_size_);
   if (fd_ >= 0) ::close(fd_);
 }
 
 void SafetensorsFile::read_into(const TensorEntry& entry, void* dst) const {
+  if (fd_ < 0) {
+    std::memcpy(dst, data(entry), entry.nbytes());
+    return;
+  }
   auto* out = static_cast<char*>(dst);
   std::uint64_t done = 0;
   while (done < entry.nbytes()) {
@@ -86,7 +96,7 @@ void SafetensorsFile::read_slice(const TensorEntry& entry, const std::vector<std
   // Large slices are read with pread, run by run: the kernel gets requests of whole runs
   // (faulting mapped pages in on a cold cache read a few pages at a time: ~0.6 of a raw
   // read's speed measured here, against ~0.8-1.0 this way).
-  if (static_cast<std::uint64_t>(count) * dtype_size(entry.dtype) >= (1u << 20)) {
+  if (fd_ >= 0 && static_cast<std::uint64_t>(count) * dtype_size(entry.dtype) >= (1u << 20)) {
     const auto file_base = static_cast<std::uint64_t>(base - mapping_);
     auto* out = static_cast<std::uint8_t*>(dst);
     for_each_run(entry.shape, dtype_size(entry.dtype), Block{offsets, sizes},

@@ -1,4 +1,4 @@
-// A memory-mapped, validated safetensors file: whole tensors or rectangular slices, read on demand.
+// A memory-mapped (or in-memory), validated safetensors file: whole tensors or rectangular slices, read on demand.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,9 @@ class SafetensorsFile {
  public:
   // Maps the file and validates its header against its size; throws CheckpointError.
   explicit SafetensorsFile(std::string path);
+  // A file's bytes held in memory (another format converted on reading); `path` names it in
+  // errors. Validated as a mapped file is.
+  SafetensorsFile(std::string path, std::vector<std::uint8_t> bytes);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -40,6 +43,7 @@ class SafetensorsFile {
   std::uint64_t file_size_ = 0;
   int fd_ = -1;
   const std::uint8_t* mapping_ = nullptr;
+  std::vector<std::uint8_t> memory_;  // the bytes of an in-memory file (fd_ < 0)
   SafetensorsHeader header_;
 };
 

@@ -67,7 +67,7 @@ torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor&
     return out.transpose(1, 2).contiguous().view({q.size(0), q.size(2), q.size(1) * q.size(3)});
   };
 #ifdef MPITRAIN_FUSED_ATTENTION
-  if (fused_attention(q)) {
+  if (fused_attention(q) && options.logit_softcap <= 0) {
     // The kernel accumulates in float32 whatever the inputs' dtype. An additive mask must have
     // q's dtype: the float32 lowest value is clamped first so that it does not round to -inf.
     c10::optional<at::Tensor> mask;
@@ -79,6 +79,7 @@ torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor&
   }
 #endif
   auto scores = torch::matmul(q, k.transpose(2, 3)) * options.scale;
+  if (options.logit_softcap > 0) scores = torch::tanh(scores / options.logit_softcap) * options.logit_softcap;
   if (additive_mask.defined())
     scores = scores + additive_mask;
   else if (options.causal)

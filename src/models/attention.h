@@ -33,6 +33,9 @@ struct AttentionOptions {
   double dropout = 0.0;
   bool training = false;
   bool causal = false;  // with no additive mask given, keys after the query are still masked
+  // > 0: the scaled scores become cap * tanh(scores / cap) before the mask (Gemma2), which
+  // the fused kernel cannot do: the eager path runs.
+  double logit_softcap = 0.0;
 };
 
 // q [b, h, s, d], k/v [b, h, s, d] (kv heads already repeated); returns [b, s, h*d].

@@ -1,4 +1,4 @@
-// The building blocks of the three architectures, with HF parameter names (weight, bias).
+// The building blocks of the architectures, with HF parameter names (weight, bias).
 #include "src/models/layers.h"
 
 #include <cmath>
@@ -114,13 +114,16 @@ torch::Tensor LayerNorm::forward(const torch::Tensor& x) {
   return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps_);
 }
 
-RMSNorm::RMSNorm(std::int64_t dim, double eps) : eps_(eps) { weight = register_parameter("weight", torch::ones({dim})); }
+RMSNorm::RMSNorm(std::int64_t dim, double eps, bool adds_one) : eps_(eps), adds_one_(adds_one) {
+  weight = register_parameter("weight", adds_one ? torch::zeros({dim}) : torch::ones({dim}));
+}
 
 torch::Tensor RMSNorm::forward(const torch::Tensor& x) {
   const auto input_type = x.scalar_type();
   auto h = x.to(torch::kFloat32);
   auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * torch::rsqrt(variance + eps_);
+  if (adds_one_) return (h * (1.0 + weight.to(torch::kFloat32))).to(input_type);
   return weight * h.to(input_type);
 }
 

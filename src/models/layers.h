@@ -1,4 +1,4 @@
-// The building blocks of the three architectures, with HF parameter names (weight, bias).
+// The building blocks of the architectures, with HF parameter names (weight, bias).
 #pragma once
 
 #include <torch/torch.h>
@@ -105,14 +105,16 @@ class LayerNorm : public torch::nn::Module {
 };
 
 // Llama's RMSNorm: normalised in float32, cast back, then scaled (the order matters in bf16).
+// `adds_one` (Gemma's): scaled by (1 + weight) in float32, then cast back; the weight starts at 0.
 class RMSNorm : public torch::nn::Module {
  public:
-  RMSNorm(std::int64_t dim, double eps);
+  RMSNorm(std::int64_t dim, double eps, bool adds_one = false);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
 
  private:
   double eps_;
+  bool adds_one_;
 };
 
 // An embedding table; vocab-parallel when given a tp group of more than one rank: each rank

@@ -9,6 +9,7 @@
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/checkpoint_reader.h"
 #include "runtime/checkpoint/json_file.h"
+#include "runtime/checkpoint/torch_bin.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "src/models/registry.h"
 
@@ -159,7 +160,7 @@ LoadedModel from_pretrained(const std::string& dir, at::ScalarType dtype, Tensor
     loaded.model = create_model(config, config_path, std::move(tp));
   }
   loaded.model->to(dtype);
-  const auto weights = checkpoint::HfWeights::open(dir);
+  const auto weights = checkpoint::open_model_weights(dir);
   loaded.initialised_tensors = new_task_head(*loaded.model, weights, source_config);
   const auto problems = check_weights(*loaded.model, weights, &loaded.ignored_tensors, loaded.initialised_tensors);
   if (!problems.empty()) throw CheckpointError(problems.front());

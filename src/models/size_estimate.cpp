@@ -5,7 +5,8 @@
 #include "src/models/bert.h"
 #include "src/models/config_reader.h"
 #include "src/models/gpt2.h"
-#include "src/models/llama.h"
+#include "src/models/decoder_family.h"
+#include "src/models/registry.h"
 
 namespace mpitrain::models {
 
@@ -48,14 +49,17 @@ SizeEstimate from_dimensions(const Dimensions& m, double parameters) {
 // An attention block with biases and two layer norms, and a two-matrix MLP (GPT-2, BERT).
 double post_ln_layer_parameters(double h, double i) { return 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h; }
 
-SizeEstimate estimate_llama(const nlohmann::json& config, const std::string& source, std::int64_t seq) {
-  const auto c = LlamaConfig::from_json(config, source);
+SizeEstimate estimate_decoder(const DecoderFamily& family, const nlohmann::json& config, const std::string& source,
+                              std::int64_t seq) {
+  const auto c = family.read(config, source);
   const double h = d(c.hidden_size), i = d(c.intermediate_size), q = d(c.num_attention_heads * c.head_dim),
                kv = d(c.num_key_value_heads * c.head_dim);
-  const double layer = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+  const double attention = h * q + 2 * h * kv + q * h + (c.qkv_bias ? q + 2 * kv : 0) + (c.o_bias ? h : 0);
+  const double mlp = 3 * h * i + (c.mlp_bias ? 2 * i + h : 0);
+  const double layer = attention + mlp + (c.sandwich_norms ? 4 : 2) * h;
   const double body = d(c.vocab_size) * h + d(c.num_hidden_layers) * layer + h;
   // The causal LM's head is the vocabulary (its own matrix unless tied); a classifier's the labels.
-  const bool classifier = names_architecture(config, "LlamaForSequenceClassification");
+  const bool classifier = names_architecture(config, family.class_prefix + "ForSequenceClassification");
   const double outputs = classifier ? d(ConfigReader(config, source).num_labels()) : d(c.vocab_size);
   const double head = classifier ? h * outputs : c.tie_word_embeddings ? 0 : h * outputs;
   auto e = from_dimensions({h, i, d(c.num_attention_heads), d(c.num_hidden_layers), d(seq), outputs, !classifier},
@@ -97,10 +101,12 @@ SizeEstimate estimate_bert(const nlohmann::json& config, const std::string& sour
 SizeEstimate estimate_size(const nlohmann::json& config, const std::string& source, std::int64_t seq_len) {
   if (!config.is_object()) throw checkpoint::CheckpointError(source, "config is not a JSON object");
   const auto type = config.value("model_type", std::string());
-  if (type == "llama") return estimate_llama(config, source, seq_len);
+  if (const auto* family = find_decoder_family(type)) return estimate_decoder(*family, config, source, seq_len);
   if (type == "gpt2") return estimate_gpt2(config, source, seq_len);
   if (type == "bert") return estimate_bert(config, source, seq_len);
-  throw checkpoint::CheckpointError(source, "unknown model_type '" + type + "' (supported: bert, gpt2, llama)");
+  std::string known;
+  for (const auto& name : supported_model_types()) known += (known.empty() ? "" : ", ") + name;
+  throw checkpoint::CheckpointError(source, "unknown model_type '" + type + "' (supported: " + known + ")");
 }
 
 std::pair<std::string, std::int64_t> dominant_sizing_key(const nlohmann::json& config, const std::string& source,

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "runtime/checkpoint/torch_bin.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/launch.h"
@@ -66,7 +67,7 @@ ParallelModel::ParallelModel(const RunArguments& args, std::shared_ptr<comm::Mes
       comm::run_agreed(mesh_->world(), [&] {
         std::vector<models::ParameterPlacement> placements;
         for (const auto& t : trained_) placements.push_back(t.placement);
-        models::load_weight_blocks(*model_, checkpoint::HfWeights::open(source_dir_), placements, trained_values());
+        models::load_weight_blocks(*model_, checkpoint::open_model_weights(source_dir_), placements, trained_values());
       });
   } else {
     set_up_reducer(args.parallel);

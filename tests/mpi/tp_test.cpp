@@ -1,6 +1,7 @@
 // Tensor parallelism on 2 and 4 ranks against one rank: logits, losses and gradients of every fixture model, and slice loading.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 
 #include "runtime/comm/mesh.h"
@@ -53,21 +54,29 @@ TEST_P(TensorParallelTest, LogitsLossAndGradientsEqualOneRank) {
   comm::Mesh mesh(world(), c.tp);
   auto tp = std::make_shared<const parallel::TensorParallel>(mesh.tp_ptr());
   std::shared_ptr<HfModel> reference, split;
-  if (c.model == "llama_mqa") {
-    // One kv head read by every rank's query heads: initialised whole from one seed, sliced.
-    const nlohmann::json config = {{"model_type", "llama"}, {"vocab_size", 256}, {"hidden_size", 64},
-                                   {"intermediate_size", 128}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-                                   {"num_key_value_heads", 1}};
+  // Models made from a config, initialised whole from one seed and sliced: one kv head read by
+  // every rank's query heads (llama_mqa), and Phi-3 with as many kv heads as query heads, whose
+  // fused qkv_proj is then split into each rank's rows (the fixture's has fewer kv heads).
+  const std::map<std::string, nlohmann::json> synthetic = {
+      {"llama_mqa", {{"model_type", "llama"}, {"num_key_value_heads", 1}}},
+      {"phi3_mha", {{"model_type", "phi3"}, {"num_key_value_heads", 4}}}};
+  if (synthetic.count(c.model)) {
+    nlohmann::json config = {{"vocab_size", 256}, {"hidden_size", 64}, {"intermediate_size", 128},
+                             {"num_hidden_layers", 2}, {"num_attention_heads", 4}};
+    config.update(synthetic.at(c.model));
     torch::manual_seed(3);
-    reference = create_model(config, "mqa");
+    reference = create_model(config, c.model);
     torch::manual_seed(3);
-    split = create_model(config, "mqa", tp);
+    split = create_model(config, c.model, tp);
   } else {
     const auto dir = fixture(c.model + "/single");
     reference = from_pretrained(dir).model;
     split = from_pretrained(dir, torch::kFloat32, tp).model;
   }
-  const auto inputs = read_inputs_json(fixture((c.model == "llama_mqa" ? std::string("llama") : c.model) + "/inputs.json"));
+  const auto inputs = read_inputs_json(fixture(c.model == "llama_mqa"  ? std::string("llama")
+                                               : c.model == "phi3_mha" ? std::string("../hf-families/phi3")
+                                                                       : c.model) +
+                                       "/inputs.json");
   reference->eval();  // no dropout: the comparison is exact arithmetic, gradients still flow
   split->eval();
 
@@ -114,6 +123,20 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TensorParallelTest,
                                            TpCase{"bert_seqcls", 2}, TpCase{"bert_seqcls", 4},
                                            TpCase{"llama_mqa", 2}, TpCase{"llama_mqa", 4}),
                          [](const auto& info) { return info.param.model + "_tp" + std::to_string(info.param.tp); });
+
+// The five families of ../hf-families (Phi-3's fixture: 4 query heads, 2 kv heads, so its
+// qkv_proj is held whole under tp), and a Phi-3 whose qkv_proj splits.
+INSTANTIATE_TEST_SUITE_P(
+    Families, TensorParallelTest,
+    ::testing::Values(TpCase{"../hf-families/qwen2", 2}, TpCase{"../hf-families/qwen2", 4},
+                      TpCase{"../hf-families/mistral", 2}, TpCase{"../hf-families/mistral", 4},
+                      TpCase{"../hf-families/gemma", 2}, TpCase{"../hf-families/gemma", 4},
+                      TpCase{"../hf-families/gemma2", 2}, TpCase{"../hf-families/gemma2", 4},
+                      TpCase{"../hf-families/phi3", 2}, TpCase{"../hf-families/phi3", 4}, TpCase{"phi3_mha", 2},
+                      TpCase{"phi3_mha", 4}),
+    [](const auto& info) {
+      return info.param.model.substr(info.param.model.rfind('/') + 1) + "_tp" + std::to_string(info.param.tp);
+    });
 
 TEST(TensorParallel, VocabParallelCrossEntropyMatchesFullOne) {
   comm::Mesh mesh(world(), world()->size());

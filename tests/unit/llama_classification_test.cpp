@@ -1,5 +1,5 @@
-// LlamaForSequenceClassification: started from a causal-LM checkpoint (a new score head, its lm_head unused), read at each row's last non-pad token, and saved as transformers names it.
-#include "src/models/llama_classification.h"
+// LlamaForSequenceClassification (and each family's): started from a causal-LM checkpoint (a new score head, its lm_head unused), read at each row's last non-pad token, and saved as transformers names it.
+#include "src/models/decoder_heads.h"
 
 #include <gtest/gtest.h>
 
@@ -36,9 +36,29 @@ TEST(LlamaClassification, StartsFromTheCausalLmWithANewScoreHeadAndItsLmHeadUnus
   EXPECT_NEAR(score.std().item<double>(), 0.1, 0.03);
 }
 
+TEST(LlamaClassification, EveryFamilyStartsItsClassifierFromItsCausalLm) {
+  // <Family>ForSequenceClassification from each family's causal-LM fixture: its decoder, a new
+  // score head; Phi-3's fixture is untied, so its lm_head is named unused, the tied ones' is not.
+  for (const std::string family : {"qwen2", "mistral", "gemma", "gemma2", "phi3"}) {
+    const auto dir = testing::fixture("../hf-families/" + family + "/single");
+    auto causal = from_pretrained(dir);
+    const auto prefix = causal.model->sequence_classifier_architecture();
+    ASSERT_EQ(prefix.substr(prefix.size() - 25), "ForSequenceClassification") << family;
+    const auto loaded = from_pretrained(dir, torch::kFloat32, nullptr, true,
+                                        {{"architectures", {prefix}}, {"num_labels", 2}, {"pad_token_id", 0}});
+    EXPECT_EQ(loaded.model->architecture(), prefix);
+    EXPECT_EQ(loaded.initialised_tensors, std::vector<std::string>{"score.weight"}) << family;
+    const auto hidden = causal.model->named_parameters()["model.norm.weight"];
+    EXPECT_TRUE(torch::equal(loaded.model->named_parameters()["model.norm.weight"], hidden)) << family;
+    ModelInputs inputs;
+    inputs.input_ids = torch::tensor({{5, 9, 17, 0}, {3, 4, 0, 0}}, torch::kInt64);
+    EXPECT_EQ(loaded.model->forward(inputs).sizes(), (std::vector<std::int64_t>{2, 2})) << family;
+  }
+}
+
 TEST(LlamaClassification, ReadsEachRowAtItsLastNonPadToken) {
   auto loaded = classifier_from_the_causal_lm();
-  auto& model = dynamic_cast<LlamaForSequenceClassification&>(*loaded.model);
+  auto& model = dynamic_cast<DecoderForSequenceClassification&>(*loaded.model);
   model.eval();
   torch::NoGradGuard no_grad;
   const auto short_row = torch::tensor({{5, 9, 17, 33, 2}}, torch::kInt64);

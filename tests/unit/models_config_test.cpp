@@ -10,7 +10,8 @@
 #include "runtime/checkpoint/torch_tensors.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
-#include "src/models/llama.h"
+#include "src/models/decoder_family.h"
+#include "src/models/rope.h"
 #include "src/models/registry.h"
 #include "tests/unit/test_files.h"
 
@@ -39,6 +40,27 @@ json small_bert() {
   return json{{"model_type", "bert"},      {"vocab_size", 70},          {"hidden_size", 24},
               {"num_hidden_layers", 1},    {"num_attention_heads", 3},  {"intermediate_size", 40},
               {"max_position_embeddings", 32}, {"id2label", {{"0", "a"}, {"1", "b"}, {"2", "c"}}}};
+}
+
+// The five families at sizes the fixtures do not have: other head dims, windows shorter than
+// the rows, caps, kv-head counts, tied and untied.
+std::vector<json> small_families() {
+  const json sizes = {{"vocab_size", 90}, {"hidden_size", 48}, {"intermediate_size", 40}, {"num_hidden_layers", 3},
+                      {"num_attention_heads", 6}, {"num_key_value_heads", 3}};
+  std::vector<json> configs;
+  for (const json& family : {json{{"model_type", "qwen2"}, {"tie_word_embeddings", true}},
+                             json{{"model_type", "mistral"}, {"head_dim", 20}, {"sliding_window", 3}},
+                             json{{"model_type", "gemma"}, {"head_dim", 10}, {"num_key_value_heads", 1},
+                                  {"tie_word_embeddings", false}},
+                             json{{"model_type", "gemma2"}, {"head_dim", 12}, {"sliding_window", 4},
+                                  {"attn_logit_softcapping", 5.0}, {"final_logit_softcapping", 7.0},
+                                  {"query_pre_attn_scalar", 10}},
+                             json{{"model_type", "phi3"}, {"sliding_window", 5}, {"num_key_value_heads", 2}}}) {
+    auto config = sizes;
+    config.update(family);
+    configs.push_back(config);
+  }
+  return configs;
 }
 
 ModelInputs random_inputs(std::int64_t vocab, std::int64_t batch = 2, std::int64_t seq = 12) {
@@ -94,9 +116,16 @@ INSTANTIATE_TEST_SUITE_P(Configs, OtherSizes, ::testing::Values(small_llama(), s
                          [](const ::testing::TestParamInfo<json>& info) {
                            return info.param.at("model_type").get<std::string>();
                          });
+INSTANTIATE_TEST_SUITE_P(Families, OtherSizes, ::testing::ValuesIn(small_families()),
+                         [](const ::testing::TestParamInfo<json>& info) {
+                           return info.param.at("model_type").get<std::string>();
+                         });
 
 TEST(CausalModels, LaterTokensDoNotChangeEarlierLogits) {
-  for (const auto& config : {small_llama(), small_gpt2()}) {
+  auto configs = small_families();
+  configs.push_back(small_llama());
+  configs.push_back(small_gpt2());
+  for (const auto& config : configs) {
     torch::manual_seed(3);
     auto model = create_model(config, "test config");
     auto inputs = random_inputs(config.at("vocab_size").get<std::int64_t>());
@@ -135,15 +164,17 @@ TEST(Llama, RopeScalingVariantsBuildAndDiffer) {
   linear["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
   llama3["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
-  const auto f0 = llama_inv_freq(LlamaConfig::from_json(base, "base"));
-  const auto f1 = llama_inv_freq(LlamaConfig::from_json(linear, "linear"));
-  const auto f3 = llama_inv_freq(LlamaConfig::from_json(llama3, "llama3"));
+  const auto inv_freq = [](const json& config) {
+    const auto c = llama_family().read(config, "config");
+    return rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling);
+  };
+  const auto f0 = inv_freq(base), f1 = inv_freq(linear), f3 = inv_freq(llama3);
   EXPECT_TRUE(torch::allclose(f1, f0 / 2));
   EXPECT_FLOAT_EQ(f3[0].item<float>(), f0[0].item<float>());  // short wavelengths kept
   EXPECT_FLOAT_EQ(f3[-1].item<float>(), f0[-1].item<float>() / 8);  // long ones slowed by the factor
   auto bad = base;
   bad["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 2.0}};
-  EXPECT_THROW(LlamaConfig::from_json(bad, "bad"), CheckpointError);
+  EXPECT_THROW(inv_freq(bad), CheckpointError);
 }
 
 // Copies a fixture directory so that a test can break it.
@@ -178,11 +209,28 @@ TEST(BadModelDirectory, ConfigMissingARequiredKey) {
   expect_load_fails(dir, "missing required key 'hidden_size'", "config.json");
 }
 
+TEST(BadModelDirectory, FamiliesNameTheirMissingKeyAndTheRopeScalingTheyLack) {
+  ScratchDir scratch;
+  const auto qwen2 = copy_fixture(scratch, "../hf-families/qwen2/single");
+  edit_config(qwen2, [](json& c) { c.erase("num_attention_heads"); });
+  expect_load_fails(qwen2, "missing required key 'num_attention_heads'", "config.json");
+  ScratchDir other;
+  const auto phi3 = copy_fixture(other, "../hf-families/phi3/single");
+  edit_config(phi3, [](json& c) {
+    c["rope_scaling"] = {{"type", "longrope"}, {"short_factor", json::array()}, {"long_factor", json::array()}};
+  });
+  expect_load_fails(phi3, "rope_scaling type 'longrope' is not implemented for phi3", "config.json");
+  ScratchDir third;
+  const auto gemma2 = copy_fixture(third, "../hf-families/gemma2/single");
+  edit_config(gemma2, [](json& c) { c["sliding_window"] = 0; });
+  expect_load_fails(gemma2, "sliding_window must be a positive number of tokens or null", "config.json");
+}
+
 TEST(BadModelDirectory, UnknownModelType) {
   ScratchDir scratch;
   const auto dir = copy_fixture(scratch, "llama/single");
   edit_config(dir, [](json& c) { c["model_type"] = "mamba"; });
-  expect_load_fails(dir, "unknown model_type 'mamba'", "config.json");
+  expect_load_fails(dir, "unknown model_type 'mamba' (supported: bert, gemma, gemma2, gpt2, llama, mistral, phi3, qwen2)", "config.json");
 }
 
 TEST(BadModelDirectory, InvalidConfigJson) {

@@ -1,4 +1,4 @@
-// Parity with transformers on the hf-tiny fixtures: logits within 1e-4, and saves byte-identical to HF's.
+// Parity with transformers on the hf-tiny and hf-families fixtures: logits within 1e-4, and saves byte-identical to HF's.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -98,6 +98,19 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"gpt2", "sharded", "logits.npy"}, Case{"bert_seqcls", "single", "logits.npy"},
                       Case{"bert_seqcls", "sharded", "logits.npy"}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.model + "_" + info.param.weights; });
+
+// The five families of ../hf-families, read through the same fixture() root.
+Case family(const std::string& name, const std::string& weights) { return {"../hf-families/" + name, weights, "logits.npy"}; }
+
+INSTANTIATE_TEST_SUITE_P(
+    HfFamilies, FixtureParity,
+    ::testing::Values(family("qwen2", "single"), family("qwen2", "sharded"), family("mistral", "single"),
+                      family("mistral", "sharded"), family("gemma", "single"), family("gemma", "sharded"),
+                      family("gemma2", "single"), family("gemma2", "sharded"), family("phi3", "single"),
+                      family("phi3", "sharded")),
+    [](const ::testing::TestParamInfo<Case>& info) {
+      return info.param.model.substr(info.param.model.rfind('/') + 1) + "_" + info.param.weights;
+    });
 
 TEST(FixtureParity, Bfloat16ComputeStaysCloseToFloat32) {
   auto f32 = from_pretrained(fixture("llama/single"), torch::kFloat32);
