@@ -12,6 +12,7 @@ PACKAGES=(
   nlohmann-json3-dev
   libpcre2-dev libicu-dev  # the tokenizers: PCRE2 for the patterns, ICU for Unicode
   libboost-program-options-dev
+  protobuf-compiler libprotobuf-dev  # TensorBoard event files: Event protocol buffers
   googletest libgtest-dev python3
   clang-14 libclang-rt-14-dev
   slurmctld slurmd slurm-client munge  # the Slurm tests bring up a real Slurm on this machine

@@ -1,6 +1,10 @@
-// Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, and accuracy for classification.
+// Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, classification metrics of the whole split, perplexity for causal LMs.
 #include "src/train/evaluator.h"
 
+#include <cmath>
+#include <limits>
+
+#include "src/train/classification_metrics.h"
 #include "src/train/task_forward.h"
 #include "src/train/train_metrics.h"
 
@@ -18,8 +22,12 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
   for (std::int64_t i = dp.rank(); i < eval_data.size(); i += dp.size()) mine.push_back(i);
   const auto most = static_cast<std::size_t>((eval_data.size() + dp.size() - 1) / dp.size());
   const auto batches = ((options.forwards_in_step ? most : mine.size()) + batch - 1) / batch;
-  double loss_sum = 0, correct = 0;
+  double loss_sum = 0;
   std::int64_t count_sum = 0;
+  // Classification: confusion[true * labels + predicted], summed over the ranks (exact in
+  // float64 below 2^53 samples), so every metric is of the whole eval set, not a mean of ranks'.
+  std::int64_t labels = 0;
+  torch::Tensor confusion;
   for (std::size_t b = 0; b < batches; ++b) {
     const auto start = b * batch, end = std::min(mine.size(), start + batch);
     const bool padding = start >= mine.size();  // in step with the other ranks' gathers
@@ -33,14 +41,36 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
     const auto count = loss.count.item<std::int64_t>();
     loss_sum += loss.loss.item<double>() * static_cast<double>(count);
     count_sum += count;
-    if (classification) correct += (logits.argmax(-1) == data.labels).sum().item<double>();
+    if (!classification) continue;
+    labels = logits.size(-1);
+    const auto pairs = (data.labels.to(torch::kCPU) * labels + logits.argmax(-1).to(torch::kCPU)).to(torch::kInt64);
+    const auto counts = torch::bincount(pairs, {}, labels * labels).to(torch::kFloat64);
+    confusion = confusion.defined() ? confusion + counts : counts;
   }
-  auto totals = torch::tensor({loss_sum, static_cast<double>(count_sum), correct}, torch::kFloat64);
+  // Every rank's label count (a rank without a sample has none): the model's, agreed by max.
+  auto label_count = torch::tensor({static_cast<double>(labels)}, torch::kFloat64);
+  if (classification) dp.allreduce(label_count, comm::ReduceOp::kMax);
+  labels = static_cast<std::int64_t>(label_count.item<double>());
+  if (classification && !confusion.defined()) confusion = torch::zeros({labels * labels}, torch::kFloat64);
+  auto totals = torch::tensor({loss_sum, static_cast<double>(count_sum)}, torch::kFloat64);
+  if (classification) totals = torch::cat({totals, confusion});
   dp.allreduce(totals, comm::ReduceOp::kSum);
   nlohmann::json result;
   const double n = std::max(1.0, totals[1].item<double>());
-  result["eval_loss"] = round_to(totals[0].item<double>() / n, 4);
-  if (classification) result["eval_accuracy"] = round_to(totals[2].item<double>() / n, 4);
+  const double loss = totals[0].item<double>() / n;
+  result["eval_loss"] = round_to(loss, 4);
+  if (classification) {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(labels * labels));
+    for (std::size_t i = 0; i < counts.size(); ++i)
+      counts[i] = static_cast<std::int64_t>(totals[2 + static_cast<std::int64_t>(i)].item<double>());
+    const auto metrics = classification_metrics(counts, labels);
+    for (const auto& name : classification_metric_names()) result["eval_" + name] = round_to(metrics[name].get<double>(), 4);
+  } else {
+    // transformers' language-modelling examples: exp of the token-mean eval loss (float64's
+    // largest value where that overflows: JSON has no inf).
+    const double perplexity = std::exp(loss);
+    result["eval_perplexity"] = std::isfinite(perplexity) ? round_to(perplexity, 4) : std::numeric_limits<double>::max();
+  }
   if (empty) *empty = totals[1].item<double>() == 0;
   return result;
 }

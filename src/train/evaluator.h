@@ -1,4 +1,4 @@
-// Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, and accuracy for classification.
+// Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, classification metrics of the whole split, perplexity for causal LMs.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -19,8 +19,10 @@ struct EvaluationOptions {
 };
 
 // Collective over `dp`: rank r evaluates samples r, r + dp, ...; the sums meet in one
-// all-reduce. Returns {"eval_loss"} (and "eval_accuracy" for classification), rounded to 4
-// places as transformers logs them; `empty` is set where the split holds no sample.
+// all-reduce. Returns "eval_loss", and for classification eval_ plus each of
+// classification_metric_names() over the whole split (a confusion matrix summed over the ranks),
+// for a causal LM "eval_perplexity" (exp of the token-mean loss; float64's largest where it overflows); rounded
+// to 4 places as transformers logs them. `empty` is set where the split holds no sample.
 nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_data, comm::Communicator& dp,
                         const EvaluationOptions& options, bool* empty = nullptr);
 

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "src/train/classification_metrics.h"
 #include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/input_file.h"
 
@@ -60,7 +61,7 @@ std::string type_name(Type t) {
 json typed(const KeySpec& key, const json& value, const std::string& where) {
   const bool ok = (key.type == Type::kInt && value.is_number_integer()) ||
                   (key.type == Type::kFloat && value.is_number() && std::isfinite(value.get<double>())) ||
-                  (key.type == Type::kBool && value.is_boolean()) ||
+                  (key.type == Type::kBool && (value.is_boolean() || (value.is_null() && key.default_value.is_null()))) ||
                   (key.type == Type::kString && value.is_string()) ||
                   (key.type == Type::kObject && (value.is_object() || value.is_null())) ||
                   (key.type == Type::kPathOrBool && (value.is_string() || value.is_boolean()));
@@ -159,10 +160,17 @@ void check_save_and_metric(const json& c, const KeyChecks& check) {
     auto metric = c["training"]["metric_for_best_model"].get<std::string>();
     if (metric.rfind("eval_", 0) == 0) metric = metric.substr(5);
     const bool classification = c["data"]["task"] == "classification";
-    if (metric != "loss" && !(classification && metric == "accuracy"))
+    std::vector<std::string> known = {"loss"};
+    if (classification)
+      known.insert(known.end(), classification_metric_names().begin(), classification_metric_names().end());
+    else
+      known.push_back("perplexity");
+    if (std::find(known.begin(), known.end(), metric) == known.end()) {
+      std::string names;
+      for (const auto& name : known) names += (names.empty() ? "" : ", ") + name;
       check.fail("training.metric_for_best_model", "'" + c["training"]["metric_for_best_model"].get<std::string>() +
-                                                 "' is not an eval metric of this task (loss" +
-                                                 (classification ? ", accuracy" : "") + ")");
+                                                 "' is not an eval metric of this task (" + names + ")");
+    }
   }
 }
 
@@ -178,6 +186,10 @@ void check_choices(const json& c, const KeyChecks& check) {
   check.one_of("data", "task", {"causal_lm", "classification", "sft"});
   check.one_of("training", "lr_scheduler_type", {"linear", "cosine", "constant", "constant_with_warmup"});
   check.one_of("training", "eval_strategy", {"no", "steps", "epoch"});
+  check.one_of("training", "logging_strategy", {"no", "steps", "epoch"});
+  check.one_of("training", "report_to", {"none", "tensorboard", "all"});
+  if (c["training"]["include_num_input_tokens_seen"].is_string())
+    check.one_of("training", "include_num_input_tokens_seen", {"no", "all", "non_padding"});
   check.one_of("training", "save_strategy", {"no", "steps", "epoch", "best"});
   check.one_of("training", "save_mode", {"gather", "parallel", "sharded"});
   check.one_of("training", "save_io", {"auto", "mpiio", "posix"});

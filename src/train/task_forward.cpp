@@ -32,6 +32,15 @@ torch::Tensor target_count(const data::Batch& batch) {
   return targets.sum();
 }
 
+std::int64_t global_input_tokens(const std::vector<data::Batch>& batches, bool padding_too, comm::Communicator& dp,
+                                 const at::Device& device) {
+  std::int64_t local = 0;
+  for (const auto& b : batches) local += padding_too ? b.input_ids.numel() : b.tokens;
+  auto total = torch::full({}, local, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  dp.allreduce(total, comm::ReduceOp::kSum);
+  return total.item<std::int64_t>();
+}
+
 torch::Tensor global_target_count(const std::vector<data::Batch>& batches, comm::Communicator& dp, const at::Device& device) {
   // Where the batches are: a GPU run's dp group reduces device tensors (NCCL).
   auto total = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));

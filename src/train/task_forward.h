@@ -30,5 +30,9 @@ torch::Tensor target_count(const data::Batch& batch);
 // Collective over `dp`: the targets of every micro-batch of a step on every rank (at least 1),
 // as a double on `device`.
 torch::Tensor global_target_count(const std::vector<data::Batch>& batches, comm::Communicator& dp, const at::Device& device);
+// Collective over `dp`: the input ids of a step's micro-batches on every rank, padding included
+// (`padding_too`, include_num_input_tokens_seen=all) or not (non_padding), as transformers counts them.
+std::int64_t global_input_tokens(const std::vector<data::Batch>& batches, bool padding_too, comm::Communicator& dp,
+                                 const at::Device& device);
 
 }  // namespace mpitrain::train

@@ -11,6 +11,12 @@ double seconds(std::chrono::steady_clock::duration d) { return std::max(std::chr
 
 }  // namespace
 
+bool logs_at(const TrainingArguments& args, const TrainerState& state, bool epoch_end) {
+  if (args.logging_first_step && state.global_step == 1) return true;
+  if (args.logging_strategy == IntervalStrategy::kSteps) return state.global_step % state.logging_steps == 0;
+  return args.logging_strategy == IntervalStrategy::kEpoch && epoch_end;
+}
+
 double round_to(double value, int digits) {
   const double scale = std::pow(10.0, digits);
   return std::round(value * scale) / scale;

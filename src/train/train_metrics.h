@@ -6,6 +6,7 @@
 
 #include "runtime/comm/communicator.h"
 #include "src/train/run_log.h"
+#include "src/train/training_arguments.h"
 #include "src/train/trainer_state.h"
 
 namespace mpitrain::train {
@@ -35,6 +36,10 @@ class TrainMetrics {
   torch::Tensor last_grad_norm_;
   double last_lr_ = 0;
 };
+
+// Whether the training loss is logged after this step, as transformers' logging_strategy,
+// logging_steps and logging_first_step decide (epoch_end: the step ends an epoch).
+bool logs_at(const TrainingArguments& args, const TrainerState& state, bool epoch_end);
 
 // Rounds like transformers' logs (4 decimals for losses) so the JSON stays readable.
 double round_to(double value, int digits);

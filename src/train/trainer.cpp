@@ -143,6 +143,9 @@ void Trainer::restart_metrics(const std::string& resume_path) {
     if (const auto moved = log_->restart_metrics(state_.log_history, why))
       log_->info("metrics.jsonl: " + std::to_string(moved) + " earlier line(s) not in this run's history (" + why +
                  ") moved to logs/metrics-dropped.jsonl");
+    tensorboard_ = open_tensorboard_log(args_.training, state_, mesh_->world().rank(), !resume_path.empty(),
+                                        [this](const std::string& l) { log_->info(l); },
+                                        [this](const std::string& l) { log_->warn(l); });
   });
 }
 
@@ -197,6 +200,8 @@ void Trainer::train_step() {
   // batch (all dp ranks, all micro-batches, as HF's num_items_in_batch makes it), so a
   // micro-batch weighs its targets over the step's; other data: each micro-batch alike.
   const auto step_targets = data_.train->has_token_labels() ? global_target_count(batches, mesh_->dp(), device_) : torch::Tensor();
+  if (t.num_input_tokens_seen != TrainingArguments::TokenCount::kNo)
+    state_.num_input_tokens_seen += global_input_tokens(batches, t.num_input_tokens_seen == TrainingArguments::TokenCount::kAll, mesh_->dp(), device_);
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
     const auto& batch = batches[static_cast<std::size_t>(micro)];
     state_.tokens_seen += batch.tokens * mesh_->dp_size();
@@ -226,17 +231,17 @@ void Trainer::train_step() {
 }
 
 void Trainer::log_metrics(json entry) {
+  if (args_.training.num_input_tokens_seen != TrainingArguments::TokenCount::kNo)
+    entry["num_input_tokens_seen"] = state_.num_input_tokens_seen;
   entry["epoch"] = round_to(static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_), 4);
   entry["step"] = state_.global_step;
   state_.log_history.push_back(entry);
   log_->metrics(entry);
+  if (tensorboard_) tensorboard_->write(entry);
 }
 
-bool Trainer::evaluate_now(bool epoch_end) {
+json Trainer::run_evaluation() {
   const auto& t = args_.training;
-  const bool due = (t.eval_strategy == IntervalStrategy::kSteps && state_.global_step % state_.eval_steps == 0) ||
-                   (t.eval_strategy == IntervalStrategy::kEpoch && epoch_end);
-  if (!due) return false;
   EvaluationOptions options;
   options.batch_size = t.per_device_eval_batch_size;
   options.device = device_;
@@ -245,6 +250,15 @@ bool Trainer::evaluate_now(bool epoch_end) {
   bool empty = false;
   const auto metrics = evaluate(model_->model(), *data_.eval, mesh_->dp(), options, &empty);
   if (empty) log_->warn("the eval split is empty");
+  return metrics;
+}
+
+bool Trainer::evaluate_now(bool epoch_end) {
+  const auto& t = args_.training;
+  const bool due = (t.eval_strategy == IntervalStrategy::kSteps && state_.global_step % state_.eval_steps == 0) ||
+                   (t.eval_strategy == IntervalStrategy::kEpoch && epoch_end);
+  if (!due) return false;
+  const auto metrics = run_evaluation();
   log_metrics(metrics);
   const auto key = t.metric_key();
   if (!metrics.contains(key)) throw std::runtime_error("metric_for_best_model '" + key + "' is not an eval metric");
@@ -304,25 +318,6 @@ void Trainer::load_best_model() {
              std::to_string(state_.best_metric.value_or(0)) + ")");
 }
 
-json Trainer::summary(double runtime) const {
-  auto summary = metrics_->summary(state_, runtime, exposed_comm_->seconds());
-  summary.update(model_->memory_and_traffic(optimizer_->state_bytes(), steps_run_));
-  if (checkpointer_->checkpoints_saved() > 0) {
-    summary["checkpoints_saved"] = checkpointer_->checkpoints_saved();
-    summary["checkpoint_blocking_seconds"] = round_to(checkpointer_->blocking_seconds(), 4);
-  }
-  if (mesh_->tp_size() > 1) {
-    // The tp group's f/g all-reduces (including eval's): what the bench compares with raw MPI.
-    const auto tp = model_->model().tensor_parallel().stats();
-    const double calls = static_cast<double>(std::max<std::int64_t>(tp.calls, 1));
-    summary["tp_allreduce_fraction"] = round_to(tp.seconds / runtime, 4);
-    summary["tp_allreduce_calls"] = tp.calls;
-    summary["tp_allreduce_mean_bytes"] = round_to(static_cast<double>(tp.bytes) / calls, 1);
-    summary["tp_allreduce_mean_us"] = round_to(tp.seconds / calls * 1e6, 1);
-  }
-  return summary;
-}
-
 void Trainer::take_stop_signals() { record_stop_signals(stop_signals_); }
 
 void Trainer::train() {
@@ -330,10 +325,12 @@ void Trainer::train() {
   log_->info("training " + std::to_string(total_steps_) + " steps (" + std::to_string(steps_per_epoch_) +
              " per epoch) from step " + std::to_string(state_.global_step));
   metrics_ = std::make_unique<TrainMetrics>(state_, device_);
+  if (args_.training.eval_on_start && data_.eval) log_metrics(run_evaluation());
   while (state_.global_step < total_steps_) {
     train_step();
     state_.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
-    if (state_.global_step % state_.logging_steps == 0) log_metrics(metrics_->log_entry(state_, mesh_->dp()));
+    if (logs_at(args_.training, state_, state_.global_step % steps_per_epoch_ == 0))
+      log_metrics(metrics_->log_entry(state_, mesh_->dp()));
     maybe_evaluate_and_save(state_.global_step % steps_per_epoch_ == 0);
     stop_if_signalled();
   }

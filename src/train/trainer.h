@@ -16,6 +16,7 @@
 #include "src/train/parallel_model.h"
 #include "src/train/run_directory.h"
 #include "src/train/run_log.h"
+#include "src/train/tensorboard_log.h"
 #include "src/train/train_metrics.h"
 #include "src/train/trainer_state.h"
 #include "src/train/training_arguments.h"
@@ -62,13 +63,14 @@ class Trainer {
   void log_metrics(nlohmann::json entry);
   void maybe_evaluate_and_save(bool epoch_end);
   bool evaluate_now(bool epoch_end);  // returns whether this evaluation is the best so far
+  nlohmann::json run_evaluation();    // the eval metrics (collective over dp); logs nothing
   void save_checkpoint();
   nlohmann::json scheduler_state() const;
   // Agrees over the world whether any rank received a stop signal; if so saves (unless this
   // step is saved already) and throws StoppedBySignal on every rank.
   void stop_if_signalled();
   void load_best_model();
-  nlohmann::json summary(double runtime) const;
+  nlohmann::json summary(double runtime) const;  // trainer_summary.cpp
   double lr_at(std::int64_t step) const;  // learning rate after `step` optimizer steps
   void write_loss_plot() const;
 
@@ -85,6 +87,7 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<Checkpointer> checkpointer_;
   std::unique_ptr<TrainMetrics> metrics_;
+  std::unique_ptr<TensorBoardLog> tensorboard_;  // rank 0, report_to=tensorboard
   TrainerState state_;
   std::int64_t steps_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
   double num_train_epochs_ = 0;

@@ -16,7 +16,7 @@ nlohmann::json TrainerState::to_json() const {
       {"log_history", log_history},
       {"logging_steps", logging_steps},
       {"max_steps", max_steps},
-      {"num_input_tokens_seen", tokens_seen},
+      {"num_input_tokens_seen", num_input_tokens_seen},
       {"num_train_epochs", num_train_epochs},
       {"save_steps", save_steps},
       {"stateful_callbacks", nlohmann::json::object()},
@@ -25,6 +25,7 @@ nlohmann::json TrainerState::to_json() const {
       {"trial_name", nullptr},
       {"trial_params", nullptr},
       {"mpitrain", {{"loss_since_log", loss_since_log}, {"steps_since_log", steps_since_log}}}};
+  if (!logging_dir.empty()) j["mpitrain"]["logging_dir"] = logging_dir;
   return j;
 }
 
@@ -42,10 +43,11 @@ TrainerState TrainerState::from_json(const nlohmann::json& j) {
   if (j.contains("best_model_checkpoint") && !j["best_model_checkpoint"].is_null())
     s.best_model_checkpoint = j["best_model_checkpoint"].get<std::string>();
   s.log_history = j.value("log_history", nlohmann::json::array());
-  s.tokens_seen = j.value("num_input_tokens_seen", std::int64_t{0});
+  s.num_input_tokens_seen = j.value("num_input_tokens_seen", std::int64_t{0});
   if (j.contains("mpitrain")) {
     s.loss_since_log = j["mpitrain"].value("loss_since_log", 0.0);
     s.steps_since_log = j["mpitrain"].value("steps_since_log", std::int64_t{0});
+    s.logging_dir = j["mpitrain"].value("logging_dir", std::string());
   }
   return s;
 }

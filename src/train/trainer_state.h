@@ -21,7 +21,9 @@ struct TrainerState {
   // logs exactly what an uninterrupted one does.
   double loss_since_log = 0;
   std::int64_t steps_since_log = 0;
-  std::int64_t tokens_seen = 0;
+  std::int64_t tokens_seen = 0;            // this process's estimate, for tokens_per_second only
+  std::int64_t num_input_tokens_seen = 0;  // include_num_input_tokens_seen: exact, over every dp rank
+  std::string logging_dir;                 // report_to=tensorboard: where the events go, kept by a resume
 
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j);

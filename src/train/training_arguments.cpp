@@ -66,6 +66,17 @@ TrainingArguments training_arguments(const nlohmann::json& t) {
   a.warmup_steps = t["warmup_steps"].get<std::int64_t>();
   a.warmup_ratio = t["warmup_ratio"].get<double>();
   a.logging_steps = t["logging_steps"].get<std::int64_t>();
+  a.logging_strategy = interval_strategy(t["logging_strategy"].get<std::string>());
+  a.logging_first_step = t["logging_first_step"].get<bool>();
+  a.eval_on_start = t["eval_on_start"].get<bool>();
+  a.report_to_tensorboard = t["report_to"] != "none";
+  a.logging_dir = t["logging_dir"].get<std::string>();
+  const auto& tokens = t["include_num_input_tokens_seen"];
+  using TokenCount = TrainingArguments::TokenCount;
+  a.num_input_tokens_seen = tokens.is_boolean() ? (tokens.get<bool>() ? TokenCount::kAll : TokenCount::kNo)
+                            : tokens == "all"   ? TokenCount::kAll
+                            : tokens == "non_padding" ? TokenCount::kNonPadding
+                                                      : TokenCount::kNo;
   a.eval_strategy = interval_strategy(t["eval_strategy"].get<std::string>());
   a.eval_steps = t["eval_steps"].get<std::int64_t>();
   a.save_strategy = interval_strategy(t["save_strategy"].get<std::string>());
@@ -74,7 +85,9 @@ TrainingArguments training_arguments(const nlohmann::json& t) {
   a.overwrite_output_dir = t["overwrite_output_dir"].get<bool>();
   a.load_best_model_at_end = t["load_best_model_at_end"].get<bool>();
   a.metric_for_best_model = t["metric_for_best_model"].get<std::string>();
-  a.greater_is_better = t["greater_is_better"].get<bool>();
+  const auto& metric = a.metric_for_best_model;
+  const bool loss = metric.size() >= 4 && metric.compare(metric.size() - 4, 4, "loss") == 0;
+  a.greater_is_better = t["greater_is_better"].is_null() ? !loss : t["greater_is_better"].get<bool>();
   a.save_only_model = t["save_only_model"].get<bool>();
   a.seed = t["seed"].get<std::uint64_t>();
   a.device = t["device"].get<std::string>();

@@ -56,6 +56,11 @@ struct TrainingArguments {
   std::int64_t warmup_steps = 0;
   double warmup_ratio = 0;
   std::int64_t logging_steps = 500;
+  IntervalStrategy logging_strategy = IntervalStrategy::kSteps;
+  bool logging_first_step = false, eval_on_start = false;
+  bool report_to_tensorboard = false;
+  std::string logging_dir;  // empty: transformers' default under output_dir
+  enum class TokenCount { kNo, kAll, kNonPadding } num_input_tokens_seen = TokenCount::kNo;
   IntervalStrategy eval_strategy = IntervalStrategy::kNo;
   std::int64_t eval_steps = 0;  // 0: logging_steps
   IntervalStrategy save_strategy = IntervalStrategy::kSteps;

@@ -5,8 +5,10 @@
 #include <numeric>
 #include <set>
 
+#include "runtime/checkpoint/npy.h"
 #include "runtime/checkpoint/safetensors_file.h"
 #include "src/data/hdf5_dataset.h"
+#include "src/train/classification_metrics.h"
 #include "tests/cli/train_fixture.h"
 
 namespace mpitrain {
@@ -71,6 +73,120 @@ TEST_F(ClassifierTrain, DataTensorParallelAndZero3TrainItAsOneRankDoesAndItSaves
   for (const auto& e : weights.header().tensors) names.insert(e.name);
   EXPECT_TRUE(names.count("score.weight") && names.count("model.embed_tokens.weight"));
   EXPECT_FALSE(names.count("lm_head.weight"));
+}
+
+TEST_F(ClassifierTrain, TaskMetricsAreOfTheWholeEvalSetOnAnyNumberOfRanks) {
+  // A model that does not move (learning rate 0) evaluated at step 1 over the 7 eval rows (3 on
+  // one rank, 4 on the other at np 2): every metric is the one of its predictions over all 7,
+  // computed here from `logits` on those rows.
+  const json training = {{"max_steps", 1}, {"learning_rate", 0.0}, {"eval_strategy", "steps"}, {"eval_steps", 1},
+                         {"per_device_eval_batch_size", 2}, {"metric_for_best_model", "f1"}};
+  std::vector<json> evals;
+  for (const int np : {1, 2}) {
+    const auto name = "metrics_np" + std::to_string(np);
+    const auto r = run(np, "train " + classifier_config(name, training));
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const auto& row : metrics(out(name)))
+      if (row.contains("eval_loss")) evals.push_back(row);
+  }
+  ASSERT_EQ(evals.size(), 2u);
+  data::Hdf5Dataset eval(out("metrics_np1") + "/data/prepared.h5", "eval", 64);
+  ASSERT_EQ(eval.size(), 7);
+  std::vector<std::int64_t> all(7);
+  std::iota(all.begin(), all.end(), 0);
+  const auto rows = eval.read(all);
+  json inputs = {{"input_ids", json::array()}, {"attention_mask", json::array()}};
+  for (std::int64_t i = 0; i < 7; ++i) {
+    const auto ids = rows.input_ids[i].contiguous(), mask = rows.attention_mask[i].contiguous();
+    inputs["input_ids"].push_back(std::vector<std::int64_t>(ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + ids.numel()));
+    inputs["attention_mask"].push_back(
+        std::vector<std::int64_t>(mask.data_ptr<std::int64_t>(), mask.data_ptr<std::int64_t>() + mask.numel()));
+  }
+  testing::write_bytes(local_ / "eval_inputs.json", inputs.dump());
+  const auto r = run(0, "logits " + out("metrics_np1") + " --inputs " + (local_ / "eval_inputs.json") + " --output " +
+                            (local_ / "eval_logits.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto logits = checkpoint::read_npy_float32(local_ / "eval_logits.npy");
+  ASSERT_EQ(logits.shape, (std::vector<std::int64_t>{7, 2}));
+  std::vector<std::int64_t> confusion(4, 0);
+  for (std::int64_t i = 0; i < 7; ++i) {
+    const int predicted = logits.data[2 * i + 1] > logits.data[2 * i] ? 1 : 0;
+    ++confusion[rows.labels[i].item<std::int64_t>() * 2 + predicted];
+  }
+  const auto expected = train::classification_metrics(confusion, 2);
+  for (const auto& name : train::classification_metric_names())
+    for (const auto& row : evals) EXPECT_NEAR(row["eval_" + name].get<double>(), expected[name].get<double>(), 1e-4) << name;
+  // Any other name is refused, naming those there are.
+  expect_one_line_error(run(1, "train " + classifier_config("bleu", {{"eval_strategy", "steps"},
+                                                                     {"metric_for_best_model", "bleu"}})),
+                        "'bleu' is not an eval metric of this task (loss, accuracy, f1, f1_macro, precision, recall, "
+                        "matthews_correlation)");
+}
+
+TEST_F(ClassifierTrain, TokensSeenAndLoggingOptionsAsTransformersDefinesThem) {
+  // 8 steps of a global batch of 4 rows of different lengths: num_input_tokens_seen in every log
+  // line counts the real tokens of every rank with "non_padding" (the same at np 1 x 4 rows and
+  // np 2 x 2, and continued exactly across a resume at another number of ranks) and the padding
+  // too with "all" (which then depends on how the rows are batched, as in transformers).
+  const json base = {{"max_steps", 8}, {"logging_steps", 2}, {"include_num_input_tokens_seen", "non_padding"}};
+  auto r = run(1, "train " + classifier_config("tokens_np1", {{"per_device_train_batch_size", 4}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto seen = [&](const std::string& name) {
+    std::vector<std::int64_t> counts;
+    for (const auto& row : metrics(out(name)))
+      if (row.contains("loss")) counts.push_back(row.value("num_input_tokens_seen", std::int64_t{-1}));
+    return counts;
+  };
+  json training = base;
+  training["per_device_train_batch_size"] = 4;
+  r = run(1, "train " + classifier_config("all_np1", training));
+  ASSERT_EQ(r.status, 0) << r.err;
+  training["per_device_train_batch_size"] = 2;
+  r = run(2, "train " + classifier_config("all_np2", training));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto real = seen("all_np1");
+  ASSERT_EQ(real.size(), 4u);
+  EXPECT_EQ(seen("all_np2"), real);
+  EXPECT_GT(real[0], 0);
+  EXPECT_LT(real[0], real[1]);
+  training["include_num_input_tokens_seen"] = "all";
+  r = run(2, "train " + classifier_config("padded_np2", training));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto padded = seen("padded_np2");
+  ASSERT_EQ(padded.size(), 4u);
+  EXPECT_GT(padded.back(), real.back());  // the rows are padded to each batch's longest
+  EXPECT_EQ(seen("tokens_np1"), std::vector<std::int64_t>(6, -1));  // off by default
+  // Cut at a checkpoint of step 4 at np 2, resumed at np 1: the same counts, in trainer_state.json too.
+  training = base;
+  training["per_device_train_batch_size"] = 2;
+  training["save_strategy"] = "steps";
+  training["save_steps"] = 4;
+  training["max_steps"] = 4;
+  r = run(2, "train " + classifier_config("cut", training));
+  ASSERT_EQ(r.status, 0) << r.err;
+  training["max_steps"] = 8;
+  training["per_device_train_batch_size"] = 4;
+  training["resume_from_checkpoint"] = out("cut") + "/checkpoint-4";
+  r = run(1, "train " + classifier_config("cut", training));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(seen("cut"), real);
+  const auto state = json::parse(testing::read_bytes(out("cut") + "/checkpoint-8/trainer_state.json"));
+  EXPECT_EQ(state["num_input_tokens_seen"], real.back());
+  // logging_first_step adds step 1; logging_strategy=epoch logs at epoch ends only (64 train rows
+  // in batches of 4: 16 steps an epoch); eval_on_start evaluates before the first step.
+  r = run(1, "train " + classifier_config("logging", {{"max_steps", 32}, {"per_device_train_batch_size", 4},
+                                                      {"logging_strategy", "epoch"}, {"logging_first_step", true},
+                                                      {"eval_on_start", true}, {"eval_strategy", "epoch"}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::int64_t> logged, evaluated;
+  for (const auto& row : metrics(out("logging"))) {
+    if (row.contains("loss")) logged.push_back(row["step"].get<std::int64_t>());
+    if (row.contains("eval_loss")) evaluated.push_back(row["step"].get<std::int64_t>());
+  }
+  EXPECT_EQ(logged, (std::vector<std::int64_t>{1, 16, 32}));
+  EXPECT_EQ(evaluated, (std::vector<std::int64_t>{0, 16, 32}));
+  expect_one_line_error(run(1, "train " + classifier_config("bad_log", {{"logging_strategy", "hourly"}})),
+                        "logging_strategy");
 }
 
 TEST_F(ClassifierTrain, BatchesPaddedToTheirLongestRowTrainAsBatchesPaddedToMaxLength) {
@@ -205,6 +321,12 @@ TEST_F(Train, PackedExamplesTrainAndEvaluateAsTheyDoUnpacked) {
   r = run(1, "train " + sft("packed", still, true));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NEAR(eval_loss("packed"), eval_loss("unpacked"), 2e-4);
+  // A causal LM's eval also gives its perplexity: exp of the (unrounded) token-mean loss.
+  for (const auto& row : metrics(out("packed"))) {
+    if (!row.contains("eval_loss")) continue;
+    EXPECT_NEAR(row["eval_perplexity"].get<double>(), std::exp(row["eval_loss"].get<double>()),
+                1e-4 * row["eval_perplexity"].get<double>());
+  }
   // Fewer, fuller rows, each example whole: the eval split's 15 examples fill fewer rows.
   data::Hdf5Dataset packed(out("packed") + "/data/prepared.h5", "eval", 64),
       unpacked(out("unpacked") + "/data/prepared.h5", "eval", 64);

@@ -426,7 +426,7 @@ TEST_F(Train, BadConfigurationsFailOnEveryRankWithOneLine) {
   expect_one_line_error(run(2, "train " + config + " --max_shard_size=abc"), "'training.max_shard_size' is invalid");
   expect_one_line_error(run(2, "train " + config + " --save_dtype=float8"), "'training.save_dtype' must be one of");
   expect_one_line_error(run(2, "train " + config + " --eval_strategy=steps --metric_for_best_model=bogus"),
-                        "'bogus' is not an eval metric of this task (loss)");
+                        "'bogus' is not an eval metric of this task (loss, perplexity)");
   // A value from the command line is blamed on the command line, not on the file.
   expect_one_line_error(run(2, "train " + config + " --save_total_limit=-1"),
                         "command line: key 'training.save_total_limit' must not be negative");

@@ -152,7 +152,8 @@ TEST(TrainerState, RoundTripsThroughTransformersSchema) {
   s.log_history = nlohmann::json::array({{{"loss", 2.5}, {"step", 5}}});
   s.loss_since_log = 7.25;
   s.steps_since_log = 3;
-  s.tokens_seen = 12345;
+  s.num_input_tokens_seen = 12345;
+  s.logging_dir = "/run/runs/Dec03_10-00-00_host";
   const auto j = s.to_json();
   EXPECT_EQ(j["num_input_tokens_seen"], 12345);
   EXPECT_TRUE(j["trial_name"].is_null());
