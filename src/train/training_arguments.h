@@ -84,7 +84,9 @@ struct TrainingArguments {
   std::string post_save_command;
 
   bool saves_checkpoints() const { return save_strategy != IntervalStrategy::kNo; }
-  bool evaluates() const { return eval_strategy != IntervalStrategy::kNo || save_strategy == IntervalStrategy::kBest; }
+  bool evaluates() const {
+    return eval_strategy != IntervalStrategy::kNo || save_strategy == IntervalStrategy::kBest || eval_on_start;
+  }
   std::string metric_key() const;  // metric_for_best_model with HF's eval_ prefix
 };
 

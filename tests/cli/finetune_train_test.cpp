@@ -185,6 +185,13 @@ TEST_F(ClassifierTrain, TokensSeenAndLoggingOptionsAsTransformersDefinesThem) {
   }
   EXPECT_EQ(logged, (std::vector<std::int64_t>{1, 16, 32}));
   EXPECT_EQ(evaluated, (std::vector<std::int64_t>{0, 16, 32}));
+  // eval_on_start alone (eval_strategy no) still evaluates once, before the first step.
+  r = run(1, "train " + classifier_config("start_only", {{"max_steps", 2}, {"eval_on_start", true}}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  evaluated.clear();
+  for (const auto& row : metrics(out("start_only")))
+    if (row.contains("eval_loss")) evaluated.push_back(row["step"].get<std::int64_t>());
+  EXPECT_EQ(evaluated, std::vector<std::int64_t>{0});
   expect_one_line_error(run(1, "train " + classifier_config("bad_log", {{"logging_strategy", "hourly"}})),
                         "logging_strategy");
 }
