@@ -125,8 +125,12 @@ HfWeights open_model_weights(const std::string& path) {
     stored += converted.storage_bytes;
     files[shard] = std::make_unique<SafetensorsFile>(shard_path.string(), std::move(converted.safetensors));
   }
-  // transformers counts a storage shared by tied tensors once: checked here, not by tensor.
-  if (index.has_total_size && index.total_size != stored)
+  // transformers counts a storage shared by tied tensors once (4.42 on); older versions summed
+  // every tensor's bytes. Either is accepted.
+  std::uint64_t per_tensor = 0;
+  for (const auto& [name, file] : files)
+    for (const auto& t : file->header().tensors) per_tensor += t.nbytes();
+  if (index.has_total_size && index.total_size != stored && index.total_size != per_tensor)
     throw CheckpointError(index_path.string(), "metadata.total_size is " + std::to_string(index.total_size) +
                                                    " but the shards' storages hold " + std::to_string(stored) + " bytes");
   index.has_total_size = false;

@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include <boost/crc.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstring>
 #include <stdexcept>
 
@@ -54,7 +57,9 @@ void EventFileWriter::add_scalars(std::int64_t step, const std::map<std::string,
   for (const auto& [tag, value] : scalars) {
     auto* v = event.mutable_summary()->add_value();
     v->set_tag(tag);
-    v->set_simple_value(static_cast<float>(value));
+    // float32 as TensorBoard keeps it; beyond its range (a stand-in for inf) the largest float.
+    const double largest = std::numeric_limits<float>::max();
+    v->set_simple_value(static_cast<float>(std::isnan(value) ? value : std::clamp(value, -largest, largest)));
   }
   write_record(event.SerializeAsString());
 }
@@ -90,7 +95,7 @@ EventFile read_event_file(const std::string& path) {
     const auto length = get_le(bytes.data() + at, 8);
     if (masked_crc32c(bytes.data() + at, 8) != get_le(bytes.data() + at + 8, 4))
       throw std::runtime_error(where + ": the length's checksum does not match");
-    if (bytes.size() - at - 12 < length + 4) break;
+    if (length > bytes.size() - at - 16) break;  // (a crafted length near 2^64 cannot wrap this)
     const char* data = bytes.data() + at + 12;
     if (masked_crc32c(data, length) != get_le(data + length, 4))
       throw std::runtime_error(where + ": the data's checksum does not match");

@@ -73,7 +73,7 @@ void add_training_keys(std::vector<KeySpec>& keys) {
       {"training", "load_best_model_at_end", Type::kBool, false, ""},
       {"training", "metric_for_best_model", Type::kString, "loss", "an eval metric name (eval_ prefix optional)"},
       {"training", "greater_is_better", Type::kBool, nullptr,
-       "null: true unless metric_for_best_model ends in loss, as transformers decides"},
+       "null: true unless metric_for_best_model ends in loss (as transformers decides) or is perplexity"},
       {"training", "save_only_model", Type::kBool, false, "checkpoints without optimizer, scheduler and RNG state"},
       {"training", "seed", Type::kInt, 42, ""},
       {"training", "device", Type::kString, "cpu", "cpu | cuda (one GPU per local rank, NCCL collectives; needs a CUDA LibTorch build)"},

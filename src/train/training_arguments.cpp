@@ -86,7 +86,9 @@ TrainingArguments training_arguments(const nlohmann::json& t) {
   a.load_best_model_at_end = t["load_best_model_at_end"].get<bool>();
   a.metric_for_best_model = t["metric_for_best_model"].get<std::string>();
   const auto& metric = a.metric_for_best_model;
-  const bool loss = metric.size() >= 4 && metric.compare(metric.size() - 4, 4, "loss") == 0;
+  // transformers' rule (greater unless the name ends in loss), and perplexity, lower as a loss is.
+  const bool loss = (metric.size() >= 4 && metric.compare(metric.size() - 4, 4, "loss") == 0) ||
+                    metric == "perplexity" || metric == "eval_perplexity";
   a.greater_is_better = t["greater_is_better"].is_null() ? !loss : t["greater_is_better"].get<bool>();
   a.save_only_model = t["save_only_model"].get<bool>();
   a.seed = t["seed"].get<std::uint64_t>();

@@ -62,6 +62,25 @@ TEST(Evaluate, RunsUnderTheTrainingAutocastAndCountsEveryTokenOnce) {
   EXPECT_GT(std::abs(loss_by_hand(*model, eval_data, true) - loss_by_hand(*model, eval_data, false)), 3e-4);
 }
 
+TEST(Evaluate, AnEmptyClassificationSplitIsSaidEmptyNotAnError) {
+  testing::ScratchDir dir;
+  data::LabelledRows train, none;
+  train.ids = {{1, 2, 3}, {4, 5}};
+  train.labels = {0, 1};
+  data::write_classification_file(dir / "rows.h5", train, none, 8, 0, 64);
+  const data::Hdf5Dataset eval_data(dir / "rows.h5", "eval", 8);
+  ASSERT_EQ(eval_data.size(), 0);
+  auto config = llama();
+  config["architectures"] = {"LlamaForSequenceClassification"};
+  config["pad_token_id"] = 0;
+  const auto model = models::create_model(config, "model");
+  testing::SingleRankCommunicator dp;
+  bool empty = false;
+  const auto result = evaluate(*model, eval_data, dp, EvaluationOptions{}, &empty);
+  EXPECT_TRUE(empty);
+  EXPECT_TRUE(result.contains("eval_loss"));
+}
+
 TEST(TaskForward, TheForwardRunsUnderAutocastOnlyWhenAsked) {
   torch::manual_seed(1);
   const auto model = models::create_model(llama(), "model");
