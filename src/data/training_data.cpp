@@ -94,8 +94,9 @@ void prepare_if_planned(comm::Communicator& world, const DataSettings& s, const 
   if (world.rank() == 0)
     info("prepared " + std::to_string(report.documents) + " documents: " +
          std::to_string(report.train_tokens + report.train_rows) + " train and " +
-         std::to_string(report.eval_tokens + report.eval_rows) + (s.task == "sft" && s.packing ? " eval packed rows in " : " eval tokens/rows in ") +
-         std::to_string(seconds.count()) + " s");
+         std::to_string(report.eval_tokens + report.eval_rows) +
+         (s.task == "sft" && s.packing ? " eval packed rows in " : " eval tokens/rows in ") + std::to_string(seconds.count()) +
+         " s");
 }
 
 }  // namespace

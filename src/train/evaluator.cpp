@@ -59,12 +59,15 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
   const double n = std::max(1.0, totals[1].item<double>());
   const double loss = totals[0].item<double>() / n;
   result["eval_loss"] = round_to(loss, 4);
-  if (classification && labels > 0) {  // labels 0: no rank had a sample (an empty split)
-    std::vector<std::int64_t> counts(static_cast<std::size_t>(labels * labels));
-    for (std::size_t i = 0; i < counts.size(); ++i)
-      counts[i] = static_cast<std::int64_t>(totals[2 + static_cast<std::int64_t>(i)].item<double>());
-    const auto metrics = classification_metrics(counts, labels);
-    for (const auto& name : classification_metric_names()) result["eval_" + name] = round_to(metrics[name].get<double>(), 4);
+  if (classification) {
+    if (labels > 0) {  // 0: no rank had a sample (an empty split)
+      std::vector<std::int64_t> counts(static_cast<std::size_t>(labels * labels));
+      for (std::size_t i = 0; i < counts.size(); ++i)
+        counts[i] = static_cast<std::int64_t>(totals[2 + static_cast<std::int64_t>(i)].item<double>());
+      const auto metrics = classification_metrics(counts, labels);
+      for (const auto& name : classification_metric_names())
+        result["eval_" + name] = round_to(metrics[name].get<double>(), 4);
+    }
   } else {
     // transformers' language-modelling examples: exp of the token-mean eval loss (float64's
     // largest value where that overflows: JSON has no inf).

@@ -200,8 +200,10 @@ void Trainer::train_step() {
   // batch (all dp ranks, all micro-batches, as HF's num_items_in_batch makes it), so a
   // micro-batch weighs its targets over the step's; other data: each micro-batch alike.
   const auto step_targets = data_.train->has_token_labels() ? global_target_count(batches, mesh_->dp(), device_) : torch::Tensor();
-  if (t.num_input_tokens_seen != TrainingArguments::TokenCount::kNo)
-    state_.num_input_tokens_seen += global_input_tokens(batches, t.num_input_tokens_seen == TrainingArguments::TokenCount::kAll, mesh_->dp(), device_);
+  using TokenCount = TrainingArguments::TokenCount;
+  if (t.num_input_tokens_seen != TokenCount::kNo)
+    state_.num_input_tokens_seen +=
+        global_input_tokens(batches, t.num_input_tokens_seen == TokenCount::kAll, mesh_->dp(), device_);
   for (std::int64_t micro = 0; micro < accumulation; ++micro) {
     const auto& batch = batches[static_cast<std::size_t>(micro)];
     state_.tokens_seen += batch.tokens * mesh_->dp_size();

@@ -79,6 +79,7 @@ TEST(Evaluate, AnEmptyClassificationSplitIsSaidEmptyNotAnError) {
   const auto result = evaluate(*model, eval_data, dp, EvaluationOptions{}, &empty);
   EXPECT_TRUE(empty);
   EXPECT_TRUE(result.contains("eval_loss"));
+  EXPECT_FALSE(result.contains("eval_perplexity"));  // a classifier's, not a causal LM's
 }
 
 TEST(TaskForward, TheForwardRunsUnderAutocastOnlyWhenAsked) {
