@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +21,7 @@
 #include "runtime/comm/launch.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/device/device.h"
+#include "runtime/device/process_memory.h"
 #include "src/models/pretrained.h"
 
 namespace mpitrain::launcher {
@@ -41,18 +41,6 @@ double timed(comm::Communicator& world, F&& op) {
   world.allreduce(t, comm::ReduceOp::kMax);
   return t.item<double>();
 }
-
-// A /proc/self/status field in bytes (VmRSS: resident now; VmHWM: peak since the last reset).
-std::uint64_t status_bytes(const std::string& field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1)) * 1024;
-  return 0;
-}
-
-// Resets VmHWM to the current resident set (Linux: "5" to clear_refs).
-void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 }  // namespace
 
@@ -167,10 +155,10 @@ int run_bench_save(const Args& args) {
   std::uint64_t rank0_staged_peak = 0;  // host copies (GPU blocks, conversions) held at once
   // Records the resident-set growth while `save_fn` runs.
   const auto recording_growth = [&](std::vector<double>& growth, const std::function<void()>& save_fn) {
-    const auto before = status_bytes("VmRSS");
-    reset_peak_rss();
+    const auto before = device::resident_bytes();
+    device::reset_peak_resident();
     save_fn();
-    growth.push_back(static_cast<double>(status_bytes("VmHWM")) - static_cast<double>(before));
+    growth.push_back(static_cast<double>(device::peak_resident_bytes()) - static_cast<double>(before));
   };
   auto ours = [&] {
     recording_growth(rank0_growth, [&] {

@@ -14,6 +14,7 @@ int run_logits(const Args& args);
 int run_convert(const Args& args);
 int run_init(const Args& args);
 int run_train(const Args& args);
+int run_estimate_memory(const Args& args);
 int run_prepare_data(const Args& args);
 int run_generate(const Args& args);
 int run_consolidate(const Args& args);

@@ -12,6 +12,8 @@ const char* kUsage =
     "usage: mpitrain <command> [options]\n"
     "commands:\n"
     "  train CONFIG.json [--key=value]    train (under mpirun/srun for several ranks); ends in an HF directory\n"
+    "  estimate-memory CONFIG.json [--np N] [--memory_gb G]\n"
+    "                                     per-rank bytes of that run for each ZeRO stage, before queueing it\n"
     "  prepare-data SOURCE OUT.h5         text files or JSON lines to the HDF5 training format\n"
     "  generate MODEL_DIR --prompt TEXT   sample text from a causal LM trained with the byte tokenizer\n"
     "  inspect PATH                       list the tensors of a safetensors file or HF directory and every format problem\n"
@@ -41,7 +43,7 @@ int main(int argc, char** argv) {
   }
   const std::map<std::string, int (*)(const Args&)> commands = {
       {"inspect", run_inspect}, {"logits", run_logits}, {"convert", run_convert}, {"init", run_init},
-      {"bench", run_bench}, {"train", run_train}, {"prepare-data", run_prepare_data}, {"tokenize", run_tokenize}, {"generate", run_generate},
+      {"bench", run_bench}, {"train", run_train}, {"estimate-memory", run_estimate_memory}, {"prepare-data", run_prepare_data}, {"tokenize", run_tokenize}, {"generate", run_generate},
       {"consolidate", run_consolidate}};
   const std::string name = argv[1];
   const Args args(argv + 2, argv + argc);

@@ -8,16 +8,16 @@ namespace mpitrain::launcher {
 
 bool parse_options(const std::string& command, const std::string& synopsis, const Args& args,
                    po::options_description& options, const po::positional_options_description& positional,
-                   po::variables_map& values) {
+                   po::variables_map& values, std::vector<std::string>* unregistered) {
   options.add_options()("help,h", "show this help");
   try {
     // No guessing: an abbreviated option is an error, not whichever option it happens to prefix.
-    po::store(po::command_line_parser(args)
-                  .options(options)
-                  .positional(positional)
-                  .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
-                  .run(),
-              values);
+    auto parser = po::command_line_parser(args).options(options).positional(positional).style(
+        po::command_line_style::default_style & ~po::command_line_style::allow_guessing);
+    if (unregistered) parser.allow_unregistered();
+    const auto parsed = parser.run();
+    po::store(parsed, values);
+    if (unregistered) *unregistered = po::collect_unrecognized(parsed.options, po::exclude_positional);
     if (values.count("help")) {
       std::cout << "usage: mpitrain " << command << " " << synopsis << "\n" << options;
       return false;

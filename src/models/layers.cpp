@@ -24,12 +24,20 @@ torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard) {
 }
 
 namespace {
-thread_local bool skip_initialisation = false;
+thread_local bool skip_initialisation = false, only_shapes = false;
 }  // namespace
 
-SkipInitialisation::SkipInitialisation() : previous_(skip_initialisation) { skip_initialisation = true; }
-SkipInitialisation::~SkipInitialisation() { skip_initialisation = previous_; }
+SkipInitialisation::SkipInitialisation(bool shapes_only)
+    : previous_(skip_initialisation), previous_shapes_only_(only_shapes) {
+  skip_initialisation = true;
+  only_shapes = shapes_only;
+}
+SkipInitialisation::~SkipInitialisation() {
+  skip_initialisation = previous_;
+  only_shapes = previous_shapes_only_;
+}
 bool SkipInitialisation::active() { return skip_initialisation; }
+bool SkipInitialisation::shapes_only() { return skip_initialisation && only_shapes; }
 
 torch::Tensor ShardedLayer::register_sharded(const std::string& name, at::IntArrayRef full_shape,
                                              const std::function<torch::Tensor(at::IntArrayRef)>& init,
@@ -40,7 +48,8 @@ torch::Tensor ShardedLayer::register_sharded(const std::string& name, at::IntArr
   if (!skip && !deferred) return register_parameter(name, slice_for_shard(init(full_shape), shard));
   auto local = full_shape.vec();
   if (shard.dim >= 0) local[static_cast<std::size_t>(shard.dim)] /= shard.count;
-  auto parameter = register_parameter(name, torch::empty(local));
+  auto parameter =
+      register_parameter(name, torch::empty(local, SkipInitialisation::shapes_only() ? torch::kMeta : torch::kCPU));
   if (deferred) deferred->record(parameter, full_shape.vec(), init, shard);
   return parameter;
 }

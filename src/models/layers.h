@@ -54,17 +54,20 @@ torch::Tensor slice_for_shard(const torch::Tensor& full, const Shard& shard);
 
 // While one exists on this thread, layers allocate their parameters without initialising them:
 // for models whose every weight is about to be loaded (from_pretrained), which then never
-// builds a whole tensor of a tp-split layer nor spends time on random numbers.
+// builds a whole tensor of a tp-split layer nor spends time on random numbers. `shapes_only`:
+// the split parameters are meta tensors (shapes, no storage), for a model built only to count
+// what each rank would hold (estimate-memory); such a model cannot run.
 class SkipInitialisation {
  public:
-  SkipInitialisation();
+  explicit SkipInitialisation(bool shapes_only = false);
   ~SkipInitialisation();
   SkipInitialisation(const SkipInitialisation&) = delete;
   SkipInitialisation& operator=(const SkipInitialisation&) = delete;
   static bool active();
+  static bool shapes_only();
 
  private:
-  bool previous_;
+  bool previous_, previous_shapes_only_;
 };
 
 // y = x W^T + b, weight [out, in] as torch.nn.Linear stores it. Column-parallel: this rank's

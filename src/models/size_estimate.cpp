@@ -43,6 +43,10 @@ SizeEstimate from_dimensions(const Dimensions& m, double parameters) {
   e.inference_bytes_per_token =
       inference_bytes(m.hidden, m.intermediate, m.heads, m.seq, m.per_token_logits ? m.outputs : 0);
   e.layers = static_cast<std::int64_t>(m.layers);
+  e.hidden = m.hidden;
+  e.intermediate = m.intermediate;
+  e.heads = m.heads;
+  e.logits_per_token = m.per_token_logits ? m.outputs : 0;
   return e;
 }
 

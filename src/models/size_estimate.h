@@ -18,6 +18,10 @@ struct SizeEstimate {
   // Without gradients (logits, generate): one layer's working tensors at a time, and the logits.
   double inference_bytes_per_token = 0;
   std::int64_t layers = 1;  // gradient checkpointing keeps about one layer's activations of these
+  // The dimensions activations scale with (estimate-memory's fitted model of a step's peak):
+  // per layer and token, hidden- and intermediate-sized tensors and one row of attention
+  // scores per head; per token, the logits (vocab_size for a causal LM, 0 for a classifier).
+  double hidden = 0, intermediate = 0, heads = 0, logits_per_token = 0;
   // The config keys that size the model, with their values (for a refusal to name).
   std::vector<std::pair<std::string, std::int64_t>> sizing_keys;
 };

@@ -1,6 +1,7 @@
 // The run summary the last metrics line carries: timing, memory and traffic, checkpoint and tensor-parallel figures.
 #include "src/train/trainer.h"
 
+#include "runtime/device/process_memory.h"
 #include "runtime/parallel/tensor_parallel.h"
 
 namespace mpitrain::train {
@@ -8,6 +9,8 @@ namespace mpitrain::train {
 json Trainer::summary(double runtime) const {
   auto summary = metrics_->summary(state_, runtime, exposed_comm_->seconds());
   summary.update(model_->memory_and_traffic(optimizer_->state_bytes(), steps_run_));
+  // This rank's host peak (what estimate-memory's figures are checked against).
+  summary["memory_peak_resident_bytes"] = device::peak_resident_bytes();
   if (checkpointer_->checkpoints_saved() > 0) {
     summary["checkpoints_saved"] = checkpointer_->checkpoints_saved();
     summary["checkpoint_blocking_seconds"] = round_to(checkpointer_->blocking_seconds(), 4);
