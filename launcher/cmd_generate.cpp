@@ -1,17 +1,19 @@
 // `mpitrain generate MODEL_DIR --prompt TEXT`: samples text from a causal LM, tokenized and decoded by its own tokenizer.json.
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include "launcher/options.h"
 #include "runtime/checkpoint/json_file.h"
 #include "src/data/text_encoder.h"
+#include "src/models/lora.h"
 #include "src/models/pretrained.h"
 
 namespace mpitrain::launcher {
 
 int run_generate(const Args& args) {
   po::options_description options("generate options");
-  std::string model_dir, prompt;
+  std::string model_dir, prompt, adapter_dir;
   int max_new_tokens = 200, top_k = 40;
   double temperature = 0.8;
   std::uint64_t seed = 0;
@@ -20,7 +22,8 @@ int run_generate(const Args& args) {
       "max_new_tokens", po::value(&max_new_tokens)->default_value(max_new_tokens), "")(
       "temperature", po::value(&temperature)->default_value(temperature), "0 = greedy")(
       "top_k", po::value(&top_k)->default_value(top_k), "sample among the k likeliest tokens (0 = all)")(
-      "seed", po::value(&seed)->default_value(seed), "");
+      "seed", po::value(&seed)->default_value(seed), "")(
+      "adapter", po::value(&adapter_dir), "a PEFT LoRA adapter directory applied to the model");
   po::positional_options_description positional;
   positional.add("model_dir", 1);
   po::variables_map values;
@@ -33,6 +36,8 @@ int run_generate(const Args& args) {
   const auto tokenizer = data::tokenizer_encoder(model_dir);
   auto loaded = models::from_pretrained(model_dir);
   if (!loaded.model->is_causal_lm()) throw std::runtime_error(model_dir + ": " + loaded.model->architecture() + " is not a causal LM");
+  std::unique_ptr<models::LoraAdapters> adapter;
+  if (!adapter_dir.empty()) adapter = models::load_adapter(*loaded.model, adapter_dir);
   const auto context = loaded.model->config().value("max_position_embeddings",
                                                     loaded.model->config().value("n_positions", std::int64_t{1024}));
   // The prompt as a document starts in the training stream: after the tokenizer's leading

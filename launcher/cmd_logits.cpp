@@ -1,10 +1,12 @@
 // `mpitrain logits MODEL_DIR --inputs inputs.json --output logits.npy`: the parity tool against transformers.
 #include <iostream>
+#include <memory>
 
 #include "launcher/options.h"
 #include "runtime/checkpoint/checksums.h"
 #include "runtime/checkpoint/npy.h"
 #include "src/models/inputs_json.h"
+#include "src/models/lora.h"
 #include "src/models/pretrained.h"
 #include "src/train/memory_check.h"
 
@@ -12,12 +14,13 @@ namespace mpitrain::launcher {
 
 int run_logits(const Args& args) {
   po::options_description options("logits options");
-  std::string model_dir, inputs_path, output_path, dtype_name;
+  std::string model_dir, inputs_path, output_path, dtype_name, adapter_dir;
   bool verify = true;
   options.add_options()("model_dir", po::value(&model_dir)->required(), "HF model directory")(
       "inputs", po::value(&inputs_path)->required(), "JSON with input_ids [, attention_mask, token_type_ids]")(
       "output", po::value(&output_path)->required(), "where to write float32 logits (.npy)")(
       "dtype", po::value(&dtype_name)->default_value("float32"), "compute dtype: float32 | bfloat16")(
+      "adapter", po::value(&adapter_dir), "a PEFT LoRA adapter directory applied to the model")(
       "verify_checksums", po::value<bool>(&verify)->default_value(true),
       "a training checkpoint's files against its recorded checksums first");
   po::positional_options_description positional;
@@ -30,6 +33,8 @@ int run_logits(const Args& args) {
   auto loaded = models::from_pretrained(model_dir, dtype);
   for (const auto& name : loaded.ignored_tensors)
     std::cerr << "mpitrain: warning: " << model_dir << ": tensor '" << name << "' is not used by the model\n";
+  std::unique_ptr<models::LoraAdapters> adapter;
+  if (!adapter_dir.empty()) adapter = models::load_adapter(*loaded.model, adapter_dir);
   const auto vocab = loaded.model->config().value("vocab_size", std::int64_t{0});
   const auto inputs = models::read_inputs_json(inputs_path, vocab);
   // Refused, not run: past its positions a model gives logits it was never trained for

@@ -66,6 +66,10 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> DecoderAttention::projec
     auto qkv = qkv_proj->forward(x).split({q_rows, kv_rows, kv_rows}, -1);
     return {split_heads(qkv[0], heads_), split_heads(qkv[1], kv_heads_), split_heads(qkv[2], kv_heads_)};
   }
+  // This path multiplies by rows of the weight itself, past Linear::forward and its delta.
+  if (qkv_proj->has_output_delta())
+    throw std::runtime_error("qkv_proj: LoRA on a fused qkv_proj held whole under tensor parallelism (fewer kv heads "
+                             "than heads) is not implemented; target other modules or use tensor_parallel_size 1");
   const auto rows = [&](std::int64_t start, std::int64_t count) {
     const auto& b = qkv_proj->bias;
     return torch::linear(x, qkv_proj->weight.narrow(0, start, count), b.defined() ? b.narrow(0, start, count) : b);

@@ -93,8 +93,8 @@ Linear::Linear(std::int64_t in, std::int64_t out, bool with_bias, double init_st
 }
 
 torch::Tensor Linear::forward(const torch::Tensor& x) {
-  if (!row_parallel_) return torch::linear(x, weight, bias);
-  auto y = tp_->reduce_from_region(torch::linear(x, weight));
+  if (!row_parallel_) return with_delta(torch::linear(x, weight, bias), x);
+  auto y = tp_->reduce_from_region(with_delta(torch::linear(x, weight), x));
   return bias.defined() ? y + bias : y;
 }
 
@@ -109,9 +109,9 @@ torch::Tensor Conv1D::forward(const torch::Tensor& x) {
   auto out_shape = x.sizes().vec();
   out_shape.back() = weight.size(1);
   const auto rows = x.reshape({-1, x.size(-1)});
-  if (row_parallel_) return (tp_->reduce_from_region(torch::mm(rows, weight)) + bias).view(out_shape);
+  if (row_parallel_) return (tp_->reduce_from_region(with_delta(torch::mm(rows, weight), rows)) + bias).view(out_shape);
   // addmm as transformers computes it, so the float rounding matches.
-  return torch::addmm(bias, rows, weight).view(out_shape);
+  return with_delta(torch::addmm(bias, rows, weight).view(out_shape), x);
 }
 
 LayerNorm::LayerNorm(std::int64_t dim, double eps) : eps_(eps) {

@@ -33,13 +33,32 @@ struct TpSplit {
   std::int64_t index = -1, count = -1;
 };
 
+// An update added to a layer's output, computed from the layer's input (a LoRA adapter). It
+// is held beside the layer, not registered in it, so the model's named parameters stay the HF
+// state dict.
+class OutputDelta {
+ public:
+  virtual ~OutputDelta() = default;
+  // `x` as this rank's weight sees it (its input columns when the layer is row-parallel); the
+  // result is this rank's part of the output: its output columns, or for a row-parallel layer
+  // a partial sum that the layer's one all-reduce adds up together with the weight's.
+  virtual torch::Tensor forward(const torch::Tensor& x, bool training) const = 0;
+};
+
 // A module whose parameters may be slices of the HF tensors; `shards` says which (by local
 // parameter name; absent: the whole tensor).
 class ShardedLayer : public torch::nn::Module {
  public:
   const std::map<std::string, Shard>& shards() const { return shards_; }
+  // Null removes it.
+  void set_output_delta(std::shared_ptr<const OutputDelta> delta) { delta_ = std::move(delta); }
+  bool has_output_delta() const { return delta_ != nullptr; }
 
  protected:
+  // `y` plus the delta's update for input `x` (y itself without a delta).
+  torch::Tensor with_delta(const torch::Tensor& y, const torch::Tensor& x) const {
+    return delta_ ? y + delta_->forward(x, is_training()) : y;
+  }
   // Registers this rank's slice of a tensor of `full_shape` made by `init` (initialised whole,
   // so every tp size starts from the weights one rank would); under SkipInitialisation only
   // the slice is allocated, uninitialised; under a DeferredInitialisation it is allocated and
@@ -47,6 +66,9 @@ class ShardedLayer : public torch::nn::Module {
   torch::Tensor register_sharded(const std::string& name, at::IntArrayRef full_shape,
                                  const std::function<torch::Tensor(at::IntArrayRef)>& init, const Shard& shard);
   std::map<std::string, Shard> shards_;
+
+ private:
+  std::shared_ptr<const OutputDelta> delta_;
 };
 
 // This rank's slice of `full` as `shard` describes it (contiguous).
@@ -78,6 +100,7 @@ class Linear : public ShardedLayer {
   Linear(std::int64_t in, std::int64_t out, bool bias, double init_std, TensorParallelPtr tp = nullptr,
          TpSplit split = {});
   torch::Tensor forward(const torch::Tensor& x);
+  bool row_parallel() const { return row_parallel_; }
   torch::Tensor weight, bias;
 
  private:
@@ -90,6 +113,7 @@ class Conv1D : public ShardedLayer {
  public:
   Conv1D(std::int64_t in, std::int64_t out, double init_std, TensorParallelPtr tp = nullptr, TpSplit split = {});
   torch::Tensor forward(const torch::Tensor& x);
+  bool row_parallel() const { return row_parallel_; }
   torch::Tensor weight, bias;
 
  private:

@@ -14,6 +14,7 @@ ParameterPlacement place(const std::vector<std::int64_t>& local_shape, const Sha
     p.view = p.shape;
     p.block = checkpoint::Block::whole(p.shape);
     p.replicas = tp_size;
+    p.partial_gradient = shard.partial_gradient && tp_size > 1;  // a LoRA factor beside a split weight
     return p;
   }
   const auto d = static_cast<std::size_t>(shard.dim);

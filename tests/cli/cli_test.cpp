@@ -205,6 +205,27 @@ TEST(Cli, TokenizeGivesTheLibrarysIdsAndDecodesThemBack) {
                         ": no tokenizer.json");
 }
 
+// A PEFT adapter through the binary: logits --adapter are PEFT's, convert --adapter writes the
+// merged model PEFT wrote (its logits the same), and a wrong adapter is one line.
+TEST(Cli, LoraAdapterLogitsAndMerge) {
+  ScratchDir scratch;
+  const auto adapter = fixture("../peft/llama-qv/adapter");
+  auto r = run("logits " + fixture("llama/single") + " --inputs " + fixture("llama/inputs.json") + " --output " +
+               (scratch / "adapted.npy") + " --adapter " + adapter);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto reference = checkpoint::read_npy_float32(fixture("../peft/llama-qv/logits.npy"));
+  EXPECT_LT(masked_max_difference(checkpoint::read_npy_float32(scratch / "adapted.npy"), reference, 13), 1e-4);
+  r = run("convert " + fixture("llama/single") + " " + (scratch / "merged") + " --adapter " + adapter);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run("logits " + (scratch / "merged") + " --inputs " + fixture("llama/inputs.json") + " --output " +
+          (scratch / "merged.npy"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_LT(masked_max_difference(checkpoint::read_npy_float32(scratch / "merged.npy"), reference, 13), 1e-4);
+  expect_one_line_error(run("logits " + fixture("llama/single") + " --inputs " + fixture("llama/inputs.json") +
+                            " --output " + (scratch / "x.npy") + " --adapter " + fixture("../peft/bert-seqcls/adapter")),
+                        "target_modules entry 'query' matches no module of LlamaForCausalLM");
+}
+
 TEST(Cli, ConvertChangesDtypeAndSharding) {
   ScratchDir scratch;
   auto r = run("convert " + fixture("llama/bf16") + " " + (scratch / "f32") + " --dtype float32 --max_shard_size 100KB");
