@@ -12,6 +12,7 @@
 #include "src/models/lora.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
+#include "tests/unit/fixture_logits.h"
 #include "tests/unit/test_files.h"
 
 namespace mpitrain::models {
@@ -29,15 +30,8 @@ void PrintTo(const PeftCase& c, std::ostream* os) { *os << c.name; }
 
 std::string peft(const std::string& relative) { return fixture("../peft/" + relative); }
 
-// Max |logits - reference| at positions whose attention_mask is 1 (all of a classifier's).
 double max_masked_difference(const torch::Tensor& logits, const std::string& npy, const ModelInputs& inputs) {
-  const auto reference = checkpoint::read_npy_float32(npy);
-  auto ref = torch::from_blob(const_cast<float*>(reference.data.data()), reference.shape, torch::kFloat32);
-  EXPECT_EQ(logits.sizes(), ref.sizes());
-  auto diff = (logits.to(torch::kFloat32) - ref).abs();
-  if (logits.dim() == 3 && inputs.attention_mask.defined())
-    diff = diff * inputs.attention_mask.unsqueeze(-1).to(torch::kFloat32);
-  return diff.max().item<double>();
+  return testing::max_masked_difference(logits, checkpoint::read_npy_float32(npy), inputs);
 }
 
 torch::Tensor eval_logits(HfModel& model, const ModelInputs& inputs) {

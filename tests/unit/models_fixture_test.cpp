@@ -7,6 +7,7 @@
 #include "runtime/checkpoint/npy.h"
 #include "src/models/inputs_json.h"
 #include "src/models/pretrained.h"
+#include "tests/unit/fixture_logits.h"
 #include "tests/unit/test_files.h"
 
 namespace mpitrain::models {
@@ -15,20 +16,10 @@ namespace {
 namespace fs = std::filesystem;
 using checkpoint::read_json_file;
 using testing::fixture;
+using testing::max_masked_difference;
 using testing::ScratchDir;
 
 constexpr double kLogitsTolerance = 1e-4;  // absolute, as the fixtures' README states
-
-// Max |ours - reference| over the positions whose attention_mask is 1 (all of them for a classifier).
-double max_masked_difference(const torch::Tensor& logits, const checkpoint::NpyArray& reference,
-                             const ModelInputs& inputs) {
-  auto ref = torch::from_blob(const_cast<float*>(reference.data.data()), reference.shape, torch::kFloat32);
-  EXPECT_EQ(logits.sizes(), ref.sizes());
-  auto diff = (logits.to(torch::kFloat32) - ref).abs();
-  if (logits.dim() == 3 && inputs.attention_mask.defined())
-    diff = diff * inputs.attention_mask.unsqueeze(-1).to(torch::kFloat32);
-  return diff.max().item<double>();
-}
 
 struct Case {
   std::string model;    // fixture directory
