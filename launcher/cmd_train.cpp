@@ -44,6 +44,7 @@ const char* type_name(train::KeySpec::Type type) {
     case Type::kString: return "string";
     case Type::kObject: return "object";
     case Type::kPathOrBool: return "path or bool";
+    case Type::kNames: return "names";
   }
   return "";
 }
@@ -65,7 +66,7 @@ void print_config_reference(std::ostream& out) {
          "`build/bin/mpitrain train --help-markdown > docs/configuration.md` (the test\n"
          "`config_reference_doc` fails while the two differ). `mpitrain train --help` prints the same\n"
          "keys as plain text.\n\n"
-         "A run config is a JSON object with four sections: `model`, `data`, `training` and `parallel`.\n"
+         "A run config is a JSON object with five sections: `model`, `data`, `training`, `parallel` and `lora`.\n"
          "Every key can be overridden on the command line after the config, by its plain name\n"
          "(`--max_steps=0`) or its dotted path (`--training.max_steps=0`); an unknown key or a bad value\n"
          "stops every rank with one line that names it and suggests the closest key. What the keys do\n"
@@ -81,6 +82,9 @@ void print_config_reference(std::ostream& out) {
       {"training", "Hugging Face `TrainingArguments` names and defaults (a key marked \"as in HF\" does what it\n"
                    "does there), and mpitrain's own device, save and signal keys."},
       {"parallel", "How the ranks share the work: world = dp × tp (see [parallelism.md](parallelism.md))."},
+      {"lora", "LoRA fine-tuning with PEFT's names and defaults: set `target_modules` (or `adapter_name_or_path`) and\n"
+               "the base is frozen, the adapters trained, and every checkpoint and the final directory is a PEFT\n"
+               "adapter (see [training.md](training.md#lora))."},
   };
   std::vector<std::string> sections;  // in the table's order
   for (const auto& k : train::config_keys())

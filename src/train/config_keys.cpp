@@ -114,6 +114,28 @@ void add_parallel_keys(std::vector<KeySpec>& keys) {
   });
 }
 
+// PEFT's LoraConfig names and defaults; LoRA is on where target_modules or adapter_name_or_path is set.
+void add_lora_keys(std::vector<KeySpec>& keys) {
+  keys.insert(keys.end(), {
+      {"lora", "target_modules", Type::kNames, nullptr,
+       "modules to adapt, as PEFT matches them (q_proj, v_proj, ...: a name or its last parts; one string: a regular "
+       "expression over the whole name; all-linear: every linear layer but the output head); null: no LoRA"},
+      {"lora", "r", Type::kInt, 8, "the rank of the update"},
+      {"lora", "lora_alpha", Type::kFloat, 8.0, "the update is scaled by lora_alpha / r"},
+      {"lora", "lora_dropout", Type::kFloat, 0.0, "dropout on the adapted layers' inputs, in training"},
+      {"lora", "use_rslora", Type::kBool, false, "scale by lora_alpha / sqrt(r) (rank-stabilised LoRA)"},
+      {"lora", "exclude_modules", Type::kNames, nullptr, "modules never adapted, matched as target_modules"},
+      {"lora", "modules_to_save", Type::kNames, nullptr,
+       "modules trained whole and saved in the adapter (a classifier's score or classifier head is added, as PEFT does)"},
+      {"lora", "init_lora_weights", Type::kBool, true, "new adapters: A Kaiming-uniform, B zero (false: B random too)"},
+      {"lora", "bias", Type::kString, "none", "none (PEFT's default; LoRA biases are not implemented)"},
+      {"lora", "adapter_name_or_path", Type::kString, "",
+       "continue training this PEFT adapter directory (its adapter_config.json sets the LoRA keys)"},
+      {"lora", "merge_at_end", Type::kBool, false,
+       "also write the merged model (W + scale B A) as an HF directory in output_dir/merged"},
+  });
+}
+
 }  // namespace
 
 const std::vector<KeySpec>& config_keys() {
@@ -122,6 +144,7 @@ const std::vector<KeySpec>& config_keys() {
     add_model_and_data_keys(all);
     add_training_keys(all);
     add_parallel_keys(all);
+    add_lora_keys(all);
     return all;
   }();
   return keys;

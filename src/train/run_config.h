@@ -15,7 +15,7 @@ struct ConfigError : std::runtime_error {
 // Every key the run accepts, with its section, type and default.
 struct KeySpec {
   std::string section, name;
-  enum class Type { kInt, kFloat, kBool, kString, kObject, kPathOrBool } type;
+  enum class Type { kInt, kFloat, kBool, kString, kObject, kPathOrBool, kNames } type;  // kNames: a list of names, one string, or null
   nlohmann::json default_value;
   std::string help;
   std::string dotted() const { return section + "." + name; }

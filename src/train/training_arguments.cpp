@@ -118,6 +118,44 @@ ParallelArguments parallel_arguments(const nlohmann::json& p) {
   return a;
 }
 
+std::vector<std::string> names(const nlohmann::json& value) {
+  std::vector<std::string> out;
+  if (value.is_array())
+    for (const auto& v : value) out.push_back(v.get<std::string>());
+  return out;
+}
+
+LoraArguments lora_arguments(const nlohmann::json& l, const DataArguments& data) {
+  LoraArguments a;
+  a.adapter_name_or_path = l["adapter_name_or_path"].get<std::string>();
+  a.merge_at_end = l["merge_at_end"].get<bool>();
+  a.enabled = !l["target_modules"].is_null() || !a.adapter_name_or_path.empty();
+  auto& s = a.settings;
+  s.r = l["r"].get<std::int64_t>();
+  s.lora_alpha = l["lora_alpha"].get<double>();
+  s.lora_dropout = l["lora_dropout"].get<double>();
+  s.use_rslora = l["use_rslora"].get<bool>();
+  s.init_lora_weights = l["init_lora_weights"].get<bool>();
+  const auto& targets = l["target_modules"];
+  if (targets.is_string()) {
+    s.all_linear = targets == "all-linear";
+    if (!s.all_linear) s.target_regex = targets.get<std::string>();
+  }
+  s.target_modules = names(targets);
+  s.exclude_modules = l["exclude_modules"].is_string() ? std::vector<std::string>{l["exclude_modules"].get<std::string>()}
+                                                       : names(l["exclude_modules"]);
+  s.modules_to_save = l["modules_to_save"].is_string() ? std::vector<std::string>{l["modules_to_save"].get<std::string>()}
+                                                       : names(l["modules_to_save"]);
+  s.task_type = data.classification ? "SEQ_CLS" : "CAUSAL_LM";
+  if (data.classification)
+    for (const char* head : {"classifier", "score"}) s.modules_to_save.push_back(head);
+  if (!a.enabled) return a;
+  if (l["bias"] != "none")
+    throw std::invalid_argument("lora.bias " + l["bias"].dump() + " is not implemented (only \"none\")");
+  s.validate("lora");
+  return a;
+}
+
 }  // namespace
 
 std::string TrainingArguments::metric_key() const {
@@ -143,6 +181,7 @@ RunArguments RunArguments::from_config(const nlohmann::json& config) {
   a.data = data_arguments(config["data"]);
   a.training = training_arguments(config["training"]);
   a.parallel = parallel_arguments(config["parallel"]);
+  a.lora = lora_arguments(config["lora"], a.data);
   a.config = config;
   return a;
 }

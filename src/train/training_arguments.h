@@ -8,6 +8,7 @@
 #include "runtime/checkpoint/assign_writers.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/parallel/sharded_data_parallel.h"
+#include "src/models/lora_settings.h"
 
 namespace mpitrain::train {
 
@@ -99,11 +100,22 @@ struct ParallelArguments {
   bool sharded() const { return sharding != parallel::ShardingStage::kNone; }
 };
 
+// LoRA fine-tuning: on where lora.target_modules or lora.adapter_name_or_path is set.
+struct LoraArguments {
+  bool enabled = false;
+  // From the run config's lora section (task_type from data.task; a classifier's heads added to
+  // modules_to_save as PEFT adds them); an adapter directory to continue brings its own.
+  models::LoraSettings settings;
+  std::string adapter_name_or_path;
+  bool merge_at_end = false;
+};
+
 struct RunArguments {
   ModelArguments model;
   DataArguments data;
   TrainingArguments training;
   ParallelArguments parallel;
+  LoraArguments lora;
   nlohmann::json config;  // the whole validated config, as training_args.json records it
 
   // `config` is load_run_config's result (validated, defaults filled).
