@@ -40,7 +40,7 @@ SaveStats save_distributed(comm::Communicator& comm, const std::string& dir, con
     save_sharded(comm, dir, blocks, staged);
     return {staged.peak_held_bytes()};
   }
-  const auto plan = plan_hf_save(blocks.specs(), options.max_shard_size);
+  const auto plan = plan_hf_save(blocks.specs(), options.max_shard_size, options.single_file);
   const auto* mpiio = mpiio_communicator(comm, options, blocks);
   HostStaging staged(std::move(written), staging_order(blocks, options.mode, mpiio ? &plan : nullptr), options.staging);
   if (options.mode == SaveMode::kParallel)

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/checkpoint/assign_writers.h"
+#include "runtime/checkpoint/hf_index.h"
 #include "runtime/checkpoint/host_staging.h"
 #include "runtime/checkpoint/layout.h"
 #include "runtime/comm/communicator.h"
@@ -34,6 +35,7 @@ struct DistributedSaveOptions {
   SaveMode mode = SaveMode::kGather;
   std::uint64_t max_shard_size = 5'000'000'000;
   std::uint64_t gather_window_bytes = 64u << 20;  // rank 0's receive buffer in gather mode
+  std::string single_file = kSingleWeightsFile;    // the weights file's name when not sharded
   SaveIo io = SaveIo::kAuto;  // parallel mode
   StagingOptions staging;     // blocks on a GPU or in another dtype
   // Parallel and sharded saves first check that every rank sees `dir` (require_shared_directory);

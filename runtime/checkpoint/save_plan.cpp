@@ -13,7 +13,7 @@ const PlannedTensor& SavePlan::tensor(const std::string& name) const {
   throw CheckpointError(name, "tensor is not in the save plan");
 }
 
-SavePlan plan_hf_save(const std::vector<TensorSpec>& tensors, std::uint64_t max_shard_size) {
+SavePlan plan_hf_save(const std::vector<TensorSpec>& tensors, std::uint64_t max_shard_size, const std::string& single_file) {
   SavePlan plan;
   std::vector<std::uint64_t> sizes;
   for (const auto& t : tensors) {
@@ -28,7 +28,7 @@ SavePlan plan_hf_save(const std::vector<TensorSpec>& tensors, std::uint64_t max_
   plan.tensors.resize(tensors.size());
   for (std::size_t s = 0; s < shards.size(); ++s) {
     PlannedFile file;
-    file.name = plan.sharded ? shard_file_name(s, shards.size()) : kSingleWeightsFile;
+    file.name = plan.sharded ? shard_file_name(s, shards.size()) : single_file;
     std::vector<TensorSpec> members;
     for (auto i : shards[s]) members.push_back(tensors[i]);
     const auto layout = plan_safetensors(members);

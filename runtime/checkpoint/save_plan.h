@@ -35,6 +35,9 @@ struct SavePlan {
   const PlannedTensor& tensor(const std::string& name) const;
 };
 
-SavePlan plan_hf_save(const std::vector<TensorSpec>& tensors, std::uint64_t max_shard_size);
+// `single_file`: the one file's name when the tensors fit in one (a PEFT adapter's is
+// adapter_model.safetensors).
+SavePlan plan_hf_save(const std::vector<TensorSpec>& tensors, std::uint64_t max_shard_size,
+                      const std::string& single_file = kSingleWeightsFile);
 
 }  // namespace mpitrain::checkpoint

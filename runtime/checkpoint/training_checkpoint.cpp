@@ -78,7 +78,11 @@ std::string write_training_checkpoint(comm::Communicator& comm, const std::strin
   });
   save_distributed(comm, staging, c.weights, options.save);
   crash_point("checkpoint.weights_saved", comm.rank());
-  if (!c.only_model) save_distributed(comm, (fs::path(staging) / kOptimizerDir).string(), c.moments, options.save);
+  if (!c.only_model) {
+    auto moments = options.save;  // the optimizer directory is the runtime's own: its usual file names
+    moments.single_file = kSingleWeightsFile;
+    save_distributed(comm, (fs::path(staging) / kOptimizerDir).string(), c.moments, moments);
+  }
   comm::run_agreed(comm, [&] { write_state_files(comm, staging, c, options); });
   CompletionMarker marker;
   marker.step = c.step;

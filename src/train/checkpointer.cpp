@@ -57,6 +57,13 @@ checkpoint::DistributedSaveOptions Checkpointer::save_options(checkpoint::SaveMo
   options.gather_window_bytes = t.gather_window_bytes;
   options.io = t.save_io;
   options.check_shared_directory = false;  // output_dir, checked at the start where it matters
+  if (model_.lora()) {
+    // A PEFT adapter directory: one adapter_model.safetensors, never sharded (PEFT reads no
+    // index); a sharded save_mode writes it in parallel.
+    options.single_file = ParallelModel::adapter_weights_file();
+    options.max_shard_size = UINT64_MAX;
+    if (mode == checkpoint::SaveMode::kSharded) options.mode = checkpoint::SaveMode::kParallel;
+  }
   return options;
 }
 
@@ -68,7 +75,7 @@ void Checkpointer::resume(const std::string& dir, TrainerState& state) {
   if (args_.training.verify_checksums) comm::run_agreed(world, [&] { reader->verify_checksums(world.rank(), world.size()); });
   comm::run_agreed(world, [&] {
     // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
-    model_.load_weights(checkpoint::CheckpointReader(dir));
+    model_.load_weights(checkpoint::CheckpointReader(model_.weights_in(dir)));
     const auto state_path = (fs::path(dir) / checkpoint::kTrainerStateFile).string();
     try {
       state = TrainerState::from_json(reader->trainer_state());
@@ -208,6 +215,20 @@ void Checkpointer::wait() {
   if (save_error_) std::rethrow_exception(std::exchange(save_error_, nullptr));
 }
 
+void Checkpointer::save_merged(const std::string& dir, checkpoint::SaveMode mode) {
+  auto& world = mesh_->world();
+  auto options = save_options(mode);
+  options.single_file = checkpoint::kSingleWeightsFile;
+  options.max_shard_size = args_.training.max_shard_size;
+  checkpoint::save_distributed(world, dir, model_.merged_model_tensors(files_.saved_dtype), options);
+  auto files = files_;
+  files.adapter_config = nullptr;  // an HF model directory: the base's config
+  comm::run_agreed(world, [&] {
+    if (world.rank() == 0) files.write(model_.model(), dir);
+  });
+  log_.info("saved the merged model (W + scale B A) to " + dir);
+}
+
 void Checkpointer::save_model(const std::string& dir) {
   auto& world = mesh_->world();
   // The final model is always an HF directory: a sharded save_mode writes it in parallel.
@@ -223,7 +244,8 @@ void Checkpointer::save_model(const std::string& dir) {
   });
   char took[64];
   std::snprintf(took, sizeof took, " (weights written in %.3f s)", weights_seconds);
-  log_.info("saved the model to " + dir + took);
+  log_.info("saved the " + std::string(model_.lora() ? "adapter" : "model") + " to " + dir + took);
+  if (model_.lora() && args_.lora.merge_at_end) save_merged(dir + "/merged", mode);
   if (post_save_) {
     post_save_->run(dir);
     post_save_->finish();  // the run ends here: the last upload is waited for

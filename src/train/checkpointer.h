@@ -53,6 +53,8 @@ class Checkpointer {
   checkpoint::TrainingCheckpoint snapshot(const TrainerState& state, const nlohmann::json& scheduler, bool copy) const;
   void write(const checkpoint::TrainingCheckpoint& contents, comm::Communicator& comm, const std::string& best);
   checkpoint::DistributedSaveOptions save_options(checkpoint::SaveMode mode) const;
+  // LoRA's merge_at_end: the adapters folded into the base, saved as an HF directory.
+  void save_merged(const std::string& dir, checkpoint::SaveMode mode);
   void restore_rng(const checkpoint::TrainingCheckpointReader& reader, const TrainerState& state);
   void load_optimizer(const checkpoint::TrainingCheckpointReader& reader, std::int64_t global_step);
   at::Generator generator() const;  // the device's default generator (dropout streams)

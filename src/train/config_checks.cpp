@@ -1,6 +1,7 @@
 // The checks of a run config's values and combinations, each failure one line naming the key (and the file or "command line").
 #include "src/train/config_checks.h"
 
+#include <regex>
 #include <set>
 
 #include "runtime/checkpoint/hf_index.h"
@@ -138,6 +139,13 @@ void check_lora(const json& c, const KeyChecks& check) {
   const double dropout = l["lora_dropout"].get<double>();
   if (dropout < 0 || dropout >= 1) check.fail("lora.lora_dropout", "must be in [0, 1), got " + l["lora_dropout"].dump());
   check.one_of("lora", "bias", {"none"});
+  if (l["target_modules"].is_string() && l["target_modules"] != "all-linear") {
+    try {
+      std::regex check(l["target_modules"].get<std::string>());
+    } catch (const std::regex_error&) {
+      check.fail("lora.target_modules", "'" + l["target_modules"].get<std::string>() + "' is not a regular expression");
+    }
+  }
   if (l["target_modules"].is_array() && l["target_modules"].empty())
     check.fail("lora.target_modules", "is empty: name the modules to adapt (q_proj, v_proj, ... or all-linear)");
   if (c["parallel"]["sharding"] == "zero3")

@@ -54,7 +54,8 @@ double shard_numel(const LocalParameter& p, const MemoryLayout& layout, int dp_r
 // zero3's peak: the largest decoder layer's group with the largest of the others.
 double largest_gathered_numel(const std::vector<LocalParameter>& parameters) {
   std::map<int, double> layers, others;
-  for (const auto& p : parameters) (p.in_layer ? layers : others)[p.group] += static_cast<double>(p.numel);
+  for (const auto& p : parameters)
+    if (!p.frozen) (p.in_layer ? layers : others)[p.group] += static_cast<double>(p.numel);
   double layer = 0, other = 0;
   for (const auto& [group, numel] : layers) layer = std::max(layer, numel);
   for (const auto& [group, numel] : others) other = std::max(other, numel);
@@ -78,7 +79,7 @@ double activation_bytes_per_token(const models::SizeEstimate& m, double seq, dou
 }  // namespace
 
 std::vector<LocalParameter> tp_local_parameters(const nlohmann::json& config, const std::string& source, int tp_size,
-                                                int tp_rank) {
+                                                int tp_rank, const LoraArguments* lora) {
   auto tp = std::make_shared<const parallel::TensorParallel>(
       tp_size > 1 ? std::make_shared<ShapeOnlyCommunicator>(tp_rank, tp_size) : nullptr);
   std::shared_ptr<models::HfModel> model;
@@ -101,6 +102,23 @@ std::vector<LocalParameter> tp_local_parameters(const nlohmann::json& config, co
     p.in_layer = std::regex_search(name, std::regex(R"((^|\.)[0-9]+\.)"));
     out.push_back(p);
   }
+  if (!lora || !lora->enabled) return out;
+  const auto settings = lora->adapter_name_or_path.empty() ? lora->settings
+                                                           : models::read_adapter_config(lora->adapter_name_or_path);
+  const models::LoraAdapters adapters(*model, settings, "lora");
+  std::set<std::string> trained;
+  for (const auto& t : adapters.tensors()) trained.insert(t.name);
+  for (auto& p : out) p.frozen = !trained.count(models::peft_tensor_name(p.name));
+  for (const auto& t : adapters.tensors()) {
+    if (t.name.find(".lora_") == std::string::npos) continue;  // modules_to_save: the model's own, listed
+    LocalParameter p;
+    p.name = t.name;
+    p.numel = t.tensor.numel();
+    p.rows = t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0];
+    p.hf_numel = 1;
+    for (auto d : t.placement.shape) p.hf_numel *= d;
+    out.push_back(p);
+  }
   return out;
 }
 
@@ -110,6 +128,10 @@ StateBytes state_bytes(const std::vector<LocalParameter>& parameters, const Memo
   StateBytes b;
   for (const auto& p : parameters) {
     const double full = static_cast<double>(p.numel), shard = shard_numel(p, layout, dp_rank);
+    if (p.frozen) {  // LoRA's base: whole on every rank, float32, no gradient or state
+      b.parameters += 4 * full;
+      continue;
+    }
     if (layout.sharding == ShardingStage::kNone) {
       // float32 weights (bf16 is autocast), their gradients, AdamW's two moments.
       b.parameters += 4 * full;
@@ -134,7 +156,8 @@ double save_extra_bytes(const std::vector<LocalParameter>& parameters, const Mem
   if (training.async_save) {
     const double saved = training.save_dtype.empty() ? 4 : element_bytes(models::parse_torch_dtype(training.save_dtype));
     double held = 0;
-    for (const auto& p : parameters) held += shard_numel(p, layout, 0);
+    for (const auto& p : parameters)
+      if (!p.frozen) held += shard_numel(p, layout, 0);  // what a checkpoint holds
     extra += held * saved + (training.save_only_model ? 0 : held * 8);
   }
   return extra;
@@ -144,7 +167,7 @@ RankEstimate estimate_rank(const RunArguments& args, const MemoryLayout& layout)
   std::string source;
   const auto config = args.model.built_config(&source);
   if (config.is_null()) throw std::runtime_error(args.model.model_name_or_path + "/config.json: not found");
-  const auto parameters = tp_local_parameters(config, source, layout.tp, 0);
+  const auto parameters = tp_local_parameters(config, source, layout.tp, 0, &args.lora);
   const std::int64_t seq = args.data.task == "causal_lm" ? args.data.seq_len : args.data.max_length;
   const auto size = models::estimate_size(config, source, seq);
   RankEstimate e;

@@ -18,13 +18,15 @@ struct LocalParameter {
   std::int64_t numel = 0, rows = 1, hf_numel = 0;  // hf_numel: the whole HF tensor's
   int group = 0;
   bool in_layer = false;  // of a repeated layer (a numbered module: "model.layers.3.")
+  bool frozen = false;    // LoRA's base: held in float32, never stepped
 };
 
 // The parameters tp rank `tp_rank` of `tp_size` holds of the model `config` describes, from a
 // model built with shapes only (no storage, no collectives). Throws what create_model throws
 // (a size tp does not divide names its key).
+// With `lora` on, the base's parameters are frozen and the adapters follow them.
 std::vector<LocalParameter> tp_local_parameters(const nlohmann::json& config, const std::string& source, int tp_size,
-                                                int tp_rank);
+                                                int tp_rank, const LoraArguments* lora = nullptr);
 
 struct MemoryLayout {
   int dp = 1, tp = 1;

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/json_file.h"
 #include "src/data/byte_tokenizer.h"
 #include "src/models/pretrained.h"
@@ -32,7 +33,10 @@ void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir
 }
 
 void ModelFiles::write(const models::HfModel& model, const std::string& dir) const {
-  models::save_pretrained_metadata(model, dir, saved_dtype, generation_config);
+  if (adapter_config.is_null())
+    models::save_pretrained_metadata(model, dir, saved_dtype, generation_config);
+  else
+    checkpoint::write_file_atomically((fs::path(dir) / "adapter_config.json").string(), adapter_config.dump(2) + "\n");
   if (!tokenizer_dir.empty()) {
     copy_tokenizer_files(tokenizer_dir, dir);
   } else {

@@ -20,8 +20,10 @@ struct ModelFiles {
   nlohmann::json generation_config;  // the source model's, or null
   std::string tokenizer_dir;         // where tokenizer files come from (empty: the built-in byte tokenizer)
   nlohmann::json run_config;         // the validated run config: training_args.json
+  nlohmann::json adapter_config;     // LoRA: adapter_config.json instead of the model's config (null: none)
 
-  // config.json, generation_config.json (causal LMs), the tokenizer files and training_args.json into `dir`.
+  // config.json and generation_config.json (causal LMs), or a LoRA adapter's adapter_config.json;
+  // the tokenizer files and training_args.json; into `dir`.
   void write(const models::HfModel& model, const std::string& dir) const;
 };
 

@@ -2,7 +2,9 @@
 #include "src/train/parallel_model.h"
 
 #include <cmath>
+#include <set>
 
+#include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/torch_bin.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
@@ -11,6 +13,7 @@
 #include "runtime/parallel/sharded_data_parallel.h"
 #include "runtime/parallel/tensor_parallel.h"
 #include "src/models/deferred_init.h"
+#include "src/models/lora.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
 #include "src/train/memory_check.h"
@@ -55,7 +58,7 @@ void require_training_fits(const RunArguments& args, const comm::Mesh& mesh, at:
 ParallelModel::ParallelModel(const RunArguments& args, std::shared_ptr<comm::Mesh> mesh, at::Device device, RunLog& log)
     : mesh_(std::move(mesh)), device_(device) {
   build(args, log);
-  place(args.parallel.sharded(), log);
+  place(args, log);
   if (args.parallel.sharded()) {
     // Over the world: ShardedDataParallel agrees a failure over its dp group only, and under
     // tp the other groups would go on into the next collective and wait for the timeout.
@@ -63,7 +66,7 @@ ParallelModel::ParallelModel(const RunArguments& args, std::shared_ptr<comm::Mes
       set_up_sharding(args.parallel, args.training.bf16);
       model_->to(device_);  // the buffers; the parameters are there already
     });
-    if (!source_dir_.empty())
+    if (!source_dir_.empty() && !lora_)  // under LoRA the base was read whole and the adapters are trained
       comm::run_agreed(mesh_->world(), [&] {
         std::vector<models::ParameterPlacement> placements;
         for (const auto& t : trained_) placements.push_back(t.placement);
@@ -79,7 +82,8 @@ ParallelModel::~ParallelModel() = default;
 void ParallelModel::build(const RunArguments& args, RunLog& log) {
   const auto& m = args.model;
   auto tp = std::make_shared<const parallel::TensorParallel>(mesh_->tp_ptr());
-  const bool sharded = args.parallel.sharded();
+  // Under LoRA only the adapters are sharded: the frozen base is read and held whole.
+  const bool sharded = args.parallel.sharded() && !args.lora.enabled;
   comm::run_agreed(mesh_->world(), [&] { require_training_fits(args, *mesh_, device_); });
   comm::run_agreed(mesh_->world(), [&] {
     if (!m.model_name_or_path.empty()) {
@@ -109,12 +113,19 @@ void ParallelModel::build(const RunArguments& args, RunLog& log) {
   });
 }
 
-void ParallelModel::place(bool sharded, RunLog& log) {
+void ParallelModel::place(const RunArguments& args, RunLog& log) {
   // Under sharding the parameters reach the device as ShardedDataParallel takes their shards
   // (zero3: only the shards), so a model that fits only sharded never lands whole on a GPU.
-  if (!sharded) model_->to(device_);  // keeps each parameter's identity (its data moves)
-  for (const auto& p : model_->parameters()) parameters_.push_back(p);
-  for (auto& [name, placement] : model_->placements()) {
+  const bool sharded = args.parallel.sharded();
+  if (!sharded || args.lora.enabled) model_->to(device_);  // keeps each parameter's identity (its data moves)
+  std::vector<std::pair<std::string, models::ParameterPlacement>> placements;
+  if (args.lora.enabled) {
+    comm::run_agreed(mesh_->world(), [&] { placements = attach_lora(args, log); });
+  } else {
+    for (const auto& p : model_->parameters()) parameters_.push_back(p);
+    placements = model_->placements();
+  }
+  for (auto& [name, placement] : placements) {
     if (placement.partial_gradient && !slice_groups_.count(placement.replicas))
       slice_groups_[placement.replicas] =
           placement.replicas == mesh_->tp_size()
@@ -133,8 +144,9 @@ void ParallelModel::place(bool sharded, RunLog& log) {
     count += numel;
     local += parameters_[i].numel();
   }
-  log.info("model " + model_->architecture() + ": " + std::to_string(count) + " parameters (" + std::to_string(local) +
-              " on this rank); " + std::to_string(mesh_->dp_size()) + " data-parallel x " +
+  log.info("model " + model_->architecture() + ": " + std::to_string(count) + (lora_ ? " trained" : "") +
+           " parameters (" + std::to_string(local) + " on this rank); " + std::to_string(mesh_->dp_size()) +
+           " data-parallel x " +
            std::to_string(mesh_->tp_size()) + " tensor-parallel ranks");
 }
 
@@ -159,8 +171,8 @@ void ParallelModel::set_up_sharding(const ParallelArguments& p, bool bf16) {
   // of a fused view), so a shard is again one rectangular block of the HF tensor: 2-D (dp, tp).
   std::vector<std::int64_t> rows;
   for (const auto& t : trained_) rows.push_back(t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0]);
-  sharded_ = std::make_shared<parallel::ShardedDataParallel>(mesh_->dp_ptr(), parameters_, rows,
-                                                             model_->parameter_groups(), options);
+  sharded_ = std::make_shared<parallel::ShardedDataParallel>(
+      mesh_->dp_ptr(), parameters_, rows, lora_ ? trained_groups_ : model_->parameter_groups(), options);
   const auto shards = sharded_->shards();
   for (std::size_t i = 0; i < trained_.size(); ++i) {
     auto& placement = trained_[i].placement;
@@ -221,11 +233,19 @@ bool ParallelModel::gathers_in_forward() const {
 }
 
 void ParallelModel::load_weights(const checkpoint::CheckpointReader& reader) {
-  if (!sharded_) {
+  if (!sharded_ && !lora_) {
     models::load_weights(*model_, reader);
     return;
   }
-  models::require_no_foreign_tensors(*model_, reader);
+  if (lora_) {  // an adapter file: exactly the adapter's tensors
+    std::set<std::string> names;
+    for (const auto& t : trained_) names.insert(t.name);
+    for (const auto& name : reader.names())
+      if (!names.count(name))
+        throw checkpoint::CheckpointError(reader.dir(), "tensor '" + name + "' is not one of this run's adapter tensors");
+  } else {
+    models::require_no_foreign_tensors(*model_, reader);
+  }
   // Only this rank's shard of each tensor is read.
   torch::NoGradGuard no_grad;
   for (const auto& t : trained_)
@@ -245,29 +265,33 @@ std::vector<ParallelModel::LaidOut> ParallelModel::trained_laid_out() const {
 std::vector<checkpoint::LocalTensor> ParallelModel::local_tensors(const std::vector<LaidOut>& tensors,
                                                                   std::optional<at::ScalarType> dtype, bool copy) const {
   std::vector<checkpoint::LocalTensor> out;
-  for (const auto& t : tensors) {
-    const auto& placement = trained_.at(t.like).placement;
-    auto data = t.data.detach();
-    const auto saved_dtype = dtype ? *dtype : data.scalar_type();
-    // A snapshot converts now (it is a copy anyway); a save converts block by block as it
-    // writes, so the saved dtype never costs a converted copy of the whole model.
-    if (copy && saved_dtype != data.scalar_type()) data = data.to(saved_dtype);
-    checkpoint::LocalTensor local;
-    local.layout.name = t.name;
-    local.layout.shape = placement.shape;
-    if (placement.view != placement.shape) local.layout.view = placement.view;
-    local.layout.dtype = checkpoint::from_scalar_type(saved_dtype);
-    local.layout.block = placement.block;
-    auto packed = data.contiguous();
-    // A snapshot is a host copy (a GPU's memory is kept for training).
-    if (copy && !packed.is_cpu())
-      packed = packed.to(torch::kCPU);
-    else if (copy && packed.data_ptr() == t.data.data_ptr())
-      packed = packed.clone();
-    local.data = packed.view(placement.block.sizes);
-    out.push_back(std::move(local));
-  }
+  for (const auto& t : tensors) out.push_back(local_tensor(t.name, t.data, trained_.at(t.like).placement, dtype, copy));
   return out;
+}
+
+checkpoint::LocalTensor ParallelModel::local_tensor(const std::string& name, torch::Tensor data,
+                                                    const models::ParameterPlacement& placement,
+                                                    std::optional<at::ScalarType> dtype, bool copy) {
+  const auto original = data.data_ptr();
+  data = data.detach();
+  const auto saved_dtype = dtype ? *dtype : data.scalar_type();
+  // A snapshot converts now (it is a copy anyway); a save converts block by block as it
+  // writes, so the saved dtype never costs a converted copy of the whole model.
+  if (copy && saved_dtype != data.scalar_type()) data = data.to(saved_dtype);
+  checkpoint::LocalTensor local;
+  local.layout.name = name;
+  local.layout.shape = placement.shape;
+  if (placement.view != placement.shape) local.layout.view = placement.view;
+  local.layout.dtype = checkpoint::from_scalar_type(saved_dtype);
+  local.layout.block = placement.block;
+  auto packed = data.contiguous();
+  // A snapshot is a host copy (a GPU's memory is kept for training).
+  if (copy && !packed.is_cpu())
+    packed = packed.to(torch::kCPU);
+  else if (copy && packed.data_ptr() == original)
+    packed = packed.clone();
+  local.data = packed.view(placement.block.sizes);
+  return local;
 }
 
 json ParallelModel::memory_and_traffic(std::uint64_t optimizer_bytes, std::int64_t steps_run) const {
@@ -298,6 +322,10 @@ json ParallelModel::memory_and_traffic(std::uint64_t optimizer_bytes, std::int64
     // A ring all-reduce sends 2 (n-1)/n of the buffer per rank.
     out["comm_bytes_per_rank_per_step"] = std::round(static_cast<double>(buckets) * 2 * (ranks - 1) / ranks);
   }
+  // LoRA: the frozen base is held too (never stepped: no gradient, no optimizer state).
+  if (lora_)
+    for (const auto& p : model_->parameters())
+      if (!p.requires_grad()) parameters += p.nbytes();
   out["memory_parameter_bytes"] = parameters;
   out["memory_gradient_bytes"] = gradients;
   out["memory_optimizer_bytes"] = optimizer;

@@ -23,6 +23,7 @@ class ShardedDataParallel;
 
 namespace mpitrain::models {
 class DeferredInitialisation;
+class LoraAdapters;
 }
 
 namespace mpitrain::train {
@@ -52,6 +53,16 @@ class ParallelModel {
   std::vector<double> norm_shares() const;
   const nlohmann::json& generation_config() const { return generation_config_; }
   const std::string& source_dir() const { return source_dir_; }  // model_name_or_path, or empty
+
+  // LoRA (lora.target_modules set): the adapters are what is trained, the base frozen.
+  bool lora() const { return lora_ != nullptr; }
+  // Where a saved directory's trained tensors are: the directory, or its adapter file.
+  std::string weights_in(const std::string& dir) const;
+  static const char* adapter_weights_file();  // adapter_model.safetensors
+  nlohmann::json adapter_config() const;     // adapter_config.json (null without LoRA)
+  // LoRA, at the end: folds the adapters into the base weights (each rank its slices) and
+  // returns the model's own tensors as the save sees them; the model is the merged one after.
+  std::vector<checkpoint::LocalTensor> merged_model_tensors(std::optional<at::ScalarType> dtype);
 
   parallel::DataParallelGradients& gradients() { return *gradients_; }
   // After the last micro-batch's backward and gradients().finalize(): the gradients of kv
@@ -89,7 +100,12 @@ class ParallelModel {
 
  private:
   void build(const RunArguments& args, RunLog& log);
-  void place(bool sharded, RunLog& log);
+  void place(const RunArguments& args, RunLog& log);
+  // Makes the adapters, freezes the base, adds the trained tensors to parameters_; their placements.
+  std::vector<std::pair<std::string, models::ParameterPlacement>> attach_lora(const RunArguments& args, RunLog& log);
+  static checkpoint::LocalTensor local_tensor(const std::string& name, torch::Tensor data,
+                                              const models::ParameterPlacement& placement,
+                                              std::optional<at::ScalarType> dtype, bool copy);
   void set_up_sharding(const ParallelArguments& p, bool bf16);
   void set_up_reducer(const ParallelArguments& p);
 
@@ -106,6 +122,8 @@ class ParallelModel {
   std::shared_ptr<parallel::ShardedDataParallel> sharded_;  // zero1/2/3
   parallel::DataParallelGradients* gradients_ = nullptr;    // whichever of the two runs
   std::unique_ptr<models::DeferredInitialisation> deferred_init_;  // sharded from scratch: set-up only
+  std::unique_ptr<models::LoraAdapters> lora_;
+  std::vector<int> trained_groups_;  // LoRA: each trained tensor's forward group
 };
 
 }  // namespace mpitrain::train

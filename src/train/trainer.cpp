@@ -113,6 +113,7 @@ void Trainer::build_optimizer_and_checkpointer() {
   files.generation_config = model_->generation_config();
   files.tokenizer_dir = tokenizer_source(args_);
   files.run_config = args_.config;
+  files.adapter_config = model_->adapter_config();
   checkpointer_ = std::make_unique<Checkpointer>(args_, mesh_, device_, *model_, *optimizer_, *log_, std::move(files));
 }
 
@@ -314,7 +315,7 @@ void Trainer::load_best_model() {
     log_->warn("load_best_model_at_end: the best checkpoint " + best + " is gone: the model saved is the last step's");
     return;
   }
-  comm::run_agreed(mesh_->world(), [&] { model_->load_weights(checkpoint::CheckpointReader(best)); });
+  comm::run_agreed(mesh_->world(), [&] { model_->load_weights(checkpoint::CheckpointReader(model_->weights_in(best))); });
   model_->weights_loaded();
   log_->info("loaded the best model from " + best + " (" + args_.training.metric_for_best_model + " " +
              std::to_string(state_.best_metric.value_or(0)) + ")");
