@@ -101,14 +101,26 @@ ShardedDataParallel::ShardedDataParallel(std::shared_ptr<comm::Communicator> dp,
     for (auto i : members[u]) {
       unit.parameters.push_back(i);
       unit.offsets.push_back(unit.chunk);
-      unit.chunk += layout_[i].rows_per_rank * layout_[i].row_numel;
+      const auto elements = layout_[i].rows_per_rank * layout_[i].row_numel;
+      unit.chunk += elements;
+      unit.reduce_offsets.push_back(frozen(i) ? -1 : unit.reduce_chunk);
+      if (frozen(i)) {
+        unit.has_frozen = true;
+      } else {
+        unit.reduce_chunk += elements;
+        ++unit.trained;
+      }
       unit_of_[i] = units_.size();
     }
     if (options_.stage == ShardingStage::kZero3)
       group_unit_[static_cast<std::size_t>(groups[unit.parameters.front()])] = static_cast<int>(units_.size());
     units_.push_back(std::move(unit));
   }
-  accumulators_ = on_each_gradient(parameters_, [this](std::size_t k) { on_gradient_ready(k); });
+  std::vector<torch::Tensor> trained;
+  std::vector<std::size_t> index;
+  for (std::size_t i = 0; i < parameters_.size(); ++i)
+    if (!frozen(i)) trained.push_back(parameters_[i]), index.push_back(i);
+  accumulators_ = on_each_gradient(trained, [this, index](std::size_t k) { on_gradient_ready(index[k]); });
   if (options_.stage == ShardingStage::kZero3)
     for (std::size_t g = 0; g < group_unit_.size(); ++g) release(static_cast<int>(g));
 }
@@ -124,7 +136,7 @@ void ShardedDataParallel::take_shards(const std::vector<std::int64_t>& rows) {
     auto shard = p.detach().reshape({-1}).narrow(0, s.start * s.row_numel, s.count * s.row_numel);
     shards_.push_back(shard.to(options_.device, torch::kFloat32, /*non_blocking=*/false, /*copy=*/true)
                           .view(shard_shape(p, s))
-                          .requires_grad_(true));
+                          .requires_grad_(!frozen(i)));
     full_shapes_.push_back(p.sizes().vec());
     if (options_.stage == ShardingStage::kZero3)
       // Only shards from here on: this one goes now. Its gradient hook (below) records the
@@ -150,7 +162,7 @@ void ShardedDataParallel::prepare_for_backward(bool sync) {
   // zero1 reduces only at the sync step; zero2/3 at every micro-step.
   active_ = sync || options_.stage != ShardingStage::kZero1;
   next_to_launch_ = 0;
-  for (auto& unit : units_) unit.pending = unit.parameters.size();
+  for (auto& unit : units_) unit.pending = unit.trained;
   last_calls_ = std::move(calls_);
   calls_.clear();
   last_grad_calls_ = grad_calls_;
@@ -171,17 +183,22 @@ void ShardedDataParallel::launch_ready_reductions() {
 
 void ShardedDataParallel::launch_reduction(Unit& unit) {
   torch::NoGradGuard no_grad;
+  // Its backward is done: the parameters go too. Frozen ones have no gradient to say that
+  // their last use is over: the part before releases them when its backward starts.
+  if (options_.stage == ShardingStage::kZero3 && !unit.has_frozen) release_unit(unit);
+  if (unit.trained == 0) return;  // nothing to reduce (on every rank alike)
   const auto ranks = dp_->size();
-  unit.reduce_input = torch::zeros({ranks * unit.chunk}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device));
-  const auto buffer2d = unit.reduce_input.view({ranks, unit.chunk});
+  unit.reduce_input =
+      torch::zeros({ranks * unit.reduce_chunk}, torch::TensorOptions().dtype(options_.compute_dtype).device(options_.device));
+  const auto buffer2d = unit.reduce_input.view({ranks, unit.reduce_chunk});
   for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
+    if (unit.reduce_offsets[j] < 0) continue;
     auto& p = parameters_[unit.parameters[j]];
-    if (p.grad().defined()) scatter_rows(p.grad().reshape({-1}), buffer2d, unit.offsets[j], layout_[unit.parameters[j]]);
+    if (p.grad().defined()) scatter_rows(p.grad().reshape({-1}), buffer2d, unit.reduce_offsets[j], layout_[unit.parameters[j]]);
     // zero2/3 hold full gradients only until they are packed; zero1 keeps them for accumulation.
     if (options_.stage != ShardingStage::kZero1) p.mutable_grad().reset();
   }
-  if (options_.stage == ShardingStage::kZero3) release_unit(unit);  // its backward is done: the parameters go too
-  unit.reduce_output = torch::empty({unit.chunk}, unit.reduce_input.options());
+  unit.reduce_output = torch::empty({unit.reduce_chunk}, unit.reduce_input.options());
   traffic_.reduce_scatter_bytes += unit.reduce_input.nbytes();
   unit.reduce = dp_->reduce_scatter_async(unit.reduce_input, unit.reduce_output, comm::ReduceOp::kSum);
 }
@@ -192,10 +209,11 @@ void ShardedDataParallel::accumulate_reduction(Unit& unit) {
   unit.reduce.reset();
   torch::NoGradGuard no_grad;
   for (std::size_t j = 0; j < unit.parameters.size(); ++j) {
+    if (unit.reduce_offsets[j] < 0) continue;
     const auto i = unit.parameters[j];
     const auto& s = layout_[i];
     auto& shard = shards_[i];
-    auto part = unit.reduce_output.narrow(0, unit.offsets[j], s.count * s.row_numel).view(shard.sizes());
+    auto part = unit.reduce_output.narrow(0, unit.reduce_offsets[j], s.count * s.row_numel).view(shard.sizes());
     if (!shard.grad().defined())
       shard.mutable_grad() = part.to(torch::kFloat32).clone();
     else
@@ -321,6 +339,12 @@ bool ShardedDataParallel::used_again_later(int group, std::size_t call) const {
   return false;
 }
 
+bool ShardedDataParallel::used_before(int group, std::size_t call) const {
+  for (std::size_t c = 0; c < call && c < calls_.size(); ++c)
+    if (std::find(calls_[c].begin(), calls_[c].end(), group) != calls_[c].end()) return true;
+  return false;
+}
+
 void ShardedDataParallel::before_forward(const std::vector<int>& groups) {
   if (options_.stage != ShardingStage::kZero3) return;
   // The previous part's groups go now, unless this part uses them too.
@@ -352,6 +376,11 @@ torch::Tensor ShardedDataParallel::after_forward(const std::vector<int>& groups,
     if (!used_again_later(g, call)) release_pending_.push_back(g);
   // Before this part's backward runs: its parameters again, and the part before it in flight.
   output.register_hook([this, groups, call](const torch::Tensor&) {
+    // The part after this one has finished its backward: its groups holding frozen parameters
+    // go now, unless an earlier part (which backward reaches later) uses them too.
+    if (call + 1 < calls_.size())
+      for (int g : calls_[call + 1])
+        if (auto* unit = unit_of_group(g); unit && unit->has_frozen && !used_before(g, call + 1)) release(g);
     for (int g : groups) materialise(g);
     for (std::size_t back = 1; back <= static_cast<std::size_t>(std::max(0, options_.prefetch)) && back <= call; ++back)
       prefetch(calls_[call - back]);
@@ -365,9 +394,9 @@ ShardedMemory ShardedDataParallel::memory() const {
     m.parameters += p.nbytes();
     if (p.grad().defined()) m.gradients += p.grad().nbytes();
   }
-  for (const auto& s : shards_) {
-    m.master_shards += s.nbytes();
-    if (s.grad().defined()) m.gradients += s.grad().nbytes();
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    (frozen(i) ? m.frozen_shards : m.master_shards) += shards_[i].nbytes();
+    if (shards_[i].grad().defined()) m.gradients += shards_[i].grad().nbytes();
   }
   m.peak_gathered = peak_gathered_;
   return m;

@@ -41,6 +41,9 @@ struct ShardingOptions {
   // Called with each parameter just before its shard is taken (a deferred initialisation
   // gives it its values there, so the whole model never exists at once).
   std::function<void(const torch::Tensor&)> before_sharding;
+  // Parameters never trained (a LoRA run's base), by index; empty: none. They are sharded and,
+  // under zero3, gathered like the others, but have no gradient: never reduced, never stepped.
+  std::vector<bool> frozen;
 };
 
 // Bytes this rank holds now, by kind (the ZeRO paper's accounting; optimizer moments are the
@@ -49,6 +52,7 @@ struct ShardedMemory {
   std::uint64_t parameters = 0;        // the model's (full or freed) parameters
   std::uint64_t gradients = 0;         // their .grad plus the gradient shards
   std::uint64_t master_shards = 0;     // float32 shards the optimizer updates
+  std::uint64_t frozen_shards = 0;     // shards of frozen parameters (held, never updated)
   std::uint64_t peak_gathered = 0;     // zero3: most parameter bytes materialised at once
 };
 
@@ -111,6 +115,12 @@ class ShardedDataParallel : public DataParallelGradients, public ParameterGroupH
     std::vector<std::size_t> parameters;
     std::vector<std::int64_t> offsets;  // of each parameter inside one rank's chunk
     std::int64_t chunk = 0;             // elements per rank, padding included
+    // The gradient reduction covers the trained parameters only: their offsets in its chunk
+    // (-1 for a frozen one), its elements per rank, and how many gradients it waits for.
+    std::vector<std::int64_t> reduce_offsets;
+    std::int64_t reduce_chunk = 0;
+    std::size_t trained = 0;
+    bool has_frozen = false;            // zero3: released after its backward by the part before
     std::size_t pending = 0;            // gradients not yet accumulated in this backward
     torch::Tensor reduce_input, reduce_output;
     std::unique_ptr<comm::Work> reduce;
@@ -135,6 +145,8 @@ class ShardedDataParallel : public DataParallelGradients, public ParameterGroupH
   void prefetch(const std::vector<int>& groups);  // starts their all-gathers (zero3)
   std::size_t training_trace_end() const;  // last_calls_[0, this) ran with gradients
   bool used_again_later(int group, std::size_t call) const;  // in this forward, by the last one's trace
+  bool used_before(int group, std::size_t call) const;  // by this forward's calls before `call`
+  bool frozen(std::size_t parameter) const { return !options_.frozen.empty() && options_.frozen[parameter]; }
   std::uint64_t resident_bytes() const;
 
   std::shared_ptr<comm::Communicator> dp_;

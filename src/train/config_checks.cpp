@@ -148,9 +148,9 @@ void check_lora(const json& c, const KeyChecks& check) {
   }
   if (l["target_modules"].is_array() && l["target_modules"].empty())
     check.fail("lora.target_modules", "is empty: name the modules to adapt (q_proj, v_proj, ... or all-linear)");
-  if (c["parallel"]["sharding"] == "zero3")
-    check.fail("parallel.sharding", "zero3 with LoRA is not implemented yet (zero1 and zero2 shard the adapters' "
-                                    "gradients and optimizer state; the frozen base is held whole)");
+  if (c["parallel"]["sharding"] == "zero3" && l["merge_at_end"].get<bool>())
+    check.fail("lora.merge_at_end", "with parallel.sharding zero3 is not implemented yet (the base lives as shards "
+                                    "there); merge the saved adapter with `mpitrain convert BASE OUT --adapter DIR`");
 }
 
 }  // namespace

@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <map>
 #include <regex>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "runtime/parallel/tensor_parallel.h"
 #include "src/models/layers.h"
+#include "src/models/lora.h"
 #include "src/models/pretrained.h"
 #include "src/models/registry.h"
 #include "src/models/size_estimate.h"
@@ -54,8 +57,7 @@ double shard_numel(const LocalParameter& p, const MemoryLayout& layout, int dp_r
 // zero3's peak: the largest decoder layer's group with the largest of the others.
 double largest_gathered_numel(const std::vector<LocalParameter>& parameters) {
   std::map<int, double> layers, others;
-  for (const auto& p : parameters)
-    if (!p.frozen) (p.in_layer ? layers : others)[p.group] += static_cast<double>(p.numel);
+  for (const auto& p : parameters) (p.in_layer ? layers : others)[p.group] += static_cast<double>(p.numel);
   double layer = 0, other = 0;
   for (const auto& [group, numel] : layers) layer = std::max(layer, numel);
   for (const auto& [group, numel] : others) other = std::max(other, numel);
@@ -108,10 +110,17 @@ std::vector<LocalParameter> tp_local_parameters(const nlohmann::json& config, co
   const models::LoraAdapters adapters(*model, settings, "lora");
   std::set<std::string> trained;
   for (const auto& t : adapters.tensors()) trained.insert(t.name);
-  for (auto& p : out) p.frozen = !trained.count(models::peft_tensor_name(p.name));
+  std::map<std::string, std::pair<int, bool>> group_of;  // a base tensor's group and in_layer
+  for (auto& p : out) {
+    p.frozen = !trained.count(models::peft_tensor_name(p.name));
+    group_of[models::peft_tensor_name(p.name)] = {p.group, p.in_layer};
+  }
   for (const auto& t : adapters.tensors()) {
-    if (t.name.find(".lora_") == std::string::npos) continue;  // modules_to_save: the model's own, listed
+    const auto lora = t.name.find(".lora_");
+    if (lora == std::string::npos) continue;  // modules_to_save: the model's own, listed
     LocalParameter p;
+    // Gathered with its base layer under zero3.
+    std::tie(p.group, p.in_layer) = group_of.at(t.name.substr(0, lora) + ".weight");
     p.name = t.name;
     p.numel = t.tensor.numel();
     p.rows = t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0];
@@ -128,8 +137,8 @@ StateBytes state_bytes(const std::vector<LocalParameter>& parameters, const Memo
   StateBytes b;
   for (const auto& p : parameters) {
     const double full = static_cast<double>(p.numel), shard = shard_numel(p, layout, dp_rank);
-    if (p.frozen) {  // LoRA's base: whole on every rank, float32, no gradient or state
-      b.parameters += 4 * full;
+    if (p.frozen) {  // LoRA's base: float32, no gradient or state; whole on every rank but under zero3
+      b.parameters += 4 * (layout.sharding == ShardingStage::kZero3 ? shard : full);
       continue;
     }
     if (layout.sharding == ShardingStage::kNone) {

@@ -171,8 +171,25 @@ void ParallelModel::set_up_sharding(const ParallelArguments& p, bool bf16) {
   // of a fused view), so a shard is again one rectangular block of the HF tensor: 2-D (dp, tp).
   std::vector<std::int64_t> rows;
   for (const auto& t : trained_) rows.push_back(t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0]);
-  sharded_ = std::make_shared<parallel::ShardedDataParallel>(
-      mesh_->dp_ptr(), parameters_, rows, lora_ ? trained_groups_ : model_->parameter_groups(), options);
+  auto sharded = parameters_;
+  auto groups = lora_ ? trained_groups_ : model_->parameter_groups();
+  if (lora_ && p.sharding == parallel::ShardingStage::kZero3) {
+    // zero3 shards the frozen base too, after the trained tensors (whose indices stay theirs):
+    // gathered for forward and backward by its groups, never reduced or stepped.
+    options.frozen.assign(sharded.size(), false);
+    const auto model_groups = model_->parameter_groups();
+    std::size_t i = 0;
+    for (const auto& [name, placement] : model_->placements()) {
+      const auto& parameter = model_->named_parameters()[name];
+      const int group = model_groups.at(i++);
+      if (parameter.requires_grad()) continue;  // a modules_to_save tensor: trained, listed already
+      sharded.push_back(parameter);
+      rows.push_back(placement.block.sizes.empty() ? 1 : placement.block.sizes[0]);
+      groups.push_back(group);
+      options.frozen.push_back(true);
+    }
+  }
+  sharded_ = std::make_shared<parallel::ShardedDataParallel>(mesh_->dp_ptr(), sharded, rows, groups, options);
   const auto shards = sharded_->shards();
   for (std::size_t i = 0; i < trained_.size(); ++i) {
     auto& placement = trained_[i].placement;
@@ -312,6 +329,7 @@ json ParallelModel::memory_and_traffic(std::uint64_t optimizer_bytes, std::int64
     out["comm_bytes_per_rank_per_step"] =
         std::round(static_cast<double>(t.allgather_bytes + t.reduce_scatter_bytes) / steps * (ranks - 1) / ranks);
     if (sharded_->stage() == parallel::ShardingStage::kZero3) out["memory_peak_gathered_parameter_bytes"] = m.peak_gathered;
+    parameters += m.frozen_shards;  // LoRA under zero3: the frozen base's shards
   } else {
     for (const auto& p : parameters_) {
       parameters += p.nbytes();
@@ -323,7 +341,7 @@ json ParallelModel::memory_and_traffic(std::uint64_t optimizer_bytes, std::int64
     out["comm_bytes_per_rank_per_step"] = std::round(static_cast<double>(buckets) * 2 * (ranks - 1) / ranks);
   }
   // LoRA: the frozen base is held too (never stepped: no gradient, no optimizer state).
-  if (lora_)
+  if (lora_ && !gathers_in_forward())
     for (const auto& p : model_->parameters())
       if (!p.requires_grad()) parameters += p.nbytes();
   out["memory_parameter_bytes"] = parameters;

@@ -66,7 +66,7 @@ TEST_F(EstimateMemory, StateBytesAreWhatTheTrainerReports) {
 
 // LoRA: the frozen base held whole in float32, gradients and state for the adapters alone.
 TEST_F(EstimateMemory, LoraStateBytesAreWhatTheTrainerReports) {
-  for (const auto& [sharding, np] : {std::pair<std::string, int>{"none", 2}, {"zero2", 2}}) {
+  for (const auto& [sharding, np] : {std::pair<std::string, int>{"none", 2}, {"zero2", 2}, {"zero3", 2}}) {
     const std::string name = "lora_" + sharding;
     const auto path = config(name, {{"max_steps", 2}}, {{"sharding", sharding}});
     auto with_lora = json::parse(testing::read_bytes(path));
@@ -78,6 +78,9 @@ TEST_F(EstimateMemory, LoraStateBytesAreWhatTheTrainerReports) {
     expect_within_one_percent(expected["gradient_bytes"], summary["memory_gradient_bytes"], name + " gradients");
     expect_within_one_percent(expected["optimizer_bytes"], summary["memory_optimizer_bytes"], name + " optimizer");
     EXPECT_LT(expected["optimizer_bytes"].get<double>(), 0.2 * expected["parameter_bytes"].get<double>()) << name;
+    if (sharding == "zero3")
+      expect_within_one_percent(expected["zero3_gathered_bytes"], summary["memory_peak_gathered_parameter_bytes"],
+                                name + " gathered");
   }
 }
 

@@ -59,7 +59,8 @@ void expect_peft_adapter(const std::string& dir, const std::string& what) {
 }
 
 TEST_F(LoraTrain, EveryLayoutSavesTheAdapterDataParallelTrains) {
-  // Global batch 4: np 1 x 4 is the reference; dp 2, dp 2 x tp 2, zero1 and zero2 over 2 and 4.
+  // Global batch 4: np 1 x 4 is the reference; dp 2, dp 2 x tp 2, zero1/2/3 over 2 and 4, and
+  // zero3 x tp 2 (the frozen base sharded too: gathered for forward and backward, never stepped).
   auto r = run(1, "train " + lora_config("single", {{"per_device_train_batch_size", 4}}));
   ASSERT_EQ(r.status, 0) << r.err;
   expect_peft_adapter(out("single"), "np 1");
@@ -72,7 +73,8 @@ TEST_F(LoraTrain, EveryLayoutSavesTheAdapterDataParallelTrains) {
     std::string flags;
   };
   for (const auto& l : {Layout{"dp2", 2, 2, ""}, Layout{"dp2_tp2", 4, 2, " --tensor_parallel_size=2"},
-                        Layout{"zero1", 2, 2, " --sharding=zero1"}, Layout{"zero2", 4, 1, " --sharding=zero2"}}) {
+                        Layout{"zero1", 2, 2, " --sharding=zero1"}, Layout{"zero2", 4, 1, " --sharding=zero2"},
+                        Layout{"zero3", 4, 1, " --sharding=zero3"}, Layout{"zero3_tp2", 4, 2, " --sharding=zero3 --tensor_parallel_size=2"}}) {
     r = run(l.np, "train " + lora_config(l.name, {{"per_device_train_batch_size", l.batch}}) + l.flags);
     ASSERT_EQ(r.status, 0) << l.name << "\n" << r.err;
     expect_peft_adapter(out(l.name), l.name);
@@ -190,8 +192,8 @@ TEST_F(LoraTrain, BadInputIsOneLine) {
   expect_one_line_error(run(2, "train " + lora_config("e2", t, {{"r", 0}})), "lora.r' must be positive");
   expect_one_line_error(run(2, "train " + lora_config("e3", t, {{"modules_to_save", {"head"}}})),
                         "modules_to_save entry 'head' is not a module");
-  expect_one_line_error(run(2, "train " + lora_config("e4", t) + " --sharding=zero3"),
-                        "zero3 with LoRA is not implemented yet");
+  expect_one_line_error(run(2, "train " + lora_config("e4", t, {{"merge_at_end", true}}) + " --sharding=zero3"),
+                        "lora.merge_at_end' with parallel.sharding zero3 is not implemented yet");
   expect_one_line_error(run(2, "train " + lora_config("e5", t, {{"bias", "all"}})), "lora.bias");
   // An adapter of another base: PEFT's llama-qv adapter on a narrower Llama.
   auto path = llama_config("e6", t, 1);
