@@ -113,6 +113,54 @@ TEST_F(LoraTrain, EveryLayoutSavesTheAdapterDataParallelTrains) {
   EXPECT_EQ(summary["memory_optimizer_bytes"], 1792 * 8);
 }
 
+TEST_F(LoraTrain, DataTimesTensorParallelAndZero3TrainAsDataParallelOver20Steps) {
+  const json training = {{"max_steps", 20}, {"learning_rate", 3e-3}};
+  const auto config = [&](const std::string& name, int batch) {
+    json t = training;
+    t["per_device_train_batch_size"] = batch;
+    return lora_config(name, t, {{"target_modules", "all-linear"}});
+  };
+  auto r = run(4, "train " + config("dp4", 1));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto reference = losses(out("dp4"));
+  ASSERT_EQ(reference.size(), 20u);
+  EXPECT_LT(reference.back(), reference.front());
+  for (const auto& [name, batch, flags] : {std::tuple<std::string, int, std::string>{"dp2_tp2", 2, " --tensor_parallel_size=2"},
+                                          {"zero3", 1, " --sharding=zero3"}}) {
+    r = run(4, "train " + config(name, batch) + flags);
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    const auto ours = losses(out(name));
+    ASSERT_EQ(ours.size(), reference.size()) << name;
+    for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], reference[i], 2e-4) << name << " step " << i + 1;
+    const auto [difference, tensor] = adapter_difference(out(name), out("dp4"));
+    EXPECT_LT(difference, 2e-4) << name << ": " << tensor;  // all-linear: see the tp 2 case above
+  }
+}
+
+// generate with --adapter gives what the merged model gives (greedy), tokenizer files beside both.
+TEST_F(LoraTrain, GenerateWithTheAdapterIsTheMergedModel) {
+  const auto base = out("base");
+  auto r = run(0, "init " + std::string(MPITRAIN_SOURCE_DIR) + "/configs/llama-bytelevel/config.json " + base +
+                      " --tokenizer " + fixture("../tokenizers/bytelevel-bpe"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto path = write_config("gen", {{"max_steps", 3}, {"learning_rate", 1e-2}},
+                                 {{"model", {{"model_name_or_path", base}}},
+                                  {"data", {{"source", *scratch_ / "corpus"}, {"train_file", ""}, {"seq_len", 32}}}});
+  auto config = json::parse(testing::read_bytes(path));
+  config["lora"] = {{"target_modules", "all-linear"}, {"init_lora_weights", false}, {"merge_at_end", true}};
+  testing::write_bytes(path, config.dump());
+  r = run(2, "train " + path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string options = " --prompt 'The state of our union' --temperature 0 --max_new_tokens 12";
+  const auto adapted = run(0, "generate " + base + " --adapter " + out("gen") + options);
+  const auto merged = run(0, "generate " + out("gen") + "/merged" + options);
+  const auto plain = run(0, "generate " + base + options);
+  ASSERT_EQ(adapted.status, 0) << adapted.err;
+  ASSERT_EQ(merged.status, 0) << merged.err;
+  EXPECT_EQ(adapted.out, merged.out);
+  EXPECT_NE(adapted.out, plain.out);  // B random too: the adapter moves the logits far
+}
+
 TEST_F(LoraTrain, MergeAtEndFoldsTheAdapterIntoAnUntouchedBase) {
   // Under dp 2 x tp 2 each rank merges its own slices; the save writes one HF directory.
   const auto r = run(4, "train " + lora_config("merged", {{"per_device_train_batch_size", 2}}, {{"merge_at_end", true}}) +
