@@ -173,22 +173,7 @@ void ParallelModel::set_up_sharding(const ParallelArguments& p, bool bf16) {
   for (const auto& t : trained_) rows.push_back(t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0]);
   auto sharded = parameters_;
   auto groups = lora_ ? trained_groups_ : model_->parameter_groups();
-  if (lora_ && p.sharding == parallel::ShardingStage::kZero3) {
-    // zero3 shards the frozen base too, after the trained tensors (whose indices stay theirs):
-    // gathered for forward and backward by its groups, never reduced or stepped.
-    options.frozen.assign(sharded.size(), false);
-    const auto model_groups = model_->parameter_groups();
-    std::size_t i = 0;
-    for (const auto& [name, placement] : model_->placements()) {
-      const auto& parameter = model_->named_parameters()[name];
-      const int group = model_groups.at(i++);
-      if (parameter.requires_grad()) continue;  // a modules_to_save tensor: trained, listed already
-      sharded.push_back(parameter);
-      rows.push_back(placement.block.sizes.empty() ? 1 : placement.block.sizes[0]);
-      groups.push_back(group);
-      options.frozen.push_back(true);
-    }
-  }
+  if (lora_ && p.sharding == parallel::ShardingStage::kZero3) append_frozen_base(sharded, rows, groups, options.frozen);
   sharded_ = std::make_shared<parallel::ShardedDataParallel>(mesh_->dp_ptr(), sharded, rows, groups, options);
   const auto shards = sharded_->shards();
   for (std::size_t i = 0; i < trained_.size(); ++i) {

@@ -103,6 +103,9 @@ class ParallelModel {
   void place(const RunArguments& args, RunLog& log);
   // Makes the adapters, freezes the base, adds the trained tensors to parameters_; their placements.
   std::vector<std::pair<std::string, models::ParameterPlacement>> attach_lora(const RunArguments& args, RunLog& log);
+  // LoRA under zero3: the frozen base appended to what ShardedDataParallel shards, marked frozen.
+  void append_frozen_base(std::vector<torch::Tensor>& parameters, std::vector<std::int64_t>& rows,
+                          std::vector<int>& groups, std::vector<bool>& frozen) const;
   static checkpoint::LocalTensor local_tensor(const std::string& name, torch::Tensor data,
                                               const models::ParameterPlacement& placement,
                                               std::optional<at::ScalarType> dtype, bool copy);

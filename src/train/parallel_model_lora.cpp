@@ -54,6 +54,24 @@ std::vector<std::pair<std::string, models::ParameterPlacement>> ParallelModel::a
   return placements;
 }
 
+void ParallelModel::append_frozen_base(std::vector<torch::Tensor>& parameters, std::vector<std::int64_t>& rows,
+                                       std::vector<int>& groups, std::vector<bool>& frozen) const {
+  // After the trained tensors, whose indices stay theirs: gathered for forward and backward by
+  // their groups, never reduced or stepped.
+  frozen.assign(parameters.size(), false);
+  const auto model_groups = model_->parameter_groups();
+  std::size_t i = 0;
+  for (const auto& [name, placement] : model_->placements()) {
+    const auto& parameter = model_->named_parameters()[name];
+    const int group = model_groups.at(i++);
+    if (parameter.requires_grad()) continue;  // a modules_to_save tensor: trained, listed already
+    parameters.push_back(parameter);
+    rows.push_back(placement.block.sizes.empty() ? 1 : placement.block.sizes[0]);
+    groups.push_back(group);
+    frozen.push_back(true);
+  }
+}
+
 std::string ParallelModel::weights_in(const std::string& dir) const {
   return lora_ ? dir + "/" + kAdapterWeightsFile : dir;
 }
