@@ -68,7 +68,6 @@ std::string peft_tensor_name(const std::string& model_tensor_name) { return "bas
 // One adapted layer: its factors (this rank's parts), how each is cut from the whole, and the
 // base weight the merge folds them into.
 struct LoraAdapters::Adapted : OutputDelta {
-  std::string module;
   torch::Tensor weight;  // the base layer's (shares its storage)
   bool transposed = false;  // Conv1D: weight [in, out] (PEFT's fan_in_fan_out)
   torch::Tensor a, b;
@@ -104,7 +103,8 @@ LoraAdapters::LoraAdapters(HfModel& model, LoraSettings settings, const std::str
       if (names_module(key, entry)) to_save = true, ++hits;
     if (to_save) {
       for (const auto& p : item.value()->named_parameters())
-        tensors_.push_back({peft_tensor_name(key + "." + p.key()), p.value(), placements.at(key + "." + p.key())});
+        tensors_.push_back({peft_tensor_name(key + "." + p.key()), p.value(), placements.at(key + "." + p.key()),
+                            key + "." + p.key(), false});
       saved_prefix = key + ".";
       continue;
     }
@@ -140,7 +140,6 @@ void LoraAdapters::attach(const std::string& module_name, torch::nn::Module& lay
   auto* linear = dynamic_cast<Linear*>(&layer);
   auto* conv = dynamic_cast<Conv1D*>(&layer);
   adapted->layer = linear ? static_cast<ShardedLayer*>(linear) : static_cast<ShardedLayer*>(conv);
-  adapted->module = module_name;
   adapted->weight = linear ? linear->weight : conv->weight;
   adapted->transposed = conv != nullptr;
   adapted->scale = settings_.scale();
@@ -171,10 +170,11 @@ void LoraAdapters::attach(const std::string& module_name, torch::nn::Module& lay
   adapted->a = torch::empty(local(adapted->a_full, adapted->a_shard), options).requires_grad_(true);
   adapted->b = torch::empty(local(adapted->b_full, adapted->b_shard), options).requires_grad_(true);
   const int tp = model_.tensor_parallel().size();
+  const auto weight = module_name + ".weight";
   tensors_.push_back({peft_tensor_name(module_name + ".lora_A.weight"), adapted->a,
-                      place(adapted->a.sizes().vec(), adapted->a_shard, tp)});
+                      place(adapted->a.sizes().vec(), adapted->a_shard, tp), weight, true});
   tensors_.push_back({peft_tensor_name(module_name + ".lora_B.weight"), adapted->b,
-                      place(adapted->b.sizes().vec(), adapted->b_shard, tp)});
+                      place(adapted->b.sizes().vec(), adapted->b_shard, tp), weight, true});
   adapted->layer->set_output_delta(adapted);
   adapted_.push_back(std::move(adapted));
 }
@@ -226,14 +226,14 @@ void LoraAdapters::merge_into_base() {
   }
   std::vector<AdapterTensor> kept;
   for (auto& t : tensors_)
-    if (t.name.find(".lora_A.") == std::string::npos && t.name.find(".lora_B.") == std::string::npos) kept.push_back(t);
+    if (!t.factor) kept.push_back(t);
   tensors_ = std::move(kept);
   adapted_.clear();
 }
 
 std::unique_ptr<LoraAdapters> load_adapter(HfModel& model, const std::string& dir) {
-  auto adapters = std::make_unique<LoraAdapters>(model, read_adapter_config(dir), dir + "/adapter_config.json");
-  adapters->load(checkpoint::SafetensorsFile(dir + "/adapter_model.safetensors"));
+  auto adapters = std::make_unique<LoraAdapters>(model, read_adapter_config(dir), dir + "/" + kAdapterConfigFile);
+  adapters->load(checkpoint::SafetensorsFile(dir + "/" + kAdapterWeightsFile));
   return adapters;
 }
 
@@ -247,10 +247,10 @@ void save_adapter(const LoraAdapters& adapters, const std::string& dir, const st
     held.push_back(t.tensor.detach().to(torch::kCPU).contiguous());
     bytes.push_back(checkpoint::tensor_bytes(t.name, held.back()));
   }
-  checkpoint::write_safetensors(dir + "/adapter_model.safetensors", bytes);
+  checkpoint::write_safetensors(dir + "/" + kAdapterWeightsFile, bytes);
   auto settings = adapters.settings();
   settings.base_model_name_or_path = base_model_name_or_path;
-  checkpoint::write_file_atomically(dir + "/adapter_config.json", settings.to_adapter_config().dump(2) + "\n");
+  checkpoint::write_file_atomically(dir + "/" + kAdapterConfigFile, settings.to_adapter_config().dump(2) + "\n");
 }
 
 }  // namespace mpitrain::models

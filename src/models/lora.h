@@ -19,6 +19,10 @@ struct AdapterTensor {
   std::string name;
   torch::Tensor tensor;
   ParameterPlacement placement;
+  // The model parameter it belongs to: the adapted layer's weight for a LoRA factor (its
+  // forward group is the factor's), the parameter itself for a modules_to_save tensor.
+  std::string base_parameter;
+  bool factor = false;  // lora_A or lora_B (else a modules_to_save tensor)
 };
 
 // The adapters of one model. Under tp a column-parallel layer's A is whole on every rank and

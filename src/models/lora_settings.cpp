@@ -157,7 +157,7 @@ LoraSettings lora_settings_from_json(const json& config, const std::string& sour
 }
 
 LoraSettings read_adapter_config(const std::string& dir) {
-  const auto path = dir + "/adapter_config.json";
+  const auto path = dir + "/" + kAdapterConfigFile;
   return lora_settings_from_json(checkpoint::read_json_file(path), path);
 }
 

@@ -8,6 +8,10 @@
 
 namespace mpitrain::models {
 
+// The two files of a PEFT adapter directory.
+inline constexpr const char* kAdapterConfigFile = "adapter_config.json";
+inline constexpr const char* kAdapterWeightsFile = "adapter_model.safetensors";
+
 struct LoraSettings {
   std::int64_t r = 8;
   double lora_alpha = 8;

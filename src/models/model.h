@@ -37,6 +37,9 @@ struct ParameterPlacement {
   checkpoint::Block block;          // this rank's slice, in `view` coordinates
   int replicas = 1;                 // tp ranks holding this same slice (the tp size for unsplit tensors)
   bool partial_gradient = false;    // those ranks each compute part of its gradient (sum them)
+  // The rows ZeRO splits this rank's tensor along: the outer dim of its block (dim 0, or the
+  // parts of a fused view), so a shard is again one rectangular block of the HF tensor.
+  std::int64_t rows() const { return block.sizes.empty() ? 1 : block.sizes[0]; }
 };
 
 // The runner a model's parts call around their forward (a sharded runtime's hooks, layers'

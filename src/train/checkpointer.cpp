@@ -10,6 +10,7 @@
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/checkpoint_reader.h"
 #include "runtime/comm/agreement.h"
+#include "src/models/lora_settings.h"
 #include "src/models/pretrained.h"
 #include "src/train/run_directory.h"
 
@@ -60,7 +61,7 @@ checkpoint::DistributedSaveOptions Checkpointer::save_options(checkpoint::SaveMo
   if (model_.lora()) {
     // A PEFT adapter directory: one adapter_model.safetensors, never sharded (PEFT reads no
     // index); a sharded save_mode writes it in parallel.
-    options.single_file = ParallelModel::adapter_weights_file();
+    options.single_file = models::kAdapterWeightsFile;
     options.max_shard_size = UINT64_MAX;
     if (mode == checkpoint::SaveMode::kSharded) options.mode = checkpoint::SaveMode::kParallel;
   }

@@ -99,7 +99,7 @@ std::vector<LocalParameter> tp_local_parameters(const nlohmann::json& config, co
     for (auto d : placement.block.sizes) p.numel *= d;
     p.hf_numel = 1;
     for (auto d : placement.shape) p.hf_numel *= d;
-    p.rows = placement.block.sizes.empty() ? 1 : placement.block.sizes[0];
+    p.rows = placement.rows();
     p.group = groups.at(i++);
     p.in_layer = std::regex_search(name, std::regex(R"((^|\.)[0-9]+\.)"));
     out.push_back(p);
@@ -109,21 +109,21 @@ std::vector<LocalParameter> tp_local_parameters(const nlohmann::json& config, co
                                                            : models::read_adapter_config(lora->adapter_name_or_path);
   const models::LoraAdapters adapters(*model, settings, "lora");
   std::set<std::string> trained;
-  for (const auto& t : adapters.tensors()) trained.insert(t.name);
+  for (const auto& t : adapters.tensors())
+    if (!t.factor) trained.insert(t.base_parameter);  // modules_to_save: the model's own, trained
   std::map<std::string, std::pair<int, bool>> group_of;  // a base tensor's group and in_layer
   for (auto& p : out) {
-    p.frozen = !trained.count(models::peft_tensor_name(p.name));
-    group_of[models::peft_tensor_name(p.name)] = {p.group, p.in_layer};
+    p.frozen = !trained.count(p.name);
+    group_of[p.name] = {p.group, p.in_layer};
   }
   for (const auto& t : adapters.tensors()) {
-    const auto lora = t.name.find(".lora_");
-    if (lora == std::string::npos) continue;  // modules_to_save: the model's own, listed
+    if (!t.factor) continue;  // listed already, as the model's own
     LocalParameter p;
     // Gathered with its base layer under zero3.
-    std::tie(p.group, p.in_layer) = group_of.at(t.name.substr(0, lora) + ".weight");
+    std::tie(p.group, p.in_layer) = group_of.at(t.base_parameter);
     p.name = t.name;
     p.numel = t.tensor.numel();
-    p.rows = t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0];
+    p.rows = t.placement.rows();
     p.hf_numel = 1;
     for (auto d : t.placement.shape) p.hf_numel *= d;
     out.push_back(p);

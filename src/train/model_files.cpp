@@ -6,6 +6,7 @@
 #include "runtime/checkpoint/atomic_file.h"
 #include "runtime/checkpoint/json_file.h"
 #include "src/data/byte_tokenizer.h"
+#include "src/models/lora_settings.h"
 #include "src/models/pretrained.h"
 
 namespace mpitrain::train {
@@ -36,7 +37,7 @@ void ModelFiles::write(const models::HfModel& model, const std::string& dir) con
   if (adapter_config.is_null())
     models::save_pretrained_metadata(model, dir, saved_dtype, generation_config);
   else
-    checkpoint::write_file_atomically((fs::path(dir) / "adapter_config.json").string(), adapter_config.dump(2) + "\n");
+    checkpoint::write_file_atomically((fs::path(dir) / models::kAdapterConfigFile).string(), adapter_config.dump(2) + "\n");
   if (!tokenizer_dir.empty()) {
     copy_tokenizer_files(tokenizer_dir, dir);
   } else {

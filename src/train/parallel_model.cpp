@@ -170,7 +170,7 @@ void ParallelModel::set_up_sharding(const ParallelArguments& p, bool bf16) {
   // Each tp-local tensor is split along the outer dim of its block (its dim 0, or the parts
   // of a fused view), so a shard is again one rectangular block of the HF tensor: 2-D (dp, tp).
   std::vector<std::int64_t> rows;
-  for (const auto& t : trained_) rows.push_back(t.placement.block.sizes.empty() ? 1 : t.placement.block.sizes[0]);
+  for (const auto& t : trained_) rows.push_back(t.placement.rows());
   auto sharded = parameters_;
   auto groups = lora_ ? trained_groups_ : model_->parameter_groups();
   if (lora_ && p.sharding == parallel::ShardingStage::kZero3) append_frozen_base(sharded, rows, groups, options.frozen);

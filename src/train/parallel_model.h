@@ -58,7 +58,6 @@ class ParallelModel {
   bool lora() const { return lora_ != nullptr; }
   // Where a saved directory's trained tensors are: the directory, or its adapter file.
   std::string weights_in(const std::string& dir) const;
-  static const char* adapter_weights_file();  // adapter_model.safetensors
   nlohmann::json adapter_config() const;     // adapter_config.json (null without LoRA)
   // LoRA, at the end: folds the adapters into the base weights (each rank its slices) and
   // returns the model's own tensors as the save sees them; the model is the merged one after.

@@ -1,33 +1,23 @@
 // ParallelModel under LoRA: adapters attached to the frozen base, the adapters (and modules_to_save) as what is trained, and the merged model for the end.
 #include <set>
 
-#include "runtime/checkpoint/safetensors_file.h"
 #include "src/models/lora.h"
 #include "src/train/parallel_model.h"
 
 namespace mpitrain::train {
 
-namespace {
-const char* const kAdapterWeightsFile = "adapter_model.safetensors";
-}  // namespace
-
 std::vector<std::pair<std::string, models::ParameterPlacement>> ParallelModel::attach_lora(const RunArguments& args,
                                                                                            RunLog& log) {
   const auto& l = args.lora;
-  auto settings = l.settings;
-  std::string source = "lora";
-  if (!l.adapter_name_or_path.empty()) {  // its own settings, as PeftModel.from_pretrained(is_trainable=True)
-    settings = models::read_adapter_config(l.adapter_name_or_path);
-    source = l.adapter_name_or_path + "/adapter_config.json";
-  }
-  lora_ = std::make_unique<models::LoraAdapters>(*model_, settings, source);
   if (l.adapter_name_or_path.empty()) {
+    lora_ = std::make_unique<models::LoraAdapters>(*model_, l.settings, "lora");
     torch::manual_seed(args.model.init_seed);  // the same factors on every rank, whatever the tp size
     lora_->initialise();
-  } else {
-    lora_->load(checkpoint::SafetensorsFile(l.adapter_name_or_path + "/" + kAdapterWeightsFile));
+  } else {  // its own settings, as PeftModel.from_pretrained(is_trainable=True)
+    lora_ = models::load_adapter(*model_, l.adapter_name_or_path);
     log.info("continuing the adapter " + l.adapter_name_or_path + " (its adapter_config.json sets the LoRA keys)");
   }
+  const auto& settings = lora_->settings();
   // The base is frozen: no gradients, no optimizer state, no buckets; modules_to_save stay trained.
   std::set<const void*> trained;
   for (const auto& t : lora_->tensors()) trained.insert(t.tensor.unsafeGetTensorImpl());
@@ -37,14 +27,13 @@ std::vector<std::pair<std::string, models::ParameterPlacement>> ParallelModel::a
   std::map<std::string, int> group_of;
   const auto groups = model_->parameter_groups();
   std::size_t i = 0;
-  for (const auto& item : model_->named_parameters()) group_of[models::peft_tensor_name(item.key())] = groups.at(i++);
+  for (const auto& item : model_->named_parameters()) group_of[item.key()] = groups.at(i++);
   std::int64_t count = 0;
   std::vector<std::pair<std::string, models::ParameterPlacement>> placements;
   for (const auto& t : lora_->tensors()) {
     parameters_.push_back(t.tensor);
     placements.emplace_back(t.name, t.placement);
-    const auto base = t.name.find(".lora_") == std::string::npos ? t.name : t.name.substr(0, t.name.find(".lora_")) + ".weight";
-    trained_groups_.push_back(group_of.count(base) ? group_of.at(base) : 0);
+    trained_groups_.push_back(group_of.at(t.base_parameter));
     std::int64_t numel = 1;
     for (auto d : t.placement.shape) numel *= d;
     count += numel;
@@ -66,14 +55,14 @@ void ParallelModel::append_frozen_base(std::vector<torch::Tensor>& parameters, s
     const int group = model_groups.at(i++);
     if (parameter.requires_grad()) continue;  // a modules_to_save tensor: trained, listed already
     parameters.push_back(parameter);
-    rows.push_back(placement.block.sizes.empty() ? 1 : placement.block.sizes[0]);
+    rows.push_back(placement.rows());
     groups.push_back(group);
     frozen.push_back(true);
   }
 }
 
 std::string ParallelModel::weights_in(const std::string& dir) const {
-  return lora_ ? dir + "/" + kAdapterWeightsFile : dir;
+  return lora_ ? dir + "/" + models::kAdapterWeightsFile : dir;
 }
 
 nlohmann::json ParallelModel::adapter_config() const {
@@ -82,8 +71,6 @@ nlohmann::json ParallelModel::adapter_config() const {
   settings.base_model_name_or_path = source_dir_;
   return settings.to_adapter_config();
 }
-
-const char* ParallelModel::adapter_weights_file() { return kAdapterWeightsFile; }
 
 std::vector<checkpoint::LocalTensor> ParallelModel::merged_model_tensors(std::optional<at::ScalarType> dtype) {
   if (!lora_) throw std::logic_error("merged_model_tensors: no LoRA adapters");

@@ -118,7 +118,9 @@ ParallelArguments parallel_arguments(const nlohmann::json& p) {
   return a;
 }
 
+// A names key: a list, or one string as a list of one (target_modules reads its string itself).
 std::vector<std::string> names(const nlohmann::json& value) {
+  if (value.is_string()) return {value.get<std::string>()};
   std::vector<std::string> out;
   if (value.is_array())
     for (const auto& v : value) out.push_back(v.get<std::string>());
@@ -137,15 +139,14 @@ LoraArguments lora_arguments(const nlohmann::json& l, const DataArguments& data)
   s.use_rslora = l["use_rslora"].get<bool>();
   s.init_lora_weights = l["init_lora_weights"].get<bool>();
   const auto& targets = l["target_modules"];
-  if (targets.is_string()) {
+  if (targets.is_string()) {  // PEFT: one string is all-linear or a regular expression
     s.all_linear = targets == "all-linear";
     if (!s.all_linear) s.target_regex = targets.get<std::string>();
+  } else {
+    s.target_modules = names(targets);
   }
-  s.target_modules = names(targets);
-  s.exclude_modules = l["exclude_modules"].is_string() ? std::vector<std::string>{l["exclude_modules"].get<std::string>()}
-                                                       : names(l["exclude_modules"]);
-  s.modules_to_save = l["modules_to_save"].is_string() ? std::vector<std::string>{l["modules_to_save"].get<std::string>()}
-                                                       : names(l["modules_to_save"]);
+  s.exclude_modules = names(l["exclude_modules"]);
+  s.modules_to_save = names(l["modules_to_save"]);
   s.task_type = data.classification ? "SEQ_CLS" : "CAUSAL_LM";
   if (data.classification)
     for (const char* head : {"classifier", "score"}) s.modules_to_save.push_back(head);
