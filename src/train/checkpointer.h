@@ -48,6 +48,8 @@ class Checkpointer {
 
   std::int64_t checkpoints_saved() const { return checkpoints_saved_; }
   double blocking_seconds() const { return blocking_seconds_; }  // training time spent in save()
+  // The device's default generator (dropout streams): its state is what a checkpoint saves.
+  at::Generator generator() const;
 
  private:
   checkpoint::TrainingCheckpoint snapshot(const TrainerState& state, const nlohmann::json& scheduler, bool copy) const;
@@ -57,7 +59,6 @@ class Checkpointer {
   void save_merged(const std::string& dir, checkpoint::SaveMode mode);
   void restore_rng(const checkpoint::TrainingCheckpointReader& reader, const TrainerState& state);
   void load_optimizer(const checkpoint::TrainingCheckpointReader& reader, std::int64_t global_step);
-  at::Generator generator() const;  // the device's default generator (dropout streams)
   std::string rng_key() const;      // its name in the RNG files
 
   const RunArguments& args_;

@@ -94,7 +94,7 @@ void add_training_keys(std::vector<KeySpec>& keys) {
       {"training", "save_dtype", Type::kString, "", "float32 | bfloat16 | float16 (default: the weights' dtype)"},
       {"training", "progress_bar", Type::kBool, true, "rank 0 draws a progress bar when the console is a terminal"},
       {"training", "save_on_signals", Type::kString, "USR1,TERM",
-       "signals (USR1, USR2, TERM, INT) that save a checkpoint at the next step and stop with exit status 75"},
+       "signals (USR1, USR2, TERM, INT) that save the last completed step and stop with exit status 75 (agreed at steps, micro-batches, every 4 eval batches)"},
       {"training", "verify_checksums", Type::kBool, true,
        "check every file of a checkpoint against the checksums saved with it before resuming"},
       {"training", "post_save_command", Type::kString, "",

@@ -1,6 +1,7 @@
 // Evaluation over the eval split shared by the dp ranks: the token- (or row-) weighted mean loss, classification metrics of the whole split, perplexity for causal LMs.
 #include "src/train/evaluator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -11,7 +12,8 @@
 namespace mpitrain::train {
 
 nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_data, comm::Communicator& dp,
-                        const EvaluationOptions& options, bool* empty) {
+                        const EvaluationOptions& options, EvaluationOutcome* outcome) {
+  EvaluationOutcome done;
   torch::NoGradGuard no_grad;
   model.eval();
   const auto batch = static_cast<std::size_t>(options.batch_size);
@@ -22,6 +24,12 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
   for (std::int64_t i = dp.rank(); i < eval_data.size(); i += dp.size()) mine.push_back(i);
   const auto most = static_cast<std::size_t>((eval_data.size() + dp.size() - 1) / dp.size());
   const auto batches = ((options.forwards_in_step ? most : mine.size()) + batch - 1) / batch;
+  // The batches every rank runs (the ranks with the fewest samples run this many): the stop
+  // checks, being collective, come only among them.
+  const auto fewest = static_cast<std::size_t>(eval_data.size() / dp.size());
+  const auto common = options.forwards_in_step ? batches : (fewest + batch - 1) / batch;
+  const auto check_every = static_cast<std::size_t>(std::max<std::int64_t>(1, options.stop_check_batches));
+  done.batches = static_cast<std::int64_t>(batches);
   double loss_sum = 0;
   std::int64_t count_sum = 0;
   // Classification: confusion[true * labels + predicted], summed over the ranks (exact in
@@ -29,6 +37,11 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
   std::int64_t labels = 0;
   torch::Tensor confusion;
   for (std::size_t b = 0; b < batches; ++b) {
+    if (options.stop_requested && b > 0 && b % check_every == 0 && b < common && options.stop_requested()) {
+      done.cut_short = true;
+      break;
+    }
+    done.batches_run = static_cast<std::int64_t>(b) + 1;
     const auto start = b * batch, end = std::min(mine.size(), start + batch);
     const bool padding = start >= mine.size();  // in step with the other ranks' gathers
     const auto indices = padding ? std::vector<std::int64_t>{0}
@@ -46,6 +59,10 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
     const auto pairs = (data.labels.to(torch::kCPU) * labels + logits.argmax(-1).to(torch::kCPU)).to(torch::kInt64);
     const auto counts = torch::bincount(pairs, {}, labels * labels).to(torch::kFloat64);
     confusion = confusion.defined() ? confusion + counts : counts;
+  }
+  if (done.cut_short) {
+    if (outcome) *outcome = done;
+    return nlohmann::json::object();
   }
   // Every rank's label count (a rank without a sample has none): the model's, agreed by max.
   auto label_count = torch::tensor({static_cast<double>(labels)}, torch::kFloat64);
@@ -74,7 +91,8 @@ nlohmann::json evaluate(models::HfModel& model, const data::Hdf5Dataset& eval_da
     const double perplexity = std::exp(loss);
     result["eval_perplexity"] = std::isfinite(perplexity) ? round_to(perplexity, 4) : std::numeric_limits<double>::max();
   }
-  if (empty) *empty = totals[1].item<double>() == 0;
+  done.empty = totals[1].item<double>() == 0;
+  if (outcome) *outcome = done;
   return result;
 }
 

@@ -58,17 +58,36 @@ class Trainer {
   // Collective: metrics.jsonl restarted as this run's story (the resumed checkpoint's history first).
   void restart_metrics(const std::string& resume_path);
   // One optimizer step (all micro-batches); its loss joins the metrics' window where the
-  // model is: nothing in a step waits for the device.
-  void train_step();
+  // model is: nothing in a step waits for the device. False where a stop signal was agreed
+  // between its micro-batches: the step is dropped (drop_step) and the state is the last step's.
+  bool train_step();
   void log_metrics(nlohmann::json entry);
   void maybe_evaluate_and_save(bool epoch_end);
+  bool evaluation_due(bool epoch_end) const;  // eval_strategy's answer at this step
   bool evaluate_now(bool epoch_end);  // returns whether this evaluation is the best so far
-  nlohmann::json run_evaluation();    // the eval metrics (collective over dp); logs nothing
+  // The eval metrics (collective over dp); logs nothing. Empty where a stop signal cut it short
+  // (said in the log; stop_agreed() is then true).
+  nlohmann::json run_evaluation();
   void save_checkpoint();
   nlohmann::json scheduler_state() const;
-  // Agrees over the world whether any rank received a stop signal; if so saves (unless this
-  // step is saved already) and throws StoppedBySignal on every rank.
+  // trainer_stop.cpp. Collective over the world's host communicator (no device wait): whether
+  // any rank has received a stop signal; once agreed, true without asking again.
+  bool stop_agreed();
+  // Agrees whether any rank received a stop signal; if so saves (unless this step is saved
+  // already) and throws StoppedBySignal on every rank.
   void stop_if_signalled();
+  // What a step changes before its optimizer step, so that a dropped one can be undone.
+  struct StepStart {
+    torch::Tensor rng;  // the dropout stream's state (saved with the checkpoint)
+    std::int64_t tokens_seen = 0, num_input_tokens_seen = 0;
+  };
+  StepStart step_start() const;
+  // A stop agreed before micro-batch `micro` of the step: reductions in flight land, the
+  // gradients go, the state is `start`'s again.
+  void drop_step(const StepStart& start, std::int64_t micro);
+  // A resumed run whose checkpoint's step had an evaluation due that its history lacks (a stop
+  // cut it short) runs it first.
+  void run_missed_evaluation();
   void load_best_model();
   nlohmann::json summary(double runtime) const;  // trainer_summary.cpp
   double lr_at(std::int64_t step) const;  // learning rate after `step` optimizer steps
@@ -80,6 +99,7 @@ class Trainer {
   std::unique_ptr<OutputDirLock> lock_;  // rank 0; released last
   std::unique_ptr<RunLog> log_;
   std::vector<int> stop_signals_;  // save_on_signals
+  int agreed_signal_ = 0;          // the stop signal every rank has agreed on, 0 until then
   StartOver start_over_;  // rank 0: what overwrite_output_dir deletes once the run has started well
   data::TrainingData data_;
   std::unique_ptr<ParallelModel> model_;

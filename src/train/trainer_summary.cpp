@@ -6,6 +6,8 @@
 
 namespace mpitrain::train {
 
+using nlohmann::json;
+
 json Trainer::summary(double runtime) const {
   auto summary = metrics_->summary(state_, runtime, exposed_comm_->seconds());
   summary.update(model_->memory_and_traffic(optimizer_->state_bytes(), steps_run_));

@@ -62,6 +62,36 @@ TEST(Evaluate, RunsUnderTheTrainingAutocastAndCountsEveryTokenOnce) {
   EXPECT_GT(std::abs(loss_by_hand(*model, eval_data, true) - loss_by_hand(*model, eval_data, false)), 3e-4);
 }
 
+TEST(Evaluate, AStopRequestEndsItAtTheNextCheckAndUnansweredLeavesTheMetricsAlone) {
+  testing::ScratchDir dir;
+  std::vector<std::int32_t> train(200), eval(23 * 8);
+  for (std::size_t i = 0; i < train.size(); ++i) train[i] = static_cast<std::int32_t>((i * 7) % 64);
+  for (std::size_t i = 0; i < eval.size(); ++i) eval[i] = static_cast<std::int32_t>((i * 13 + 5) % 64);
+  data::write_token_file(dir / "data.h5", train, eval, 64);
+  const data::Hdf5Dataset eval_data(dir / "data.h5", "eval", 8);
+  ASSERT_EQ(eval_data.size(), 23);
+  torch::manual_seed(1);
+  const auto model = models::create_model(llama(), "model");
+  testing::SingleRankCommunicator dp;
+  EvaluationOptions options;
+  options.batch_size = 2;  // 12 batches, checked before batches 4 and 8 (0-based)
+  const auto plain = evaluate(*model, eval_data, dp, options);
+  int asked = 0;
+  options.stop_requested = [&] { return ++asked == 99; };
+  EvaluationOutcome outcome;
+  EXPECT_EQ(evaluate(*model, eval_data, dp, options, &outcome), plain);
+  EXPECT_EQ(asked, 2);
+  EXPECT_FALSE(outcome.cut_short);
+  EXPECT_EQ(outcome.batches_run, 12);
+  asked = 0;
+  options.stop_requested = [&] { return ++asked == 2; };
+  const auto cut = evaluate(*model, eval_data, dp, options, &outcome);
+  EXPECT_TRUE(outcome.cut_short);
+  EXPECT_EQ(outcome.batches_run, 8);
+  EXPECT_EQ(outcome.batches, 12);
+  EXPECT_TRUE(cut.empty());
+}
+
 TEST(Evaluate, AnEmptyClassificationSplitIsSaidEmptyNotAnError) {
   testing::ScratchDir dir;
   data::LabelledRows train, none;
@@ -75,9 +105,9 @@ TEST(Evaluate, AnEmptyClassificationSplitIsSaidEmptyNotAnError) {
   config["pad_token_id"] = 0;
   const auto model = models::create_model(config, "model");
   testing::SingleRankCommunicator dp;
-  bool empty = false;
-  const auto result = evaluate(*model, eval_data, dp, EvaluationOptions{}, &empty);
-  EXPECT_TRUE(empty);
+  EvaluationOutcome outcome;
+  const auto result = evaluate(*model, eval_data, dp, EvaluationOptions{}, &outcome);
+  EXPECT_TRUE(outcome.empty);
   EXPECT_TRUE(result.contains("eval_loss"));
   EXPECT_FALSE(result.contains("eval_perplexity"));  // a classifier's, not a causal LM's
 }
