@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/save_timing.h"
 
 namespace mpitrain::checkpoint {
 namespace {
@@ -31,6 +32,7 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, std::size_t size) {
+  count_bytes_written(size);
   const char* cursor = static_cast<const char*>(data);
   while (size > 0) {
     // Linux caps one write at ~2 GiB; larger tensors go in several calls.
@@ -46,6 +48,7 @@ void AtomicFile::write(const void* data, std::size_t size) {
 }
 
 void AtomicFile::commit() {
+  const StageTimer fsync_time(SaveStage::kFsync);
   if (::fsync(fd_) != 0) throw CheckpointError(final_path_, "fsync failed: " + errno_text());
   if (::close(fd_) != 0) {
     fd_ = -1;
@@ -65,6 +68,7 @@ void write_file_atomically(const std::string& path, std::string_view contents) {
 }
 
 void fsync_directory(const std::string& dir) {
+  const StageTimer fsync_time(SaveStage::kFsync);
   const std::string target = dir.empty() ? "." : dir;
   int fd = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw CheckpointError(target, "cannot open directory to fsync: " + errno_text());

@@ -2,6 +2,7 @@
 #include "runtime/checkpoint/host_staging.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
@@ -123,6 +124,11 @@ std::uint64_t HostStaging::peak_held_bytes() {
   return peak_held_;
 }
 
+double HostStaging::copy_seconds() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return copy_seconds_;
+}
+
 void HostStaging::run() {
   try {
     for (std::size_t k = 0; k < order_.size(); ++k) {
@@ -139,8 +145,11 @@ void HostStaging::run() {
         skip = released_[i];  // the writer no longer needs it
       }
       torch::Tensor copied;
+      const auto started = std::chrono::steady_clock::now();
       if (!skip) copied = staged(i) ? stage(blocks_[i]) : blocks_[i].data;
+      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       std::lock_guard<std::mutex> lock(mutex_);
+      copy_seconds_ += took;
       if (stopping_) return;
       if (!released_[i]) {
         host_[i] = std::move(copied);

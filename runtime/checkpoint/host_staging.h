@@ -57,6 +57,8 @@ class HostStaging {
   void release(std::size_t i);
   // The most host-copy bytes held at once so far (what staging cost this rank's memory).
   std::uint64_t peak_held_bytes();
+  // Seconds the staging thread spent copying and converting so far (beside the writes).
+  double copy_seconds();
   // The host-copy bytes block i costs while held: 0 for a block handed back as it is.
   std::uint64_t staged_bytes(std::size_t i) const;
 
@@ -77,6 +79,7 @@ class HostStaging {
   std::condition_variable progress_;  // both ways: a block staged, a block released or asked for
   std::size_t done_ = 0;              // blocks order_[0, done_) are on the host
   std::uint64_t held_ = 0, peak_held_ = 0;
+  double copy_seconds_ = 0;
   std::size_t demanded_ = 0;  // blocks order_[0, demanded_) have been asked for
   bool stopping_ = false;
   std::exception_ptr error_;

@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/save_timing.h"
 
 namespace mpitrain::checkpoint {
 
@@ -57,6 +58,7 @@ std::exception_ptr write_round(MPI_File file, const std::string& path, std::vect
     MPI_Get_address(b.data, &address);
     addresses.push_back(address);
     lengths.push_back(static_cast<int>(b.block.numel() * static_cast<std::int64_t>(b.element_size)));
+    count_bytes_written(static_cast<std::uint64_t>(lengths.back()));
   }
   MPI_Datatype file_type = MPI_BYTE, memory_type = MPI_BYTE;
   int count = 0;

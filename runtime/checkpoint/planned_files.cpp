@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "runtime/checkpoint/checkpoint_error.h"
+#include "runtime/checkpoint/save_timing.h"
 #include "runtime/checkpoint/hf_weights.h"
 #include "runtime/comm/agreement.h"
 
@@ -23,6 +24,7 @@ std::string temp_name(const std::string& dir, const std::string& file) {
 namespace {
 
 void pwrite_all(int fd, const void* data, std::uint64_t length, std::uint64_t offset, const std::string& path) {
+  count_bytes_written(length);
   const auto* cursor = static_cast<const char*>(data);
   while (length > 0) {
     const auto n = ::pwrite(fd, cursor, std::min<std::uint64_t>(length, 1u << 30), static_cast<off_t>(offset));
@@ -57,6 +59,7 @@ void create_planned_files(const std::string& dir, const SavePlan& plan) {
 void commit_planned_files(const std::string& dir, const SavePlan& plan) {
   for (const auto& file : plan.files) {
     const auto path = temp_name(dir, file.name);
+    const StageTimer fsync_time(SaveStage::kFsync);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0 || ::fsync(fd) != 0) {
       if (fd >= 0) ::close(fd);
@@ -108,6 +111,7 @@ int OpenFiles::fd(std::size_t file) {
 }
 
 void OpenFiles::sync_all() {
+  const StageTimer fsync_time(SaveStage::kFsync);
   for (std::size_t f = 0; f < fds_.size(); ++f)
     if (fds_[f] >= 0 && ::fsync(fds_[f]) != 0)
       throw CheckpointError(temp_name(dir_, plan_.files[f].name), std::string("fsync failed: ") + std::strerror(errno));

@@ -27,13 +27,13 @@ std::string read_token(const fs::path& probe) {
   return token;
 }
 
+}  // namespace
+
 std::string host_name() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   return host;
 }
-
-}  // namespace
 
 void require_shared_directory(comm::Communicator& comm, const std::string& dir, const std::string& why) {
   if (comm.size() == 1) return;

@@ -13,5 +13,7 @@ namespace mpitrain::checkpoint {
 // every rank shares: rank R (on host H) cannot see the files rank 0 writes there; <why>".
 // The probe is removed either way. One rank: nothing to check.
 void require_shared_directory(comm::Communicator& comm, const std::string& dir, const std::string& why);
+// This machine's name (gethostname): ranks with equal names share a page cache and a /dev/shm.
+std::string host_name();
 
 }  // namespace mpitrain::checkpoint

@@ -2,6 +2,7 @@
 #include "runtime/checkpoint/training_checkpoint.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "runtime/checkpoint/assign_writers.h"
 #include "runtime/checkpoint/checkpoint_dir.h"
@@ -12,6 +13,7 @@
 #include "runtime/checkpoint/json_file.h"
 #include "runtime/checkpoint/remove_tree.h"
 #include "runtime/checkpoint/safetensors_writer.h"
+#include "runtime/checkpoint/save_timing.h"
 #include "runtime/checkpoint/torch_tensors.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/string_collectives.h"
@@ -60,6 +62,7 @@ void write_state_files(comm::Communicator& comm, const std::string& staging, con
 std::string write_training_checkpoint(comm::Communicator& comm, const std::string& root, const TrainingCheckpoint& c,
                                       const TrainingCheckpointOptions& options) {
   const auto staging = staging_dir(root, c.step);
+  std::optional<StageTimer> preparing(SaveStage::kPlanning);
   comm::run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
     for (const auto& stale : incomplete_checkpoints(root)) {
@@ -76,6 +79,7 @@ std::string write_training_checkpoint(comm::Communicator& comm, const std::strin
     }
     prepare_staging_dir(root, c.step);
   });
+  preparing.reset();
   save_distributed(comm, staging, c.weights, options.save);
   crash_point("checkpoint.weights_saved", comm.rank());
   if (!c.only_model) {
@@ -83,17 +87,25 @@ std::string write_training_checkpoint(comm::Communicator& comm, const std::strin
     moments.single_file = kSingleWeightsFile;
     save_distributed(comm, (fs::path(staging) / kOptimizerDir).string(), c.moments, moments);
   }
-  comm::run_agreed(comm, [&] { write_state_files(comm, staging, c, options); });
+  comm::run_agreed(comm, [&] {
+    const StageTimer writing(SaveStage::kWrite);
+    write_state_files(comm, staging, c, options);
+  });
   CompletionMarker marker;
   marker.step = c.step;
   marker.world_size = comm.size();
   marker.dp = c.dp;
   marker.tp = c.tp;
-  marker.files = checksum_staged_files(staging, comm);
+  {
+    const StageTimer hashing(SaveStage::kChecksums);
+    marker.files = checksum_staged_files(staging, comm);
+  }
   crash_point("checkpoint.before_commit", comm.rank());
   comm::run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
+    std::optional<StageTimer> committing(SaveStage::kCommit);
     const auto committed = commit_staging_dir(root, c.step, marker.to_json_text());
+    committing.reset();
     if (options.after_commit) options.after_commit(committed);
   });
   return (fs::path(root) / checkpoint_name(c.step)).string();

@@ -109,6 +109,17 @@ void load_weights(HfModel& model, const checkpoint::HfWeights& weights) {
   load_every_parameter(model, weights);
 }
 
+torch::Tensor read_weight_block(const HfModel& model, const checkpoint::HfWeights& weights,
+                                const std::string& parameter, const ParameterPlacement& placement) {
+  const auto name = find_checkpoint_name(model, weights, parameter);
+  if (name.empty()) return {};  // a new task head, initialised when the model was built
+  const auto& file = weights.file_of(name);
+  // Only this rank's block is read; a fused tensor is read through its [parts, length] view.
+  auto entry = file.entry(name);
+  entry.shape = placement.view;
+  return checkpoint::read_tensor_slice(file, entry, placement.block.offsets, placement.block.sizes);
+}
+
 void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weights,
                         const std::vector<ParameterPlacement>& placements, const std::vector<torch::Tensor>& targets) {
   torch::NoGradGuard no_grad;
@@ -117,14 +128,8 @@ void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weigh
     const auto& placement = placements[i];
     auto target = targets[i++].detach();
     if (target.numel() == 0) continue;
-    const auto name = find_checkpoint_name(model, weights, item.key());
-    if (name.empty()) continue;  // a new task head, initialised when the model was built
-    const auto& file = weights.file_of(name);
-    // Only this rank's block is read; a fused tensor is read through its [parts, length] view.
-    auto entry = file.entry(name);
-    entry.shape = placement.view;
-    auto slice = checkpoint::read_tensor_slice(file, entry, placement.block.offsets, placement.block.sizes);
-    target.copy_(slice.view(target.sizes()));  // copy_ converts the dtype
+    const auto block = read_weight_block(model, weights, item.key(), placement);
+    if (block.defined()) target.copy_(block.view(target.sizes()));  // copy_ converts the dtype
   }
 }
 

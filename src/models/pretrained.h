@@ -59,6 +59,10 @@ void load_weights(HfModel& model, const checkpoint::HfWeights& weights);
 // checked when the model was built (from_pretrained with load_now false).
 void load_weight_blocks(const HfModel& model, const checkpoint::HfWeights& weights,
                         const std::vector<ParameterPlacement>& placements, const std::vector<torch::Tensor>& targets);
+// One parameter's block of load_weight_blocks (its HF name found as from_pretrained finds it);
+// undefined where the weights lack it (a new task head).
+torch::Tensor read_weight_block(const HfModel& model, const checkpoint::HfWeights& weights,
+                                const std::string& parameter, const ParameterPlacement& placement);
 
 struct SaveOptions {
   std::uint64_t max_shard_size = 5'000'000'000;  // transformers' default "5GB"

@@ -10,9 +10,12 @@
 #include "runtime/checkpoint/checkpoint_error.h"
 #include "runtime/checkpoint/checkpoint_reader.h"
 #include "runtime/comm/agreement.h"
+#include "runtime/device/thread_priority.h"
 #include "src/models/lora_settings.h"
 #include "src/models/pretrained.h"
 #include "src/train/run_directory.h"
+#include "src/train/save_report.h"
+#include "src/train/train_metrics.h"
 
 namespace mpitrain::train {
 
@@ -74,9 +77,12 @@ void Checkpointer::resume(const std::string& dir, TrainerState& state) {
   comm::run_agreed(world, [&] { reader = std::make_unique<checkpoint::TrainingCheckpointReader>(dir); });
   // Every file as it was saved (the ranks share the reading), agreed before any is used.
   if (args_.training.verify_checksums) comm::run_agreed(world, [&] { reader->verify_checksums(world.rank(), world.size()); });
+  // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
+  std::unique_ptr<checkpoint::CheckpointReader> weights;
+  comm::run_agreed(world, [&] { weights = std::make_unique<checkpoint::CheckpointReader>(model_.weights_in(dir)); });
+  const auto read = model_.load_weights(*weights);
+  bool has_moments = false;
   comm::run_agreed(world, [&] {
-    // Consolidated or sharded, whatever layout wrote it: each tensor is read as this rank needs it.
-    model_.load_weights(checkpoint::CheckpointReader(model_.weights_in(dir)));
     const auto state_path = (fs::path(dir) / checkpoint::kTrainerStateFile).string();
     try {
       state = TrainerState::from_json(reader->trainer_state());
@@ -91,26 +97,39 @@ void Checkpointer::resume(const std::string& dir, TrainerState& state) {
     // beside the checkpoint resumed from (else load_best_model_at_end and rotation's guard of
     // the best would look for the old path).
     state.best_model_checkpoint = best_checkpoint_beside(dir, state.best_model_checkpoint);
-    if (reader->has_optimizer_state())
-      load_optimizer(*reader, state.global_step);
-    else
-      log_.warn(dir + " has no optimizer state (save_only_model): the optimizer restarts");
-    restore_rng(*reader, state);
-    log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step));
+    has_moments = reader->has_optimizer_state();
+    if (!has_moments) log_.warn(dir + " has no optimizer state (save_only_model): the optimizer restarts");
   });
+  const auto moments = has_moments ? load_optimizer(*reader, state.global_step) : checkpoint::ReadOnceStats{};
+  comm::run_agreed(world, [&] { restore_rng(*reader, state); });
+  char figures[160];
+  std::snprintf(figures, sizeof figures, " (this rank read %.3f of the %.3f MB it needs in %.3f s)",
+                (read.bytes_read + moments.bytes_read) / 1e6, (read.bytes_needed + moments.bytes_needed) / 1e6,
+                read.seconds + moments.seconds);
+  log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step) + figures);
 }
 
-void Checkpointer::load_optimizer(const checkpoint::TrainingCheckpointReader& reader, std::int64_t global_step) {
-  // The moments are laid out like their parameters: read this rank's blocks, whatever (dp, tp)
-  // layout saved them.
-  checkpoint::CheckpointReader moments(reader.optimizer_dir());
+checkpoint::ReadOnceStats Checkpointer::load_optimizer(const checkpoint::TrainingCheckpointReader& reader,
+                                                       std::int64_t global_step) {
+  // The moments are laid out like their parameters: this rank's blocks are read, whatever
+  // (dp, tp) layout saved them, those the dp replicas share by one of them.
+  auto& world = mesh_->world();
+  std::unique_ptr<checkpoint::CheckpointReader> moments;
+  comm::run_agreed(world, [&] { moments = std::make_unique<checkpoint::CheckpointReader>(reader.optimizer_dir()); });
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  std::vector<checkpoint::BlockToRead> blocks;
   for (const auto& m : optimizer_.moments()) {
+    tensors.emplace_back(m.name, m.tensor.numel() == 0 ? m.tensor : torch::empty_like(m.tensor));
     const auto& placement = model_.trained().at(m.parameter).placement;
-    tensors.emplace_back(m.name, m.tensor.numel() == 0 ? m.tensor
-                                                       : models::read_placed(moments, m.name, placement, m.tensor.sizes()));
+    const auto name = m.name;
+    const auto shape = m.tensor.sizes().vec();
+    blocks.push_back({tensors.back().second, [&moments, name, placement, shape] {
+                        return models::read_placed(*moments, name, placement, shape);
+                      }});
   }
-  optimizer_.load_state(tensors, reader.optimizer_state().value("step", global_step));
+  const auto stats = checkpoint::read_once(world, model_.dp_replicas(), blocks);
+  comm::run_agreed(world, [&] { optimizer_.load_state(tensors, reader.optimizer_state().value("step", global_step)); });
+  return stats;
 }
 
 void Checkpointer::restore_rng(const checkpoint::TrainingCheckpointReader& reader, const TrainerState& state) {
@@ -171,44 +190,95 @@ checkpoint::TrainingCheckpoint Checkpointer::snapshot(const TrainerState& state,
 }
 
 void Checkpointer::write(const checkpoint::TrainingCheckpoint& contents, comm::Communicator& comm,
-                         const std::string& best) {
+                         const std::string& best, checkpoint::SaveTimes times) {
+  using checkpoint::SaveStage;
+  using checkpoint::StageTimer;
+  const auto start = std::chrono::steady_clock::now();
   checkpoint::TrainingCheckpointOptions options;
   options.save = save_options(args_.training.save_mode);
   options.write_model_files = [this](const std::string& staging) { files_.write(model_.model(), staging); };
   options.after_commit = [this, best](const std::string& committed) {
     log_.info("saved " + committed);
-    post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
-    rotate_checkpoints(args_.training.output_dir, args_.training.save_total_limit, best,
-                       [this](const std::string& line) { log_.info(line); },
-                       [this](const std::string& line) { log_.warn(line); });
+    {
+      const StageTimer uploading(SaveStage::kUploadHook);
+      post_save_->finish();  // rotation must not delete a checkpoint still being uploaded
+    }
+    {
+      const StageTimer rotating(SaveStage::kRotation);
+      rotate_checkpoints(args_.training.output_dir, args_.training.save_total_limit, best,
+                         [this](const std::string& line) { log_.info(line); },
+                         [this](const std::string& line) { log_.warn(line); });
+    }
+    const StageTimer uploading(SaveStage::kUploadHook);
     post_save_->run(committed);
   };
-  checkpoint::write_training_checkpoint(comm, args_.training.output_dir, contents, options);
+  {
+    const checkpoint::RecordSaveTimes record(times);
+    checkpoint::write_training_checkpoint(comm, args_.training.output_dir, contents, options);
+  }
+  report(comm, times, seconds_since(start) + times[SaveStage::kSnapshot], checkpoint::checkpoint_name(contents.step),
+         {{"checkpoint_step", contents.step}});
+}
+
+void Checkpointer::report(comm::Communicator& comm, const checkpoint::SaveTimes& times, double seconds,
+                          const std::string& what, json extra) {
+  auto entry = save_report(comm, times, seconds, what);
+  entry.update(extra);
+  if (comm.rank() == 0) log_.info(save_report_line(entry));
+  std::lock_guard<std::mutex> lock(reports_mutex_);
+  reports_.push_back(std::move(entry));
+}
+
+std::vector<json> Checkpointer::take_reports() {
+  std::lock_guard<std::mutex> lock(reports_mutex_);
+  for (auto& entry : reports_)
+    if (const auto step = entry.find("checkpoint_step"); step != entry.end())
+      if (const auto waited = waited_.find(step->get<std::int64_t>()); waited != waited_.end())
+        entry["save_training_waited_seconds"] = round_to(waited->second, 4);
+  return std::exchange(reports_, {});
 }
 
 void Checkpointer::save(const TrainerState& state, const json& scheduler) {
   const auto start = std::chrono::steady_clock::now();
   wait();  // one save at a time: the previous one is complete before this starts
   const bool async = save_comm_ != nullptr;
-  auto contents = snapshot(state, scheduler, async);
+  checkpoint::SaveTimes times;
+  checkpoint::TrainingCheckpoint contents;
+  {
+    const checkpoint::RecordSaveTimes record(times);
+    const checkpoint::StageTimer copying(checkpoint::SaveStage::kSnapshot);
+    contents = snapshot(state, scheduler, async);
+  }
   last_saved_step_ = contents.step;
   const auto best = state.best_model_checkpoint;  // rotation keeps it
   if (async) {
-    save_thread_ = std::thread([this, contents = std::move(contents), best] {
+    save_thread_ = std::thread([this, contents = std::move(contents), best, times] {
+      if (args_.training.async_save_low_priority) lower_writer_priority();
       try {
-        write(contents, *save_comm_, best);
+        write(contents, *save_comm_, best, times);
       } catch (...) {
         save_error_ = std::current_exception();
       }
     });
   } else {
-    write(contents, mesh_->world(), best);
+    write(contents, mesh_->world(), best, times);
   }
   const double blocked = seconds_since(start);
+  {
+    std::lock_guard<std::mutex> lock(reports_mutex_);
+    waited_[last_saved_step_] = blocked;
+  }
   blocking_seconds_ += blocked;
   ++checkpoints_saved_;
   log_.info("checkpoint of step " + std::to_string(last_saved_step_) + ": training waited " + std::to_string(blocked) +
             " s" + (async ? " (written in the background)" : ""));
+}
+
+void Checkpointer::lower_writer_priority() {
+  const auto why = device::lower_this_thread_priority();
+  // Said once: every save's thread tries again (a new thread starts at training's priority).
+  if (!why.empty() && !priority_warned_) log_.warn("async_save_low_priority: the background writer keeps its priority (" + why + ")");
+  priority_warned_ = priority_warned_ || !why.empty();
 }
 
 void Checkpointer::wait() {
@@ -221,13 +291,20 @@ void Checkpointer::save_merged(const std::string& dir, checkpoint::SaveMode mode
   auto options = save_options(mode);
   options.single_file = checkpoint::kSingleWeightsFile;
   options.max_shard_size = args_.training.max_shard_size;
-  checkpoint::save_distributed(world, dir, model_.merged_model_tensors(files_.saved_dtype), options);
-  auto files = files_;
-  files.adapter_config = nullptr;  // an HF model directory: the base's config
-  comm::run_agreed(world, [&] {
-    if (world.rank() == 0) files.write(model_.model(), dir);
-  });
+  const auto start = std::chrono::steady_clock::now();
+  checkpoint::SaveTimes times;
+  {
+    const checkpoint::RecordSaveTimes record(times);
+    checkpoint::save_distributed(world, dir, model_.merged_model_tensors(files_.saved_dtype), options);
+    auto files = files_;
+    files.adapter_config = nullptr;  // an HF model directory: the base's config
+    comm::run_agreed(world, [&] {
+      const checkpoint::StageTimer writing(checkpoint::SaveStage::kWrite);
+      if (world.rank() == 0) files.write(model_.model(), dir);
+    });
+  }
   log_.info("saved the merged model (W + scale B A) to " + dir);
+  report(world, times, seconds_since(start), "merged");
 }
 
 void Checkpointer::save_model(const std::string& dir) {
@@ -236,21 +313,34 @@ void Checkpointer::save_model(const std::string& dir) {
   const auto mode = args_.training.save_mode == checkpoint::SaveMode::kSharded ? checkpoint::SaveMode::kParallel
                                                                                : args_.training.save_mode;
   const auto start = std::chrono::steady_clock::now();
-  checkpoint::save_distributed(world, dir, model_.local_tensors(model_.trained_laid_out(), files_.saved_dtype, false),
-                               save_options(mode));
-  const double weights_seconds = seconds_since(start);
-  // Config and tokenizer files are small: rank 0 writes them; the agreement is the others' wait.
-  comm::run_agreed(world, [&] {
-    if (world.rank() == 0) files_.write(model_.model(), dir);
-  });
+  checkpoint::SaveTimes times;
+  double weights_seconds = 0;
+  {
+    const checkpoint::RecordSaveTimes record(times);
+    checkpoint::save_distributed(world, dir,
+                                 model_.local_tensors(model_.trained_laid_out(), files_.saved_dtype, false),
+                                 save_options(mode));
+    weights_seconds = seconds_since(start);
+    // Config and tokenizer files are small: rank 0 writes them; the agreement is the others' wait.
+    comm::run_agreed(world, [&] {
+      const checkpoint::StageTimer writing(checkpoint::SaveStage::kWrite);
+      if (world.rank() == 0) files_.write(model_.model(), dir);
+    });
+  }
   char took[64];
   std::snprintf(took, sizeof took, " (weights written in %.3f s)", weights_seconds);
   log_.info("saved the " + std::string(model_.lora() ? "adapter" : "model") + " to " + dir + took);
-  if (model_.lora() && args_.lora.merge_at_end) save_merged(dir + "/merged", mode);
-  if (post_save_) {
+  if (post_save_ && !(model_.lora() && args_.lora.merge_at_end)) {
+    const checkpoint::RecordSaveTimes record(times);
+    const checkpoint::StageTimer uploading(checkpoint::SaveStage::kUploadHook);
     post_save_->run(dir);
-    post_save_->finish();  // the run ends here: the last upload is waited for
   }
+  report(world, times, seconds_since(start), "final");
+  if (model_.lora() && args_.lora.merge_at_end) {
+    save_merged(dir + "/merged", mode);
+    if (post_save_) post_save_->run(dir);  // the adapter and the merged model beside it
+  }
+  if (post_save_) post_save_->finish();  // the run ends here: the last upload is waited for
 }
 
 }  // namespace mpitrain::train

@@ -1,12 +1,18 @@
 // What a training checkpoint holds and when one is saved: snapshots, the async writer, the final model save, and resume with RNG restore.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <exception>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "runtime/checkpoint/save_timing.h"
 #include "runtime/checkpoint/training_checkpoint.h"
 #include "runtime/comm/mesh.h"
 #include "src/train/adamw.h"
@@ -45,6 +51,10 @@ class Checkpointer {
   // Collective: transformers' save_model: the weights as an HF directory (a sharded save_mode
   // writes in parallel), rank 0 the model's files; then the post-save hook, waited for.
   void save_model(const std::string& dir);
+  // The reports (save_report) of the saves finished since the last call, oldest first; a
+  // checkpoint's also carries checkpoint_step and save_training_waited_seconds. Each save's
+  // line is in the log already (rank 0).
+  std::vector<nlohmann::json> take_reports();
 
   std::int64_t checkpoints_saved() const { return checkpoints_saved_; }
   double blocking_seconds() const { return blocking_seconds_; }  // training time spent in save()
@@ -53,12 +63,19 @@ class Checkpointer {
 
  private:
   checkpoint::TrainingCheckpoint snapshot(const TrainerState& state, const nlohmann::json& scheduler, bool copy) const;
-  void write(const checkpoint::TrainingCheckpoint& contents, comm::Communicator& comm, const std::string& best);
+  // `times` holds the snapshot's already; the write's stages are added.
+  void write(const checkpoint::TrainingCheckpoint& contents, comm::Communicator& comm, const std::string& best,
+             checkpoint::SaveTimes times);
+  void lower_writer_priority();  // async_save_low_priority, on the writer's thread
+  // Collective over `comm`: the save's report, logged by rank 0 and kept for take_reports.
+  void report(comm::Communicator& comm, const checkpoint::SaveTimes& times, double seconds, const std::string& what,
+              nlohmann::json extra = nlohmann::json::object());
   checkpoint::DistributedSaveOptions save_options(checkpoint::SaveMode mode) const;
   // LoRA's merge_at_end: the adapters folded into the base, saved as an HF directory.
   void save_merged(const std::string& dir, checkpoint::SaveMode mode);
   void restore_rng(const checkpoint::TrainingCheckpointReader& reader, const TrainerState& state);
-  void load_optimizer(const checkpoint::TrainingCheckpointReader& reader, std::int64_t global_step);
+  // Collective: the moments into the optimizer; what this rank read.
+  checkpoint::ReadOnceStats load_optimizer(const checkpoint::TrainingCheckpointReader& reader, std::int64_t global_step);
   std::string rng_key() const;      // its name in the RNG files
 
   const RunArguments& args_;
@@ -74,6 +91,10 @@ class Checkpointer {
   std::shared_ptr<comm::Communicator> save_comm_;
   std::thread save_thread_;
   std::exception_ptr save_error_;
+  std::mutex reports_mutex_;  // the background writer adds, the training loop takes
+  std::vector<nlohmann::json> reports_;
+  std::map<std::int64_t, double> waited_;  // seconds training waited for each checkpoint step
+  std::atomic<bool> priority_warned_{false};
   std::int64_t last_saved_step_ = -1;
   std::int64_t checkpoints_saved_ = 0;
   double blocking_seconds_ = 0;

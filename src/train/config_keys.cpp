@@ -88,6 +88,11 @@ void add_training_keys(std::vector<KeySpec>& keys) {
        "gather | parallel | sharded: how checkpoint weights are written (the final model is always an HF directory)"},
       {"training", "async_save", Type::kBool, false,
        "checkpoints are copied to host memory and written by a background thread while training goes on"},
+      {"training", "async_save_low_priority", Type::kBool, false,
+       "the background writer runs at nice +10 in the idle I/O class (for GPU nodes, where training needs few cores)"},
+      {"training", "read_once", Type::kString, "auto",
+       "true: blocks the dp replicas share are read by one of them and broadcast; false: every rank reads its own; "
+       "auto: true where the dp ranks are on several hosts"},
       {"training", "save_io", Type::kString, "auto",
        "parallel mode: mpiio (collective writes through subarray views) | posix (pwrite) | auto (mpiio for strided blocks)"},
       {"training", "gather_window_mb", Type::kFloat, 64.0, "rank 0's receive window in gather mode"},

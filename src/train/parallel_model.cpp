@@ -57,6 +57,7 @@ void require_training_fits(const RunArguments& args, const comm::Mesh& mesh, at:
 
 ParallelModel::ParallelModel(const RunArguments& args, std::shared_ptr<comm::Mesh> mesh, at::Device device, RunLog& log)
     : mesh_(std::move(mesh)), device_(device) {
+  read_once_ = replicas_read_once(args.training.read_once, log);
   build(args, log);
   place(args, log);
   if (args.parallel.sharded()) {
@@ -90,7 +91,8 @@ void ParallelModel::build(const RunArguments& args, RunLog& log) {
       // Each rank reads only its tp slices; under sharding only its shards of them, later.
       // A new task head is drawn alike on every rank.
       torch::manual_seed(m.init_seed);
-      auto loaded = models::from_pretrained(m.model_name_or_path, torch::kFloat32, tp, /*load_now=*/!sharded,
+      // Not read yet: unsharded, in place() on the device, the dp replicas reading it once.
+      auto loaded = models::from_pretrained(m.model_name_or_path, torch::kFloat32, tp, /*load_now=*/false,
                                             m.config_overrides);
       source_dir_ = m.model_name_or_path;
       model_ = loaded.model;
@@ -117,7 +119,10 @@ void ParallelModel::place(const RunArguments& args, RunLog& log) {
   // Under sharding the parameters reach the device as ShardedDataParallel takes their shards
   // (zero3: only the shards), so a model that fits only sharded never lands whole on a GPU.
   const bool sharded = args.parallel.sharded();
-  if (!sharded || args.lora.enabled) model_->to(device_);  // keeps each parameter's identity (its data moves)
+  if (!sharded || args.lora.enabled) {
+    model_->to(device_);  // keeps each parameter's identity (its data moves)
+    if (!source_dir_.empty()) read_source_weights(log);
+  }
   std::vector<std::pair<std::string, models::ParameterPlacement>> placements;
   if (args.lora.enabled) {
     comm::run_agreed(mesh_->world(), [&] { placements = attach_lora(args, log); });
@@ -136,7 +141,10 @@ void ParallelModel::place(const RunArguments& args, RunLog& log) {
   // Every replica starts from its dp group's rank 0 weights, whatever each rank's initialisation
   // did (weights read later as shards are the same file on every rank; deferred ones are made
   // alike on every rank from the same seed).
-  if (!(sharded && !source_dir_.empty()) && !deferred_init_) parallel::broadcast_parameters(mesh_->dp(), parameters_);
+  // (Read unsharded from model_name_or_path, every parameter is its dp group's already; a LoRA
+  // run's adapters are new.)
+  const bool replicas_equal = !source_dir_.empty() && (sharded || !args.lora.enabled);
+  if (!replicas_equal && !deferred_init_) parallel::broadcast_parameters(mesh_->dp(), parameters_);
   std::int64_t count = 0, local = 0;
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     std::int64_t numel = 1;
@@ -232,26 +240,6 @@ comm::Communicator* ParallelModel::norm_group() const {
 
 bool ParallelModel::gathers_in_forward() const {
   return sharded_ && sharded_->stage() == parallel::ShardingStage::kZero3;
-}
-
-void ParallelModel::load_weights(const checkpoint::CheckpointReader& reader) {
-  if (!sharded_ && !lora_) {
-    models::load_weights(*model_, reader);
-    return;
-  }
-  if (lora_) {  // an adapter file: exactly the adapter's tensors
-    std::set<std::string> names;
-    for (const auto& t : trained_) names.insert(t.name);
-    for (const auto& name : reader.names())
-      if (!names.count(name))
-        throw checkpoint::CheckpointError(reader.dir(), "tensor '" + name + "' is not one of this run's adapter tensors");
-  } else {
-    models::require_no_foreign_tensors(*model_, reader);
-  }
-  // Only this rank's shard of each tensor is read.
-  torch::NoGradGuard no_grad;
-  for (const auto& t : trained_)
-    if (t.tensor.numel() > 0) t.tensor.detach().copy_(models::read_placed(reader, t.name, t.placement, t.tensor.sizes()));
 }
 
 void ParallelModel::weights_loaded() {

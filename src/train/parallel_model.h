@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/checkpoint/checkpoint_reader.h"
+#include "runtime/checkpoint/read_once.h"
 #include "runtime/checkpoint/distributed_save.h"
 #include "runtime/comm/mesh.h"
 #include "src/models/model.h"
@@ -73,11 +74,16 @@ class ParallelModel {
   bool sharded() const { return sharded_ != nullptr; }
   bool gathers_in_forward() const;  // zero3: every forward all-gathers over dp
 
-  // Reads every trained tensor's block from a checkpoint or HF directory of any layout (every
-  // tensor of it must be the model's). Not collective; the caller agrees it, then calls
-  // weights_loaded() outside any agreed step (once for all loads: the construction's shards of
-  // model_name_or_path and a resume's).
-  void load_weights(const checkpoint::CheckpointReader& reader);
+  // Collective over the world, its failures agreed: reads every trained tensor's block from a
+  // checkpoint or HF directory of any layout (every tensor of it must be the model's); blocks
+  // the dp replicas share are read once and broadcast (read_once). The caller then calls
+  // weights_loaded() (once for all loads: the construction's shards of model_name_or_path and
+  // a resume's). Returns what this rank read.
+  checkpoint::ReadOnceStats load_weights(const checkpoint::CheckpointReader& reader);
+  // The dp group when the dp ranks hold the same blocks of every trained tensor (no sharding):
+  // the replicas read_once reads for; null under sharding.
+  // Null too with read_once off (every rank reads all it needs).
+  comm::Communicator* dp_replicas() const { return sharded_ || !read_once_ ? nullptr : &mesh_->dp(); }
   void weights_loaded();  // collective: under zero1/2 the loaded shards become the parameters
 
   // A tensor laid out like trained()[like]: a trained tensor itself, or an optimizer moment of it.
@@ -100,6 +106,13 @@ class ParallelModel {
  private:
   void build(const RunArguments& args, RunLog& log);
   void place(const RunArguments& args, RunLog& log);
+  // Every parameter's block from model_name_or_path, unsharded: each block the dp replicas
+  // share read by one of them (parallel_model_loading.cpp).
+  void read_source_weights(RunLog& log);
+  // Collective over dp: training.read_once's answer; auto: whether the dp group spans several
+  // hosts (on one host the page cache serves every replica's reads of a file from one read,
+  // and a broadcast only adds to that: 1.27x the load time in tests/bench/read_once.sh).
+  bool replicas_read_once(const std::string& setting, RunLog& log) const;
   // Makes the adapters, freezes the base, adds the trained tensors to parameters_; their placements.
   std::vector<std::pair<std::string, models::ParameterPlacement>> attach_lora(const RunArguments& args, RunLog& log);
   // LoRA under zero3: the frozen base appended to what ShardedDataParallel shards, marked frozen.
@@ -116,6 +129,7 @@ class ParallelModel {
   std::shared_ptr<models::HfModel> model_;
   nlohmann::json generation_config_;
   std::string source_dir_;
+  bool read_once_ = true;  // training.read_once, auto decided (replicas_read_once)
   std::vector<torch::Tensor> parameters_;
   std::vector<TrainedTensor> trained_;
   // The tp ranks sharing a slice with partial gradients (by how many share it), for their sum.

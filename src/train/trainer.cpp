@@ -140,12 +140,25 @@ bool Trainer::evaluate_now(bool epoch_end) {
 void Trainer::maybe_evaluate_and_save(bool epoch_end) {
   const bool new_best = evaluate_now(epoch_end);
   if (agreed_signal_ != 0) return;  // the stop that cut the evaluation short saves
-  if (checkpointer_->due(state_.global_step, state_.save_steps, epoch_end, new_best)) save_checkpoint();
+  if (checkpointer_->due(state_.global_step, state_.save_steps, epoch_end, new_best))
+    save_checkpoint();
+  else
+    log_save_reports();  // a background save that has finished
 }
 
 void Trainer::save_checkpoint() {
   metrics_->sync_window(state_);  // a resume continues the window where it was
   checkpointer_->save(state_, scheduler_state());
+  log_save_reports();
+}
+
+void Trainer::log_save_reports() {
+  for (auto& report : checkpointer_->take_reports()) log_metrics(std::move(report));
+}
+
+void Trainer::save_model(const std::string& dir) {
+  checkpointer_->save_model(dir);
+  log_save_reports();
 }
 
 void Trainer::write_loss_plot() const {
@@ -160,7 +173,9 @@ void Trainer::load_best_model() {
     log_->warn("load_best_model_at_end: the best checkpoint " + best + " is gone: the model saved is the last step's");
     return;
   }
-  comm::run_agreed(mesh_->world(), [&] { model_->load_weights(checkpoint::CheckpointReader(model_->weights_in(best))); });
+  std::unique_ptr<checkpoint::CheckpointReader> reader;
+  comm::run_agreed(mesh_->world(), [&] { reader = std::make_unique<checkpoint::CheckpointReader>(model_->weights_in(best)); });
+  model_->load_weights(*reader);
   model_->weights_loaded();
   log_->info("loaded the best model from " + best + " (" + args_.training.metric_for_best_model + " " +
              std::to_string(state_.best_metric.value_or(0)) + ")");
@@ -186,6 +201,7 @@ void Trainer::train() {
     stop_if_signalled();
   }
   checkpointer_->wait();
+  log_save_reports();
   log_->finish_progress();
   const double runtime = metrics_->runtime();
   load_best_model();

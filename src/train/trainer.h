@@ -40,7 +40,7 @@ class Trainer {
   // transformers' save_model: the weights as an HF directory, written by the ranks that hold
   // them (save_mode), and rank 0's config, generation config, tokenizer files and
   // training_args.json into `dir`. Collective; callable at any time.
-  void save_model(const std::string& dir) { checkpointer_->save_model(dir); }
+  void save_model(const std::string& dir);
 
   const TrainerState& state() const { return state_; }
   models::HfModel& model() { return model_->model(); }
@@ -69,6 +69,8 @@ class Trainer {
   // (said in the log; stop_agreed() is then true).
   nlohmann::json run_evaluation();
   void save_checkpoint();
+  // The reports of the saves finished since the last call, into metrics.jsonl and the history.
+  void log_save_reports();
   nlohmann::json scheduler_state() const;
   // trainer_stop.cpp. Collective over the world's host communicator (no device wait): whether
   // any rank has received a stop signal; once agreed, true without asking again.

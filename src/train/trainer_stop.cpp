@@ -23,6 +23,7 @@ void Trainer::stop_if_signalled() {
   if (!stop_agreed()) return;
   if (!checkpointer_->saved(state_.global_step)) save_checkpoint();
   checkpointer_->wait();  // the exit status promises a complete checkpoint
+  log_save_reports();
   log_->finish_progress();
   write_loss_plot();  // the curves so far (else the previous run's loss.svg stays beside this run's metrics)
   throw StoppedBySignal("stopped by " + signal_name(agreed_signal_) + " at step " + std::to_string(state_.global_step) +

@@ -101,6 +101,10 @@ TrainingArguments training_arguments(const nlohmann::json& t) {
   a.save_mode = checkpoint::parse_save_mode(t["save_mode"].get<std::string>());
   a.save_io = checkpoint::parse_save_io(t["save_io"].get<std::string>());
   a.async_save = t["async_save"].get<bool>();
+  a.async_save_low_priority = t["async_save_low_priority"].get<bool>();
+  a.read_once = t["read_once"].get<std::string>();
+  if (a.read_once != "auto" && a.read_once != "true" && a.read_once != "false")
+    throw std::invalid_argument("read_once must be auto, true or false, not '" + a.read_once + "'");
   a.gather_window_bytes = static_cast<std::uint64_t>(t["gather_window_mb"].get<double>() * (1 << 20));
   a.progress_bar = t["progress_bar"].get<bool>();
   a.save_on_signals = t["save_on_signals"].get<std::string>();

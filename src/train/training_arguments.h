@@ -78,6 +78,8 @@ struct TrainingArguments {
   checkpoint::SaveMode save_mode = checkpoint::SaveMode::kParallel;
   checkpoint::SaveIo save_io = checkpoint::SaveIo::kAuto;
   bool async_save = false;
+  bool async_save_low_priority = false;
+  std::string read_once = "auto";  // loads: whether the dp replicas share the reading: auto | true | false
   std::uint64_t gather_window_bytes = 64u << 20;
   bool progress_bar = true;
   std::string save_on_signals = "USR1,TERM";

@@ -72,9 +72,9 @@ for hidden in "${hiddens[@]}"; do
       [ "$status" -eq 75 ] || { echo "$out ended with status $status, not 75:"; tail -5 "$out.log"; exit 1; }
       latencies+=("$(python3 -c "print($ended - $sent)")")
       steps+=("$step")
-      landed=$(grep -ho "during step [0-9]* (before micro-batch [0-9]* of [0-9]*)" "$out.log" | head -1)
-      [ -n "$landed" ] || landed=$(grep -ho "cut short by SIGUSR1 after [0-9]* of [0-9]* batches" "$out.log" | head -1)
-      [ -n "$landed" ] || landed=$(grep -ho "stopped by SIGUSR1 at step [0-9]*" "$out.log" | head -1)
+      landed=$(grep -ho "during step [0-9]* (before micro-batch [0-9]* of [0-9]*)" "$out.log" | head -1 || true)
+      [ -n "$landed" ] || landed=$(grep -ho "cut short by SIGUSR1 after [0-9]* of [0-9]* batches" "$out.log" | head -1 || true)
+      [ -n "$landed" ] || landed=$(grep -ho "stopped by SIGUSR1 at step [0-9]*" "$out.log" | head -1 || true)
     done
     printf "%-7s %-6s %12.2f %8.2f  %s\n" "$hidden" "$case" "$(median "${latencies[@]}")" "$(median "${steps[@]}")" "$landed"
   done

@@ -27,11 +27,11 @@ class EstimateMemory : public Train {
     ADD_FAILURE() << "no row " << sharding;
     return json();
   }
-  // The last metrics line (the run summary) of a 2-step run.
+  // The run summary of a 2-step run.
   json trained(const std::string& config_path, int np, const std::string& name) {
     const auto r = run(np, "train " + config_path);
     EXPECT_EQ(r.status, 0) << r.err;
-    return metrics(out(name)).back();
+    return summary(out(name));
   }
 };
 

@@ -73,6 +73,59 @@ TEST_F(SaveOptions, KilledWhileTheBackgroundWriterWritesLosesNothing) {
   }
 }
 
+// The bytes of the files under `dir` (recursively).
+std::uint64_t bytes_under(const std::string& dir) {
+  std::uint64_t total = 0;
+  for (const auto& item : fs::recursive_directory_iterator(dir))
+    if (item.is_regular_file()) total += item.file_size();
+  return total;
+}
+
+TEST_F(SaveOptions, EverySaveReportsWhereItsTimeWentAndTheBytesEachRankWrote) {
+  for (const bool async : {false, true}) {
+    const auto name = std::string("report_") + (async ? "async" : "sync");
+    auto training = saving(4, async);
+    training["save_total_limit"] = 1;  // checkpoint-2 is rotated away by the save of 4
+    const auto r = run(2, "train " + write_config(name, training));
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::vector<json> reports;
+    for (const auto& row : metrics(out(name)))
+      if (row.contains("save")) reports.push_back(row);
+    ASSERT_EQ(reports.size(), 3u) << name;  // checkpoint-2, checkpoint-4, the final model
+    EXPECT_EQ(reports[0]["save"], "checkpoint-2");
+    EXPECT_EQ(reports[1]["save"], "checkpoint-4");
+    EXPECT_EQ(reports[2]["save"], "final");
+    for (const auto& report : reports) {
+      const auto what = name + " " + report["save"].get<std::string>();
+      for (const char* stage : {"snapshot", "planning", "staging", "write", "fsync", "checksums", "commit", "rotation",
+                                "upload_hook"})
+        EXPECT_GE(report.value(std::string("save_") + stage + "_seconds", -1.0), 0.0) << what << " " << stage;
+      for (const char* stage : {"planning", "write", "fsync"})
+        EXPECT_GT(report.value(std::string("save_") + stage + "_seconds", 0.0), 0.0) << what << " " << stage;
+      // Parallel mode: both ranks write their blocks.
+      ASSERT_EQ(report["save_bytes_written"].size(), 2u) << what;
+      EXPECT_GT(report["save_bytes_written"][0].get<std::uint64_t>(), 0u) << what;
+      EXPECT_GT(report["save_bytes_written"][1].get<std::uint64_t>(), 0u) << what;
+      EXPECT_EQ(report["save_bytes_written_total"].get<std::uint64_t>(),
+                report["save_bytes_written"][0].get<std::uint64_t>() + report["save_bytes_written"][1].get<std::uint64_t>());
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+      EXPECT_GT(reports[i].value("save_checksums_seconds", 0.0), 0.0) << name << i;
+      EXPECT_GT(reports[i].value("save_commit_seconds", 0.0), 0.0) << name << i;
+      EXPECT_GE(reports[i].value("save_training_waited_seconds", -1.0), 0.0) << name << i;
+    }
+    EXPECT_GT(reports[1].value("save_rotation_seconds", 0.0), 0.0) << name;  // it deleted checkpoint-2
+    // What the ranks say they wrote is what the checkpoint holds (every file but those copied
+    // whole, such as the tokenizer's: none here), and the final model's weights at least.
+    EXPECT_EQ(reports[1]["save_bytes_written_total"].get<std::uint64_t>(), bytes_under(out(name) + "/checkpoint-4"))
+        << name;
+    EXPECT_GE(reports[2]["save_bytes_written_total"].get<std::uint64_t>(),
+              fs::file_size(out(name) + "/model.safetensors"));
+    EXPECT_NE(r.out.find("checkpoint-4 saved in "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("(the slowest rank's); ranks wrote "), std::string::npos) << r.out;
+  }
+}
+
 TEST_F(SaveOptions, SaveDtypeGivesTheSameBytesInEveryModeAndLayout) {
   // float32 training saved as bfloat16 or float16: gather, parallel and (consolidated)
   // sharded checkpoints hold the same bytes, the float32 weights rounded; optimizer moments

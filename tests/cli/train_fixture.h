@@ -132,6 +132,12 @@ class Train : public ::testing::Test {
       if (row.contains("loss")) out.push_back(row["loss"].get<double>());
     return out;
   }
+  // The training summary: the metrics row with train_runtime (the final save's report follows it).
+  static json summary(const std::string& dir) {
+    for (const auto& row : metrics(dir))
+      if (row.contains("train_runtime")) return row;
+    return json::object();
+  }
   static double max_weight_difference(const std::string& a, const std::string& b) {
     checkpoint::SafetensorsFile fa(a + "/model.safetensors"), fb(b + "/model.safetensors");
     double worst = 0;

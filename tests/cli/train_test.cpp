@@ -812,9 +812,10 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(out("earlier") + "/checkpoint-4/mpitrain_complete.json"));  // this run's own
   // metrics.jsonl is this run's story: each step once (before, 1..4 of the first run, 1, 2 of
-  // the overwrite, 3, 4 twice). The lines taken out are kept aside: the first run's 4 steps
-  // and summary, the overwrite's summary at step 2 (logged after checkpoint-2), then the
-  // abandoned 3, 4 and summary.
+  // the overwrite, 3, 4 twice). The lines taken out are kept aside: the first run's 4 steps,
+  // its 3 save reports and summary; the overwrite's report of checkpoint-2, summary and final
+  // save's report (logged after checkpoint-2 was saved); then the abandoned 3, 4, report of
+  // checkpoint-4, summary and final save's report.
   const auto logged_steps = [&] {
     std::vector<std::int64_t> steps;
     for (const auto& row : metrics(out("earlier")))
@@ -825,8 +826,8 @@ TEST_F(Train, AStartOverAnEarlierRunsCheckpointsMustResumeOrSayOverwrite) {
   std::ifstream dropped(out("earlier") + "/logs/metrics-dropped.jsonl");
   std::size_t dropped_lines = 0;
   for (std::string line; std::getline(dropped, line);) dropped_lines += json::parse(line).contains("step") ? 1 : 0;
-  EXPECT_EQ(dropped_lines, 9u);
-  EXPECT_NE(r.out.find("metrics.jsonl: 3 earlier line(s) not in this run's history (resumed from " + out("earlier") +
+  EXPECT_EQ(dropped_lines, 16u);
+  EXPECT_NE(r.out.find("metrics.jsonl: 5 earlier line(s) not in this run's history (resumed from " + out("earlier") +
                        "/checkpoint-2/ at step 2) moved to logs/metrics-dropped.jsonl"),
             std::string::npos)
       << r.out;

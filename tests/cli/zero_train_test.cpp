@@ -11,12 +11,6 @@ namespace {
 
 class ZeroTrain : public LayoutTrain {
  protected:
-  // The training summary (the metrics row with train_runtime).
-  static json summary(const std::string& dir) {
-    for (const auto& row : metrics(dir))
-      if (row.contains("train_runtime")) return row;
-    return json::object();
-  }
   // Elements of the saved model: P in ZeRO's formulas.
   static double parameter_count(const std::string& dir) {
     checkpoint::SafetensorsFile file(dir + "/model.safetensors");
