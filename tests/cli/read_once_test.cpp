@@ -72,5 +72,30 @@ TEST_F(ReadOnce, DpReplicasShareTheReadingOfTheStartAndOfAResume) {
               testing::read_bytes(out("dp4_straight") + "/model.safetensors"));
 }
 
+TEST_F(ReadOnce, UnderTensorParallelismEachDpPairReadsItsSlicesOnce) {
+  // dp 2 x tp 2: the two ranks of a tp slice read it once between them; the model is the
+  // fixture's, bit for bit.
+  const json training = {{"max_steps", 0}, {"read_once", "true"}};
+  const auto config = write_config("tp2", training,
+                                   {{"model", {{"model_name_or_path", fixture("llama/single")}}},
+                                    {"data", {{"train_file", *scratch_ / "bytes.h5"}, {"seq_len", 24}}},
+                                    {"parallel", {{"tensor_parallel_size", 2}}}});
+  const auto r = run(4, "train " + config);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(testing::read_bytes(out("tp2") + "/model.safetensors") ==
+              testing::read_bytes(fixture("llama/single/model.safetensors")));
+  const auto figures = read_figures(out("tp2"), 4, fixture("llama/single") + ": ");
+  ASSERT_EQ(figures.size(), 4u) << r.out;
+  // Ranks 0 and 2 hold tp slice 0, ranks 1 and 3 slice 1 (rank = dp index x 2 + tp index).
+  for (int slice = 0; slice < 2; ++slice) {
+    const auto& [a, needed] = figures[static_cast<std::size_t>(slice)];
+    const auto& [b, also_needed] = figures[static_cast<std::size_t>(slice + 2)];
+    EXPECT_EQ(needed, also_needed);
+    EXPECT_LT(a, needed);
+    EXPECT_LT(b, needed);
+    EXPECT_NEAR(a + b, needed, 0.002) << "slice " << slice;
+  }
+}
+
 }  // namespace
 }  // namespace mpitrain
