@@ -87,16 +87,16 @@ std::vector<std::pair<std::int64_t, double>> eval_rows(const std::vector<json>& 
 
 TEST_F(StopSignal, ASignalInALongEvaluationCutsItShortAndTheResumeRunsItAgain) {
   // An evaluation of about 190 one-row batches per rank on a model large enough to make it
-  // take seconds; the signal lands in the one after step 2.
+  // take seconds (on a fast CPU too); the signal lands in the one after step 2.
   const json training = {{"max_steps", 3},     {"lr_scheduler_type", "constant"}, {"eval_strategy", "steps"},
                          {"eval_steps", 2},    {"per_device_eval_batch_size", 1}};
-  const json larger = {{"hidden_size", 256}, {"intermediate_size", 1024}, {"num_hidden_layers", 4},
-                       {"num_attention_heads", 4}};
+  const json larger = {{"hidden_size", 512}, {"intermediate_size", 2048}, {"num_hidden_layers", 4},
+                       {"num_attention_heads", 8}};
   const auto config = config_with("cut_eval", training, larger);
   const BackgroundTrain job(2, config, local_ / "cut_eval");
   ASSERT_TRUE(job.started());
   int status = 0;
-  const double seconds = signal_after_step(job, out("cut_eval"), 2, 300, &status);
+  const double seconds = signal_after_step(job, out("cut_eval"), 2, 150, &status);
   ASSERT_EQ(status, 75) << job.err();
   std::cout << "signal to exit, in an evaluation: " << seconds << " s\n";
   const auto log = job.out() + job.err();
