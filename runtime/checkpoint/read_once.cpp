@@ -2,11 +2,23 @@
 #include "runtime/checkpoint/read_once.h"
 
 #include <chrono>
+#include <cstdio>
 
 #include "runtime/checkpoint/layout.h"
 #include "runtime/comm/agreement.h"
 
 namespace mpitrain::checkpoint {
+
+std::string read_figures(const ReadOnceStats& stats) {
+  char text[160];
+  std::snprintf(text, sizeof text, "read %.3f of the %.3f MB this rank needs in %.3f s", stats.bytes_read / 1e6,
+                stats.bytes_needed / 1e6, stats.seconds);
+  return text;
+}
+
+ReadOnceStats operator+(const ReadOnceStats& a, const ReadOnceStats& b) {
+  return {a.bytes_read + b.bytes_read, a.bytes_needed + b.bytes_needed, a.seconds + b.seconds};
+}
 
 ReadOnceStats read_once(comm::Communicator& world, comm::Communicator* replicas, const std::vector<BlockToRead>& blocks) {
   const auto start = std::chrono::steady_clock::now();

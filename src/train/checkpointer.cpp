@@ -102,11 +102,8 @@ void Checkpointer::resume(const std::string& dir, TrainerState& state) {
   });
   const auto moments = has_moments ? load_optimizer(*reader, state.global_step) : checkpoint::ReadOnceStats{};
   comm::run_agreed(world, [&] { restore_rng(*reader, state); });
-  char figures[160];
-  std::snprintf(figures, sizeof figures, " (this rank read %.3f of the %.3f MB it needs in %.3f s)",
-                (read.bytes_read + moments.bytes_read) / 1e6, (read.bytes_needed + moments.bytes_needed) / 1e6,
-                read.seconds + moments.seconds);
-  log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step) + figures);
+  log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step) + " (" +
+            checkpoint::read_figures(read + moments) + ")");
 }
 
 checkpoint::ReadOnceStats Checkpointer::load_optimizer(const checkpoint::TrainingCheckpointReader& reader,
@@ -330,17 +327,12 @@ void Checkpointer::save_model(const std::string& dir) {
   char took[64];
   std::snprintf(took, sizeof took, " (weights written in %.3f s)", weights_seconds);
   log_.info("saved the " + std::string(model_.lora() ? "adapter" : "model") + " to " + dir + took);
-  if (post_save_ && !(model_.lora() && args_.lora.merge_at_end)) {
-    const checkpoint::RecordSaveTimes record(times);
-    const checkpoint::StageTimer uploading(checkpoint::SaveStage::kUploadHook);
-    post_save_->run(dir);
-  }
   report(world, times, seconds_since(start), "final");
-  if (model_.lora() && args_.lora.merge_at_end) {
-    save_merged(dir + "/merged", mode);
-    if (post_save_) post_save_->run(dir);  // the adapter and the merged model beside it
+  if (model_.lora() && args_.lora.merge_at_end) save_merged(dir + "/merged", mode);
+  if (post_save_) {  // once everything is written (the merged model too)
+    post_save_->run(dir);
+    post_save_->finish();  // the run ends here: the last upload is waited for
   }
-  if (post_save_) post_save_->finish();  // the run ends here: the last upload is waited for
 }
 
 }  // namespace mpitrain::train

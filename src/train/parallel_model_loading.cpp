@@ -1,5 +1,4 @@
 // Loading a ParallelModel's weights: from model_name_or_path at the start and from a checkpoint at resume, each block the dp replicas share read once and broadcast.
-#include <cstdio>
 #include <set>
 
 #include "runtime/checkpoint/checkpoint_error.h"
@@ -11,17 +10,6 @@
 #include "src/train/parallel_model.h"
 
 namespace mpitrain::train {
-
-namespace {
-
-std::string read_figures(const checkpoint::ReadOnceStats& stats) {
-  char text[160];
-  std::snprintf(text, sizeof text, "read %.3f of the %.3f MB this rank needs in %.3f s", stats.bytes_read / 1e6,
-                stats.bytes_needed / 1e6, stats.seconds);
-  return text;
-}
-
-}  // namespace
 
 bool ParallelModel::replicas_read_once(const std::string& setting, RunLog& log) const {
   if (setting != "auto" || mesh_->dp_size() == 1) return setting != "false";
@@ -48,7 +36,7 @@ void ParallelModel::read_source_weights(RunLog& log) {
   }
   // Unsharded (the only caller): dp_replicas() is the dp group unless read_once is off.
   const auto stats = checkpoint::read_once(mesh_->world(), dp_replicas(), blocks);
-  log.info(source_dir_ + ": " + read_figures(stats) +
+  log.info(source_dir_ + ": " + checkpoint::read_figures(stats) +
            (stats.bytes_read < stats.bytes_needed ? " (the rest came from the other dp ranks)" : ""));
 }
 
