@@ -74,6 +74,13 @@ class Communicator {
   virtual std::unique_ptr<Work> allgather_async(const torch::Tensor& input, torch::Tensor& output) = 0;
   virtual void send(const torch::Tensor& tensor, int dst, int tag) = 0;
   virtual void recv(torch::Tensor& tensor, int src, int tag) = 0;  // into a tensor of the right shape
+  // Sends `out` to `dst` while receiving `in` from `src` (MPI_Sendrecv): ranks exchanging
+  // around a cycle all make progress at once, where blocking sends would wait on each other.
+  // CPU tensors; a backend without it throws std::logic_error.
+  virtual void sendrecv(const torch::Tensor& out, int dst, torch::Tensor& in, int src, int tag) {
+    (void)out, (void)dst, (void)in, (void)src, (void)tag;
+    throw std::logic_error(name() + ": sendrecv is not implemented by this backend");
+  }
   virtual void barrier() = 0;
 
   // A sub-communicator of the ranks passing the same `color`, ordered by `key`; collective.

@@ -246,6 +246,15 @@ void MpiCommunicator::recv(torch::Tensor& tensor, int src, int tag) {
   })->wait();
 }
 
+void MpiCommunicator::sendrecv(const torch::Tensor& out, int dst, torch::Tensor& in, int src, int tag) {
+  require_contiguous_cpu(out, "sendrecv");
+  require_contiguous_cpu(in, "sendrecv");
+  submit(next_id("sendrecv", out, false), [this, out, dst, in, src, tag] {
+    MPI_Sendrecv(out.data_ptr(), count_of(out), mpi_datatype(out.scalar_type()), dst, tag, in.data_ptr(), count_of(in),
+                 mpi_datatype(in.scalar_type()), src, tag, comm_, MPI_STATUS_IGNORE);
+  })->wait();
+}
+
 void MpiCommunicator::barrier() {
   submit(next_id("barrier", torch::Tensor()), [this] { MPI_Barrier(comm_); })->wait();
 }

@@ -43,6 +43,7 @@ class MpiCommunicator : public Communicator {
   std::unique_ptr<Work> allgather_async(const torch::Tensor& input, torch::Tensor& output) override;
   void send(const torch::Tensor& tensor, int dst, int tag) override;
   void recv(torch::Tensor& tensor, int src, int tag) override;
+  void sendrecv(const torch::Tensor& out, int dst, torch::Tensor& in, int src, int tag) override;
   void barrier() override;
   std::shared_ptr<Communicator> split(int color, int key, const std::string& name) override;
 
