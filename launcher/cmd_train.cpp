@@ -145,6 +145,7 @@ int run_train(const Args& args) {
     signal_ready_when_every_rank_is(*world);
     trainer.train();
     trainer.save_model(config["training"]["output_dir"].get<std::string>());
+    trainer.finish();
     return 0;
   } catch (const train::StoppedBySignal& e) {
     // Every rank stopped at the same step after the checkpoint was committed.

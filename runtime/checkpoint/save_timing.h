@@ -23,6 +23,11 @@ enum class SaveStage : int {
 inline constexpr std::size_t kSaveStages = static_cast<std::size_t>(SaveStage::kCount);
 const char* save_stage_name(SaveStage stage);  // "planning", "upload_hook", ...
 
+// Seconds of the steady clock since `start`: every save's and load's durations.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 struct SaveTimes {
   std::array<double, kSaveStages> seconds{};
   std::uint64_t bytes_written = 0;

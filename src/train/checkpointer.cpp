@@ -22,13 +22,7 @@ namespace mpitrain::train {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-}  // namespace
+using checkpoint::seconds_since;
 
 Checkpointer::Checkpointer(const RunArguments& args, std::shared_ptr<comm::Mesh> mesh, at::Device device,
                            ParallelModel& model, AdamW& optimizer, RunLog& log, ModelFiles files)
@@ -72,6 +66,7 @@ checkpoint::DistributedSaveOptions Checkpointer::save_options(checkpoint::SaveMo
 }
 
 void Checkpointer::resume(const std::string& dir, TrainerState& state) {
+  const auto start = std::chrono::steady_clock::now();
   auto& world = mesh_->world();
   std::unique_ptr<checkpoint::TrainingCheckpointReader> reader;
   comm::run_agreed(world, [&] { reader = std::make_unique<checkpoint::TrainingCheckpointReader>(dir); });
@@ -102,7 +97,9 @@ void Checkpointer::resume(const std::string& dir, TrainerState& state) {
   });
   const auto moments = has_moments ? load_optimizer(*reader, state.global_step) : checkpoint::ReadOnceStats{};
   comm::run_agreed(world, [&] { restore_rng(*reader, state); });
-  log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step) + " (" +
+  char took[32];
+  std::snprintf(took, sizeof took, " in %.3f s", seconds_since(start));
+  log_.info("resumed from " + dir + " at step " + std::to_string(state.global_step) + took + " (" +
             checkpoint::read_figures(read + moments) + ")");
 }
 

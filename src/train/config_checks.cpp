@@ -53,6 +53,13 @@ void check_training_values(const json& c, const KeyChecks& check) {
   }
   if (c["training"]["warmup_ratio"].get<double>() > 1)
     check.fail("training.warmup_ratio", "must be in [0, 1], got " + c["training"]["warmup_ratio"].dump());
+  check.non_negative("training", "local_save_steps");
+  check.positive("training", "local_replicas");
+  if (const auto budget = c["training"]["local_save_max_size"].get<std::string>(); !budget.empty()) try {
+      checkpoint::parse_shard_size(budget);
+    } catch (const std::invalid_argument& e) {
+      check.fail("training.local_save_max_size", std::string("is invalid: ") + e.what());
+    }
   // Checked here, not at the first checkpoint or evaluation hours into the run.
   try {
     checkpoint::parse_shard_size(c["training"]["max_shard_size"].get<std::string>());

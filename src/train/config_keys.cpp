@@ -90,6 +90,12 @@ void add_training_keys(std::vector<KeySpec>& keys) {
        "checkpoints are copied to host memory and written by a background thread while training goes on"},
       {"training", "async_save_low_priority", Type::kBool, false,
        "the background writer runs at nice +10 in the idle I/O class (for GPU nodes, where training needs few cores)"},
+      {"training", "local_save_steps", Type::kInt, 0,
+       "every N steps each rank's state into node-local memory, with replicas on partner ranks (0: off)"},
+      {"training", "local_save_dir", Type::kString, "/dev/shm", "node-local tmpfs the local checkpoints go to"},
+      {"training", "local_replicas", Type::kInt, 2, "copies of each rank's local checkpoint: its own and replicas on other nodes"},
+      {"training", "local_save_max_size", Type::kString, "",
+       "the local checkpoints' budget per node (e.g. 8GB; default: local_save_dir's free space)"},
       {"training", "read_once", Type::kString, "auto",
        "true: blocks the dp replicas share are read by one of them and broadcast; false: every rank reads its own; "
        "auto: true where the dp ranks are on several hosts"},

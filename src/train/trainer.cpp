@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
+#include "runtime/checkpoint/crash_point.h"
 #include "runtime/checkpoint/checkpoint_reader.h"
 #include "runtime/comm/agreement.h"
 #include "src/train/evaluator.h"
@@ -152,6 +153,16 @@ void Trainer::save_checkpoint() {
   log_save_reports();
 }
 
+void Trainer::maybe_save_locally() {
+  if (!local_checkpoints_ || !local_checkpoints_->due(state_.global_step)) return;
+  metrics_->sync_window(state_);
+  local_checkpoints_->save(state_);
+}
+
+void Trainer::finish() {
+  if (local_checkpoints_) local_checkpoints_->remove_job_states();
+}
+
 void Trainer::log_save_reports() {
   for (auto& report : checkpointer_->take_reports()) log_metrics(std::move(report));
 }
@@ -198,9 +209,12 @@ void Trainer::train() {
     if (logs_at(args_.training, state_, state_.global_step % steps_per_epoch_ == 0))
       log_metrics(metrics_->log_entry(state_, mesh_->dp()));
     maybe_evaluate_and_save(state_.global_step % steps_per_epoch_ == 0);
+    maybe_save_locally();
+    checkpoint::crash_point("step.done", mesh_->world().rank());  // a test's kill between steps
     stop_if_signalled();
   }
   checkpointer_->wait();
+  if (local_checkpoints_) local_checkpoints_->wait();
   log_save_reports();
   log_->finish_progress();
   const double runtime = metrics_->runtime();

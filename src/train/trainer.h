@@ -12,6 +12,7 @@
 #include "src/data/training_data.h"
 #include "src/train/adamw.h"
 #include "src/train/checkpointer.h"
+#include "src/train/local_checkpointer.h"
 #include "src/train/output_dir_lock.h"
 #include "src/train/parallel_model.h"
 #include "src/train/run_directory.h"
@@ -42,6 +43,10 @@ class Trainer {
   // training_args.json into `dir`. Collective; callable at any time.
   void save_model(const std::string& dir);
 
+  // Collective, once the final model is saved: the job is done, so its local checkpoints
+  // (local_save_steps) are removed from every node.
+  void finish();
+
   const TrainerState& state() const { return state_; }
   models::HfModel& model() { return model_->model(); }
 
@@ -52,8 +57,9 @@ class Trainer {
   void undo_failed_start(bool output_dir_existed);
   void plan_steps();
   void build_optimizer_and_checkpointer();
-  // Collective: resumes from the checkpoint resume_from_checkpoint names (if any) and makes the
-  // loaded shards the parameters; returns its path ("" for a fresh start).
+  // Collective: resumes from the checkpoint resume_from_checkpoint names (if any), or from the
+  // local tier where it holds a newer state, and makes the loaded shards the parameters;
+  // returns what it resumed from (a path, or "the local checkpoint of step N"; "" for a fresh start).
   std::string resume_if_asked();
   // Collective: metrics.jsonl restarted as this run's story (the resumed checkpoint's history first).
   void restart_metrics(const std::string& resume_path);
@@ -69,6 +75,7 @@ class Trainer {
   // (said in the log; stop_agreed() is then true).
   nlohmann::json run_evaluation();
   void save_checkpoint();
+  void maybe_save_locally();  // local_save_steps
   // The reports of the saves finished since the last call, into metrics.jsonl and the history.
   void log_save_reports();
   nlohmann::json scheduler_state() const;
@@ -108,6 +115,7 @@ class Trainer {
   std::unique_ptr<data::DistributedSampler> sampler_;
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<Checkpointer> checkpointer_;
+  std::unique_ptr<LocalCheckpointer> local_checkpoints_;  // local_save_steps > 0
   std::unique_ptr<TrainMetrics> metrics_;
   std::unique_ptr<TensorBoardLog> tensorboard_;  // rank 0, report_to=tensorboard
   TrainerState state_;

@@ -109,23 +109,43 @@ void Trainer::build_optimizer_and_checkpointer() {
   files.run_config = args_.config;
   files.adapter_config = model_->adapter_config();
   checkpointer_ = std::make_unique<Checkpointer>(args_, mesh_, device_, *model_, *optimizer_, *log_, std::move(files));
+  if (t.local_save_steps > 0)
+    local_checkpoints_ = std::make_unique<LocalCheckpointer>(args_, mesh_, *model_, *optimizer_, *log_, checkpointer_->generator());
 }
 
 std::string Trainer::resume_if_asked() {
+  const auto& t = args_.training;
+  const auto kind = t.resume_from_checkpoint.kind;
+  // The local tier answers resume_from_checkpoint=true|auto (a named checkpoint is that one).
+  const bool local = local_checkpoints_ && (kind == ResumeFrom::Kind::kLatest || kind == ResumeFrom::Kind::kLatestIfAny);
   std::string resume_path;
+  std::int64_t persistent_step = -1;
   comm::run_agreed(mesh_->world(), [&] {
-    resume_path = resolve_resume_path(args_.training, RunDirectoryListing::of(args_.training.output_dir));
+    const auto listing = RunDirectoryListing::of(t.output_dir);
+    if (!listing.complete.empty()) persistent_step = listing.complete.back().step;
+    // `true` with no persistent checkpoint is refused below unless the local tier has one.
+    if (!(local && listing.complete.empty())) resume_path = resolve_resume_path(t, listing);
   });
-  if (!resume_path.empty()) {
-    checkpointer_->resume(resume_path, state_);
+  std::string resumed_from = resume_path;
+  if (local) {
+    const auto step = local_checkpoints_->restore(state_, resume_path.empty() ? -1 : persistent_step);
+    if (step >= 0) resumed_from = "the local checkpoint of step " + std::to_string(step), resume_path.clear();
+  } else if (local_checkpoints_) {
+    local_checkpoints_->forget_earlier_runs();
+  }
+  if (kind == ResumeFrom::Kind::kLatest && resumed_from.empty())
+    throw comm::AgreedError("resume_from_checkpoint=true but " + t.output_dir + " holds no complete checkpoint" +
+                            (local ? " and the local tier none of this layout" : ""));
+  if (!resume_path.empty()) checkpointer_->resume(resume_path, state_);
+  if (!resumed_from.empty()) {
     // As transformers does: the intervals as the checkpoint recorded them, the length this run's.
     state_.max_steps = total_steps_;
     state_.num_train_epochs = num_train_epochs_;
   }
   // Shards read from model_name_or_path or the checkpoint become the parameters zero1/2
   // compute with; collective, so after every rank's reading has been agreed.
-  if (!model_->source_dir().empty() || !resume_path.empty()) model_->weights_loaded();
-  return resume_path;
+  if (!model_->source_dir().empty() || !resumed_from.empty()) model_->weights_loaded();
+  return resumed_from;
 }
 
 void Trainer::restart_metrics(const std::string& resume_path) {

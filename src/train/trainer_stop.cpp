@@ -23,6 +23,8 @@ void Trainer::stop_if_signalled() {
   if (!stop_agreed()) return;
   if (!checkpointer_->saved(state_.global_step)) save_checkpoint();
   checkpointer_->wait();  // the exit status promises a complete checkpoint
+  // The persistent checkpoint holds this step: the local ones (no newer) are not needed.
+  if (local_checkpoints_) local_checkpoints_->remove_job_states();
   log_save_reports();
   log_->finish_progress();
   write_loss_plot();  // the curves so far (else the previous run's loss.svg stays beside this run's metrics)

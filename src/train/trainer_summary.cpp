@@ -17,6 +17,10 @@ json Trainer::summary(double runtime) const {
     summary["checkpoints_saved"] = checkpointer_->checkpoints_saved();
     summary["checkpoint_blocking_seconds"] = round_to(checkpointer_->blocking_seconds(), 4);
   }
+  if (local_checkpoints_ && local_checkpoints_->saves() > 0) {
+    summary["local_checkpoints_saved"] = local_checkpoints_->saves();
+    summary["local_checkpoint_blocking_seconds"] = round_to(local_checkpoints_->waited_seconds(), 4);
+  }
   if (mesh_->tp_size() > 1) {
     // The tp group's f/g all-reduces (including eval's): what the bench compares with raw MPI.
     const auto tp = model_->model().tensor_parallel().stats();

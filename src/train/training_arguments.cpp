@@ -98,6 +98,11 @@ TrainingArguments training_arguments(const nlohmann::json& t) {
   a.resume_from_checkpoint = resume_from(t["resume_from_checkpoint"]);
   a.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
   a.save_dtype = t["save_dtype"].get<std::string>();
+  a.local_save_steps = t["local_save_steps"].get<std::int64_t>();
+  a.local_save_dir = t["local_save_dir"].get<std::string>();
+  a.local_replicas = t["local_replicas"].get<int>();
+  const auto budget = t["local_save_max_size"].get<std::string>();
+  a.local_save_max_size = budget.empty() ? 0 : checkpoint::parse_shard_size(budget);
   a.save_mode = checkpoint::parse_save_mode(t["save_mode"].get<std::string>());
   a.save_io = checkpoint::parse_save_io(t["save_io"].get<std::string>());
   a.async_save = t["async_save"].get<bool>();

@@ -79,6 +79,13 @@ struct TrainingArguments {
   checkpoint::SaveIo save_io = checkpoint::SaveIo::kAuto;
   bool async_save = false;
   bool async_save_low_priority = false;
+  // The local tier (local_checkpointer): every local_save_steps steps (0: off), local_replicas
+  // copies of each rank's state in local_save_dir, within local_save_max_size bytes per node
+  // (0: the directory's free space).
+  std::int64_t local_save_steps = 0;
+  std::string local_save_dir = "/dev/shm";
+  int local_replicas = 2;
+  std::uint64_t local_save_max_size = 0;
   std::string read_once = "auto";  // loads: whether the dp replicas share the reading: auto | true | false
   std::uint64_t gather_window_bytes = 64u << 20;
   bool progress_bar = true;

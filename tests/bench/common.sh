@@ -1,5 +1,6 @@
 # Sourced by the training benchmarks: mpirun flags, a scratch directory with the prepared corpus, and JSON/median helpers.
-# After sourcing: $flags (mpirun options), $scratch (removed on exit), $scratch/data.h5, field JSON KEY, median X...
+# After sourcing: $flags (mpirun options), $scratch (removed on exit), $scratch/data.h5, field JSON KEY, median X...,
+# evict DIR...
 flags=(--oversubscribe); [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/mpitrain-bench.XXXXXX"); trap 'rm -rf "$scratch"' EXIT
 build/bin/mpitrain prepare-data configs/data/sotu "$scratch/data.h5" >/dev/null
@@ -16,3 +17,15 @@ json.dump(config, open(path, "w"))
 PY
 }
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+# Drops the files under the given directories from the page cache (clean pages: fsynced by the save).
+evict() {
+  python3 - "$@" <<'PY'
+import os, sys
+for root in sys.argv[1:]:
+    for d, _, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(d, f), os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+PY
+}

@@ -19,19 +19,6 @@ OMP_NUM_THREADS=1 mpirun "${flags[@]}" -np "$world" build/bin/mpitrain train "$s
   --model_name_or_path="$scratch/model" --output_dir="$scratch/saved" --max_steps=1 --save_strategy=steps \
   --save_steps=1 "${common[@]}" >/dev/null
 
-# Drops the files under the given directories from the page cache (clean pages: fsynced by the save).
-evict() {
-  python3 - "$@" <<'PY'
-import os, sys
-for root in sys.argv[1:]:
-    for d, _, files in os.walk(root):
-        for f in files:
-            fd = os.open(os.path.join(d, f), os.O_RDONLY)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.close(fd)
-PY
-}
-
 # The largest load time and each rank's MB read, from the ranks' logs ("read X of the Y MB ... in T s").
 figures() {  # dir pattern
   python3 - "$@" "$world" <<'PY'

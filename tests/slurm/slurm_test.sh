@@ -10,7 +10,8 @@ chmod 755 "$state"  # the munge user must reach its socket directory inside
 work="$state/work"
 mkdir -p "$work"
 # Whatever happens, exactly the daemons this test started are stopped.
-trap 'slurm/cluster/down.sh "$state/cluster"; rm -rf "$state"' EXIT
+shm=$(mktemp -d /dev/shm/mpitrain-slurm-test-XXXXXX)  # the 2-node job's local checkpoints
+trap 'slurm/cluster/down.sh "$state/cluster"; rm -rf "$state" "$shm"' EXIT
 slurm/cluster/up.sh 2 "$state/cluster" || exit 1
 export SLURM_CONF="$state/cluster/slurm.conf"
 export MPITRAIN="$build/bin/mpitrain"
@@ -63,9 +64,9 @@ mpirun_job=$(LAUNCHER=mpirun submit slurm/single-node.sbatch viampirun --ntasks-
 cut_job=$(submit slurm/single-node.sbatch cut --ntasks-per-node=2 --time=1 --signal=B:USR1@40 -- --max_steps=1500 \
           --logging_steps=1)
 uncut_job=$(submit slurm/single-node.sbatch uncut --ntasks-per-node=2 -- --max_steps=1500 --logging_steps=1)
-# 3. Two nodes, dp 2 x tp 2.
+# 3. Two nodes, dp 2 x tp 2, keeping local checkpoints with a replica on the other node.
 multi_job=$(OMPI_MCA_btl=self,tcp submit slurm/multi-node.sbatch multi --nodes=2 --ntasks-per-node=2 -- --max_steps=20 \
-            --tensor_parallel_size=2)
+            --tensor_parallel_size=2 --local_save_steps=5 --local_save_dir="$shm")
 
 # TERM to the job script once its ranks train (as `scancel --signal=TERM --batch` or a
 # scheduler's TERM sends it), for each launcher.
@@ -105,6 +106,9 @@ check "2-node job completes" '[ "$(wait_job "$multi_job")" = COMPLETED ]'
 check "2-node job ran dp 2 x tp 2 and saved" \
   'grep -q "2 data-parallel x 2 tensor-parallel" "$work/multi/logs/rank-0.log" && "$MPITRAIN" inspect "$work/multi" >/dev/null'
 check "2-node job used both nodes" 'grep -q "on n\[1-2\]" "$work/multi.out"'
+check "2-node job kept local checkpoints with replicas on the other node, removed at its end" \
+  'grep -q "its own and 1 on other nodes" "$work/multi/logs/rank-0.log" &&
+   grep -q "local checkpoint of step 20 committed on every rank" "$work/multi/logs/rank-0.log" && [ -z "$(ls -A "$shm")" ]'
 check "time-limited job ends" '[ "$(wait_job "$cut_job" 1200)" = COMPLETED ]'
 check "it was signalled, saved and requeued" \
   'grep -q "stopped by SIGUSR1" "$work/cut.out" && grep -q "requeueing" "$work/cut.out" && [ "$(restarts "$cut_job")" -ge 1 ]'
