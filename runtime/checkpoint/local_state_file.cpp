@@ -58,10 +58,6 @@ SafetensorsPlan plan_state(const std::vector<NamedTensor>& tensors, const std::m
 
 }  // namespace
 
-std::uint64_t state_file_size(const std::vector<NamedTensor>& tensors, const std::map<std::string, std::string>& metadata) {
-  return plan_state(tensors, metadata).file_size;
-}
-
 std::uint64_t fill_state_buffer(std::vector<std::uint8_t>& buffer, const std::vector<NamedTensor>& tensors,
                                 const std::map<std::string, std::string>& metadata) {
   const auto plan = plan_state(tensors, metadata);

@@ -40,9 +40,6 @@ struct NamedTensor {
   torch::Tensor tensor;  // any device and dtype; stored as it is
 };
 
-// The number of bytes write_state_file writes for these tensors and metadata.
-std::uint64_t state_file_size(const std::vector<NamedTensor>& tensors, const std::map<std::string, std::string>& metadata);
-
 // Lays `tensors` (names unique) and `metadata` out in `buffer` as the bytes of a safetensors
 // file, each tensor copied once from wherever it is; returns the file's size. The buffer is
 // grown when too small and otherwise reused: its pages stay mapped from one save to the next,

@@ -1,7 +1,6 @@
 // The in-memory checkpoint tier's saves: the staged state, the replicas exchanged with the partners, the commit and the sweep of older steps.
 #include "runtime/checkpoint/local_tier.h"
 
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,10 +34,7 @@ void exchange(comm::Communicator& comm, const MappedFile& out, int dst, MappedFi
 }
 
 std::string hex_xxh64(const MappedFile& file) {
-  char digits[17];
-  std::snprintf(digits, sizeof digits, "%016llx",
-                static_cast<unsigned long long>(xxh64(file.data(), static_cast<std::size_t>(file.size()))));
-  return digits;
+  return xxh64_hex(xxh64(file.data(), static_cast<std::size_t>(file.size())));
 }
 
 }  // namespace
@@ -94,12 +90,11 @@ std::uint64_t LocalTier::commit() {
     staged = MappedFile::create((staging / state_file_name(me)).string(), staged_size_);
     std::memcpy(staged->data(), buffer_.data(), staged_size_);
   });
-  staged_ = std::move(staged);
   // Each replica's size first, so that its file is made (and its space reserved) before any
   // byte moves: a full tmpfs is an agreed error, never a partner left waiting.
   std::vector<std::uint64_t> incoming(copies);
   for (std::size_t j = 0; j < copies; ++j) {
-    auto out = torch::tensor({static_cast<std::int64_t>(staged_->size())}, torch::kInt64);
+    auto out = torch::tensor({static_cast<std::int64_t>(staged->size())}, torch::kInt64);
     auto in = torch::empty({1}, torch::kInt64);
     comm_->sendrecv(out, placement_.holder[j][me], in, placement_.source[j][me], kSizeTag);
     incoming[j] = static_cast<std::uint64_t>(in.item<std::int64_t>());
@@ -109,12 +104,12 @@ std::uint64_t LocalTier::commit() {
     for (std::size_t j = 0; j < copies; ++j)
       kept[j] = MappedFile::create((staging / state_file_name(placement_.source[j][me])).string(), incoming[j]);
   });
-  for (std::size_t j = 0; j < copies; ++j) exchange(*comm_, *staged_, placement_.holder[j][me], *kept[j], placement_.source[j][me]);
+  for (std::size_t j = 0; j < copies; ++j) exchange(*comm_, *staged, placement_.holder[j][me], *kept[j], placement_.source[j][me]);
   crash_point("local.before_commit", me);
-  std::uint64_t written = staged_->size();
+  std::uint64_t written = staged->size();
   comm::run_agreed(*comm_, [&] {
     json files;
-    files[state_file_name(me)] = {{"bytes", staged_->size()}, {"xxh64", hex_xxh64(*staged_)}};
+    files[state_file_name(me)] = {{"bytes", staged->size()}, {"xxh64", hex_xxh64(*staged)}};
     for (std::size_t j = 0; j < copies; ++j) {
       files[state_file_name(placement_.source[j][me])] = {{"bytes", kept[j]->size()}, {"xxh64", hex_xxh64(*kept[j])}};
       written += kept[j]->size();
@@ -126,7 +121,6 @@ std::uint64_t LocalTier::commit() {
     fs::rename(staging, committed);
   });
   const auto step = staged_step_;
-  staged_.reset();
   // Every rank has committed this step: the older ones on this node go.
   if (node_leader()) sweep_before(step);
   crash_point("local.committed", me);

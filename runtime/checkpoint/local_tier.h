@@ -65,7 +65,8 @@ class LocalTier {
   // where this rank sees a copy, else sent by the lowest rank that does. Agreed errors.
   struct Fetched {
     std::unique_ptr<SafetensorsFile> file;
-    int sent_by = -1;  // the rank that sent it, -1 when read here
+    // Every rank's: the rank that sent it its state, or -1 where it read its own (alike on all).
+    std::vector<int> sent_by;
   };
   Fetched fetch(std::int64_t step) const;
 
@@ -89,7 +90,6 @@ class LocalTier {
   std::uint64_t staged_size_ = 0;
   std::exception_ptr stage_error_;
   std::vector<std::uint8_t> buffer_;  // the staged state's bytes (kept: its pages stay mapped)
-  std::unique_ptr<MappedFile> staged_;  // during a commit: its file in node-local memory
 };
 
 }  // namespace mpitrain::checkpoint

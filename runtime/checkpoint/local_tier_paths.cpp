@@ -35,9 +35,7 @@ std::string five_digits(int rank) {
 }  // namespace
 
 std::string local_job_dir(const std::string& root, const std::string& owner) {
-  char digits[17];
-  std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(xxh64(owner.data(), owner.size())));
-  return (fs::path(root) / ("mpitrain-" + std::string(digits))).string();
+  return (fs::path(root) / ("mpitrain-" + xxh64_hex(xxh64(owner.data(), owner.size())))).string();
 }
 
 void claim_job_dir(const std::string& job_dir, const std::string& owner) {

@@ -149,15 +149,15 @@ LocalTier::Fetched LocalTier::fetch(std::int64_t step) const {
       continue;
     }
     received = receive_bytes(*comm_, reader[s]);
-    fetched.sent_by = reader[s];
   }
   comm::run_agreed(*comm_, [&] {
-    if (fetched.sent_by >= 0)
+    if (reader[me] != me)
       fetched.file = std::make_unique<SafetensorsFile>(
           job_dir_ + " (" + state_file_name(me) + " of step " + std::to_string(step) + ", sent by rank " +
-              std::to_string(fetched.sent_by) + ")",
+              std::to_string(reader[me]) + ")",
           std::move(received));
   });
+  for (int s = 0; s < world; ++s) fetched.sent_by.push_back(reader[s] == s ? -1 : reader[s]);
   return fetched;
 }
 

@@ -108,8 +108,12 @@ std::string file_xxh64(const std::string& path) {
     state.update(chunk.data(), static_cast<std::size_t>(n));
   }
   ::close(fd);
+  return xxh64_hex(state.digest());
+}
+
+std::string xxh64_hex(std::uint64_t digest) {
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(state.digest()));
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(digest));
   return hex;
 }
 

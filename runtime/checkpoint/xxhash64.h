@@ -22,6 +22,8 @@ class Xxh64 {
 };
 
 std::uint64_t xxh64(const void* data, std::size_t length, std::uint64_t seed = 0);
+// A digest as the 16 hex digits markers and names record.
+std::string xxh64_hex(std::uint64_t digest);
 // The XXH64 of a file's bytes as 16 hex digits; throws CheckpointError naming the file.
 std::string file_xxh64(const std::string& path);
 

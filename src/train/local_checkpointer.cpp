@@ -44,6 +44,10 @@ LocalCheckpointer::LocalCheckpointer(const RunArguments& args, std::shared_ptr<c
   comm::run_agreed(world, [&] {
     if (t.local_save_dir.empty()) throw std::invalid_argument("training.local_save_dir is empty");
     fs::create_directories(t.local_save_dir);
+    // Checked before the job's directory is made: a wrong directory is left as it was.
+    if (const auto room = checkpoint::directory_room(t.local_save_dir); !room.in_memory)
+      throw std::invalid_argument("training.local_save_dir " + t.local_save_dir + " is not node-local memory (" + room.kind +
+                                  "): the local checkpoints need a tmpfs such as /dev/shm");
   });
   checkpoint::LocalTierOptions options;
   options.root = t.local_save_dir;
@@ -55,15 +59,7 @@ LocalCheckpointer::LocalCheckpointer(const RunArguments& args, std::shared_ptr<c
   options.copies = t.local_replicas;
   // Its own communicator: a commit's exchanges run in the background, beside training's collectives.
   auto comm = world.cpu_communicator().split(0, world.rank(), "local");
-  std::unique_ptr<checkpoint::LocalTier> tier;
-  comm::run_agreed(world, [&] {
-    // Checked before the job's directory is made: a wrong directory is left as it was.
-    if (const auto room = checkpoint::directory_room(t.local_save_dir); !room.in_memory)
-      throw std::invalid_argument("training.local_save_dir " + t.local_save_dir + " is not node-local memory (" + room.kind +
-                                  "): the local checkpoints need a tmpfs such as /dev/shm");
-  });
-  comm::run_agreed(world, [&] { tier = std::make_unique<checkpoint::LocalTier>(comm, options); });
-  tier_ = std::move(tier);
+  comm::run_agreed(world, [&] { tier_ = std::make_unique<checkpoint::LocalTier>(comm, options); });
   check_room(t.local_save_dir);
 }
 
@@ -130,10 +126,10 @@ std::int64_t LocalCheckpointer::restore(TrainerState& state, std::int64_t persis
     tier_->remove_except(-1);
     return -1;
   }
-  const auto senders = comm::allgather_strings(mesh_->world(), std::to_string(fetched.sent_by));
   std::string replicas;
-  for (std::size_t r = 0; r < senders.size(); ++r)
-    if (senders[r] != "-1") replicas += (replicas.empty() ? "" : ", ") + std::to_string(r) + " from rank " + senders[r];
+  for (std::size_t r = 0; r < fetched.sent_by.size(); ++r)
+    if (fetched.sent_by[r] >= 0)
+      replicas += (replicas.empty() ? "" : ", ") + std::to_string(r) + " from rank " + std::to_string(fetched.sent_by[r]);
   log_.info("resumed from the local checkpoint of step " + std::to_string(found.step) + " in " +
             seconds_text(seconds_since(start)) + " (node-local memory" +
             (replicas.empty() ? std::string(", every rank its own copy") : "; replicas sent to rank(s) " + replicas) +

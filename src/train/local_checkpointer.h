@@ -1,7 +1,6 @@
 // The local checkpoint tier as the Trainer uses it: every local_save_steps steps each rank's weights, moments, RNG and trainer state into node-local memory with replicas, and the restart from the newest of them.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>

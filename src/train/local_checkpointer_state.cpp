@@ -1,6 +1,5 @@
 // What a local checkpoint holds (this rank's weight blocks and moments as held, its generator, the trainer state), the layout it restores into, and the room it needs per node.
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <set>
 
@@ -34,9 +33,8 @@ std::string LocalCheckpointer::describe_layout() const {
   auto digest = torch::tensor({static_cast<std::int64_t>(checkpoint::xxh64(tensors.data(), tensors.size()))}, torch::kInt64);
   // Every rank's tensors enter the one signature all agree on.
   auto all = mesh_->world().cpu_communicator().allgather(digest);
-  const auto total = checkpoint::xxh64(all.data_ptr(), static_cast<std::size_t>(all.numel()) * sizeof(std::int64_t));
-  char hash[17];
-  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(total));
+  const auto hash =
+      checkpoint::xxh64_hex(checkpoint::xxh64(all.data_ptr(), static_cast<std::size_t>(all.numel()) * sizeof(std::int64_t)));
   return "world " + std::to_string(mesh_->world().size()) + " (dp " + std::to_string(mesh_->dp_size()) + " x tp " +
          std::to_string(mesh_->tp_size()) + ", sharding " + args_.config["parallel"]["sharding"].get<std::string>() +
          "), tensors " + hash;

@@ -129,7 +129,10 @@ std::string Trainer::resume_if_asked() {
   std::string resumed_from = resume_path;
   if (local) {
     const auto step = local_checkpoints_->restore(state_, resume_path.empty() ? -1 : persistent_step);
-    if (step >= 0) resumed_from = "the local checkpoint of step " + std::to_string(step), resume_path.clear();
+    if (step >= 0) {
+      resumed_from = "the local checkpoint of step " + std::to_string(step);
+      resume_path.clear();
+    }
   } else if (local_checkpoints_) {
     local_checkpoints_->forget_earlier_runs();
   }

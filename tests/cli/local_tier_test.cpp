@@ -114,29 +114,24 @@ TEST_F(LocalTier, ALostNodesStatesComeBackFromTheReplicas) {
 TEST_F(LocalTier, AKillDuringALocalSaveKeepsThePreviousOne) {
   auto r = run(2, "train " + config("uncut"));
   ASSERT_EQ(r.status, 0) << r.err;
+  // Killed at `crash`, rerun: it resumes from the local checkpoint of `step` and ends as uncut.
+  const auto killed_then_resumes = [&](const std::string& name, const json& extra, const std::string& crash, int step) {
+    r = run(2, "train " + config(name, extra), "MPITRAIN_CRASH_AT=" + crash);
+    EXPECT_NE(r.status, 0) << name;
+    r = run(2, "train " + config(name, extra));
+    ASSERT_EQ(r.status, 0) << name << "\n" << r.err;
+    EXPECT_NE(r.out.find("resumed from the local checkpoint of step " + std::to_string(step)), std::string::npos)
+        << name << "\n" << r.out;
+    EXPECT_TRUE(model(name) == model("uncut")) << name;
+  };
   // Rank 1 dies in the second local save (step 6) before it commits; without replicas, rank
   // 0's committed copy of its own state is not enough: step 3 is the newest complete one.
-  r = run(2, "train " + config("alone", {{"local_replicas", 1}}), "MPITRAIN_CRASH_AT=local.before_commit@1#2");
-  EXPECT_NE(r.status, 0);
-  r = run(2, "train " + config("alone", {{"local_replicas", 1}}));
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("resumed from the local checkpoint of step 3"), std::string::npos) << r.out;
-  EXPECT_TRUE(model("alone") == model("uncut"));
+  killed_then_resumes("alone", {{"local_replicas", 1}}, "local.before_commit@1#2", 3);
   // With a replica, rank 0 committed rank 1's state of step 6 too (it had arrived whole): that
   // step is complete, and used.
-  r = run(2, "train " + config("replicated"), "MPITRAIN_CRASH_AT=local.before_commit@1#2");
-  EXPECT_NE(r.status, 0);
-  r = run(2, "train " + config("replicated"));
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("resumed from the local checkpoint of step 6"), std::string::npos) << r.out;
-  EXPECT_TRUE(model("replicated") == model("uncut"));
+  killed_then_resumes("replicated", json::object(), "local.before_commit@1#2", 6);
   // Killed while staging (no byte sent): step 3 again.
-  r = run(2, "train " + config("staging"), "MPITRAIN_CRASH_AT=local.staged@0#2");
-  EXPECT_NE(r.status, 0);
-  r = run(2, "train " + config("staging"));
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("resumed from the local checkpoint of step 3"), std::string::npos) << r.out;
-  EXPECT_TRUE(model("staging") == model("uncut"));
+  killed_then_resumes("staging", json::object(), "local.staged@0#2", 3);
 }
 
 TEST_F(LocalTier, AnotherLayoutFallsBackToThePersistentCheckpoint) {
