@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp
+  libsleef-dev  # the fused CPU kernels' vectorised exp (as ATen's own kernels use it)
+  libblas-dev  # cblas.h: the fused attention's float32 products call LibTorch's BLAS directly
   libopenmpi-dev openmpi-bin
   libhdf5-dev
   nlohmann-json3-dev

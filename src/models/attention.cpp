@@ -5,6 +5,10 @@
 
 #include <limits>
 
+#include "src/models/autocast.h"
+#include "src/models/cpu_causal_attention.h"
+#include "src/models/fused/fused_ops.h"
+
 // at::scaled_dot_product_attention takes a scale from LibTorch 2.1 on.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define MPITRAIN_FUSED_ATTENTION 1
@@ -39,6 +43,7 @@ torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::
 torch::Tensor causal_decoder_mask(const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
                                   std::int64_t sliding_window, const torch::Tensor& hidden) {
   const auto batch = hidden.size(0), seq = hidden.size(1);
+  if (sliding_window >= seq) sliding_window = 0;  // a window the sequence never outgrows cuts nothing
   if (!attention_mask.defined() && !position_ids.defined() && sliding_window <= 0 && fused_attention(hidden)) return {};
   auto options = torch::TensorOptions().dtype(torch::kBool).device(hidden.device());
   auto blocked = torch::ones({seq, seq}, options).triu(1).view({1, 1, seq, seq});
@@ -53,21 +58,41 @@ torch::Tensor causal_decoder_mask(const torch::Tensor& attention_mask, const tor
 }
 
 bool fused_attention(const torch::Tensor& like) {
+  if (like.device().is_cpu()) return fused::cpu_fused_kernels();  // cpu_causal_attention
 #ifdef MPITRAIN_FUSED_ATTENTION
   return like.is_cuda();
 #else
-  (void)like;
   return false;
 #endif
 }
+
+namespace {
+
+// Whether cpu_causal_attention computes this call in `dtype`: plain causality on the CPU, in
+// float32 or bfloat16, with the softmax in float32 (which is the same thing in float32).
+bool cpu_kernel_applies(const torch::Tensor& q, const torch::Tensor& k, at::ScalarType dtype,
+                        const torch::Tensor& additive_mask, const AttentionOptions& options) {
+  return fused::cpu_fused_kernels() && q.device().is_cpu() && !additive_mask.defined() && options.causal &&
+         options.logit_softcap <= 0 && (options.dropout <= 0 || !options.training) && q.size(2) == k.size(2) &&
+         (dtype == at::kFloat || (dtype == at::kBFloat16 && options.softmax_in_float32));
+}
+
+}  // namespace
 
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const torch::Tensor& additive_mask, const AttentionOptions& options) {
   const auto merged = [&](const torch::Tensor& out) {  // [b, h, s, d] -> [b, s, h*d]
     return out.transpose(1, 2).contiguous().view({q.size(0), q.size(2), q.size(1) * q.size(3)});
   };
+  // Under autocast the eager products run in bfloat16 (q may be float32 after RoPE): so does the kernel.
+  const auto dtype = current_autocast().cpu ? at::kBFloat16 : q.scalar_type();
+  if (cpu_kernel_applies(q, k, dtype, additive_mask, options))
+    return cpu_causal_attention(q.to(dtype), k.to(dtype), v.to(dtype), options.scale);
+  if (k.size(1) != q.size(1)) return dot_product_attention(q, k.repeat_interleave(q.size(1) / k.size(1), 1),
+                                                           v.repeat_interleave(q.size(1) / k.size(1), 1),
+                                                           additive_mask, options);
 #ifdef MPITRAIN_FUSED_ATTENTION
-  if (fused_attention(q) && options.logit_softcap <= 0) {
+  if (q.is_cuda() && options.logit_softcap <= 0) {
     // The kernel accumulates in float32 whatever the inputs' dtype. An additive mask must have
     // q's dtype: the float32 lowest value is clamped first so that it does not round to -inf.
     c10::optional<at::Tensor> mask;

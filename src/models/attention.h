@@ -22,9 +22,10 @@ torch::Tensor additive_attention_mask(const torch::Tensor& attention_mask, std::
 torch::Tensor causal_decoder_mask(const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
                                   std::int64_t sliding_window, const torch::Tensor& hidden);
 
-// Whether dot_product_attention runs LibTorch's fused kernel (flash or memory-efficient
-// attention: LibTorch 2.1 or later, on a GPU) for tensors like `like`. A causal model with no
-// padding then passes no mask at all: the kernel applies causality itself.
+// Whether dot_product_attention runs a fused kernel for tensors like `like`: LibTorch's flash or
+// memory-efficient attention (LibTorch 2.1 or later, on a GPU) or cpu_causal_attention on the
+// CPU. A causal model with no padding then passes no mask at all: the kernel applies causality
+// itself (and the eager path builds the causal mask where a kernel declines the call).
 bool fused_attention(const torch::Tensor& like);
 
 struct AttentionOptions {
@@ -38,7 +39,9 @@ struct AttentionOptions {
   double logit_softcap = 0.0;
 };
 
-// q [b, h, s, d], k/v [b, h, s, d] (kv heads already repeated); returns [b, s, h*d].
+// q [b, h, s, d], k/v [b, kv_heads, s, d] with kv_heads dividing h (query head i reads kv head
+// i / (h / kv_heads)); returns [b, s, h*d]. Causal attention with no mask on the CPU runs
+// cpu_causal_attention; the rest runs eagerly as transformers does.
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const torch::Tensor& additive_mask, const AttentionOptions& options);
 

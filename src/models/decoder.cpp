@@ -5,6 +5,7 @@
 #include <map>
 
 #include "src/models/attention.h"
+#include "src/models/fused/fused_ops.h"
 #include "src/models/rope.h"
 
 namespace mpitrain::models {
@@ -84,10 +85,6 @@ torch::Tensor DecoderAttention::forward(const torch::Tensor& input, const torch:
   auto [q, k, v] = project(x);
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
-  if (kv_heads_ != heads_) {  // GQA: query head h reads kv head h / (heads / kv_heads)
-    k = k.repeat_interleave(heads_ / kv_heads_, 1);
-    v = v.repeat_interleave(heads_ / kv_heads_, 1);
-  }
   AttentionOptions options;
   options.scale = scale_;
   options.softmax_in_float32 = true;
@@ -118,11 +115,15 @@ DecoderMLP::DecoderMLP(const DecoderConfig& c, const TensorParallelPtr& tp) : tp
 
 torch::Tensor DecoderMLP::forward(const torch::Tensor& input) {
   const auto x = tp_->copy_to_region(input);
+  const bool silu = act_ == "silu" || act_ == "swish";
+  const auto gated = [&](const torch::Tensor& gate, const torch::Tensor& up) {
+    return silu && fused::swiglu_fusable(gate, up) ? fused::swiglu(gate, up) : activation(act_, gate) * up;
+  };
   if (gate_up_proj) {
     const auto halves = gate_up_proj->forward(x).chunk(2, -1);
-    return down_proj->forward(halves[1] * activation(act_, halves[0]));
+    return down_proj->forward(gated(halves[0], halves[1]));
   }
-  return down_proj->forward(activation(act_, gate_proj->forward(x)) * up_proj->forward(x));
+  return down_proj->forward(gated(gate_proj->forward(x), up_proj->forward(x)));
 }
 
 DecoderLayer::DecoderLayer(const DecoderConfig& c, const TensorParallelPtr& tp)

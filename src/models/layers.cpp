@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "src/models/deferred_init.h"
+#include "src/models/fused/fused_ops.h"
 
 namespace mpitrain::models {
 
@@ -128,6 +129,7 @@ RMSNorm::RMSNorm(std::int64_t dim, double eps, bool adds_one) : eps_(eps), adds_
 }
 
 torch::Tensor RMSNorm::forward(const torch::Tensor& x) {
+  if (fused::rms_norm_fusable(x, weight)) return fused::rms_norm(x, adds_one_ ? 1.0 + weight : weight, eps_);
   const auto input_type = x.scalar_type();
   auto h = x.to(torch::kFloat32);
   auto variance = h.pow(2).mean(-1, /*keepdim=*/true);

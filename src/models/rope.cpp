@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "src/models/config_reader.h"
+#include "src/models/fused/fused_ops.h"
 
 namespace mpitrain::models {
 namespace {
@@ -60,6 +61,7 @@ std::pair<torch::Tensor, torch::Tensor> rope_angles(const torch::Tensor& inv_fre
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (fused::rope_fusable(x, cos, sin)) return fused::rope(x, cos, sin);
   return x * cos + rotate_half(x) * sin;
 }
 

@@ -68,6 +68,8 @@ SizeEstimate estimate_decoder(const DecoderFamily& family, const nlohmann::json&
   const double head = classifier ? h * outputs : c.tie_word_embeddings ? 0 : h * outputs;
   auto e = from_dimensions({h, i, d(c.num_attention_heads), d(c.num_hidden_layers), d(seq), outputs, !classifier},
                            body + head);
+  e.fused_cpu_attention = !classifier && c.attn_logit_softcapping <= 0 &&
+                          (c.sliding_window <= 0 || c.sliding_window >= seq) && !c.window_on_even_layers_only;
   e.sizing_keys = {{"hidden_size", c.hidden_size},
                    {"intermediate_size", c.intermediate_size},
                    {"num_hidden_layers", c.num_hidden_layers},

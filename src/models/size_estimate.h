@@ -22,6 +22,9 @@ struct SizeEstimate {
   // per layer and token, hidden- and intermediate-sized tensors and one row of attention
   // scores per head; per token, the logits (vocab_size for a causal LM, 0 for a classifier).
   double hidden = 0, intermediate = 0, heads = 0, logits_per_token = 0;
+  // A rotary decoder whose causal LM attention cpu_causal_attention computes on the CPU (no soft
+  // cap, no window shorter than the sequence): it keeps no attention scores.
+  bool fused_cpu_attention = false;
   // The config keys that size the model, with their values (for a refusal to name).
   std::vector<std::pair<std::string, std::int64_t>> sizing_keys;
 };

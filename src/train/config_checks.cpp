@@ -54,6 +54,7 @@ void check_training_values(const json& c, const KeyChecks& check) {
   if (c["training"]["warmup_ratio"].get<double>() > 1)
     check.fail("training.warmup_ratio", "must be in [0, 1], got " + c["training"]["warmup_ratio"].dump());
   check.non_negative("training", "local_save_steps");
+  check.non_negative("training", "profile_steps");
   check.positive("training", "local_replicas");
   if (const auto budget = c["training"]["local_save_max_size"].get<std::string>(); !budget.empty()) try {
       checkpoint::parse_shard_size(budget);

@@ -80,6 +80,8 @@ void add_training_keys(std::vector<KeySpec>& keys) {
       {"training", "bf16", Type::kBool, false,
        "bfloat16 compute with float32 master weights (autocast, in evaluation too, as HF's Trainer; under sharding, "
        "bfloat16 parameters and gradients)"},
+      {"training", "cpu_fused_kernels", Type::kBool, true,
+       "on the CPU: causal attention, RMSNorm, SwiGLU and RoPE as fused passes (false: transformers' eager ATen ops)"},
       {"training", "gradient_checkpointing", Type::kBool, false,
        "recompute each layer's activations in backward instead of keeping them (less memory, about one more forward per step)"},
       {"training", "resume_from_checkpoint", Type::kPathOrBool, false, "a checkpoint directory, true for the latest, or auto: the latest if there is one (requeued jobs)"},
@@ -90,6 +92,8 @@ void add_training_keys(std::vector<KeySpec>& keys) {
        "checkpoints are copied to host memory and written by a background thread while training goes on"},
       {"training", "async_save_low_priority", Type::kBool, false,
        "the background writer runs at nice +10 in the idle I/O class (for GPU nodes, where training needs few cores)"},
+      {"training", "profile_steps", Type::kInt, 0,
+       "profile N steps after the first two: rank 0 writes the time by operation to output_dir/profile.txt (0: off)"},
       {"training", "local_save_steps", Type::kInt, 0,
        "every N steps each rank's state into node-local memory, with replicas on partner ranks (0: off)"},
       {"training", "local_save_dir", Type::kString, "/dev/shm", "node-local tmpfs the local checkpoints go to"},

@@ -2,6 +2,7 @@
 #include "src/train/trainer.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "runtime/checkpoint/checkpoint_dir.h"
 #include "runtime/checkpoint/crash_point.h"
@@ -192,6 +193,16 @@ void Trainer::load_best_model() {
              std::to_string(state_.best_metric.value_or(0)) + ")");
 }
 
+void Trainer::write_profile(const StepProfile& profile) {
+  if (written_profile_) return;
+  written_profile_ = true;
+  if (mesh_->world().rank() != 0) return;
+  const auto path = fs::path(args_.training.output_dir) / "profile.txt";
+  std::ofstream(path) << profile.table();
+  log_->info("the profile of " + std::to_string(args_.training.profile_steps) + " steps (time by operation) is in " +
+             path.string());
+}
+
 void Trainer::take_stop_signals() { record_stop_signals(stop_signals_); }
 
 void Trainer::train() {
@@ -203,8 +214,13 @@ void Trainer::train() {
     if (const auto metrics = run_evaluation(); !metrics.empty()) log_metrics(metrics);
   run_missed_evaluation();
   if (agreed_signal_ != 0) stop_if_signalled();  // one that cut those evaluations short
+  StepProfile profile(args_.training.profile_steps);
   while (state_.global_step < total_steps_) {
-    if (!train_step()) stop_if_signalled();  // a dropped step: the stop saves the last one
+    profile.step_starts();
+    const bool stepped = train_step();
+    profile.step_ends();
+    if (profile.done()) write_profile(profile);
+    if (!stepped) stop_if_signalled();  // a dropped step: the stop saves the last one
     state_.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
     if (logs_at(args_.training, state_, state_.global_step % steps_per_epoch_ == 0))
       log_metrics(metrics_->log_entry(state_, mesh_->dp()));

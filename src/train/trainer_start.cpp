@@ -6,6 +6,7 @@
 #include "runtime/checkpoint/shared_directory.h"
 #include "runtime/comm/agreement.h"
 #include "runtime/comm/string_collectives.h"
+#include "src/models/fused/fused_ops.h"
 #include "src/models/pretrained.h"
 #include "src/train/data_model_checks.h"
 #include "src/train/data_settings.h"
@@ -76,6 +77,7 @@ void Trainer::start() {
   data_ = data::open_training_data(world, data_settings(args_), t.output_dir,
                                    [this](const std::string& line) { log_->info(line); });
   give_model_the_rows_pad_id(args_.model, *data_.train, *log_);
+  models::fused::set_cpu_fused_kernels(args_.training.cpu_fused_kernels);
   model_ = std::make_unique<ParallelModel>(args_, mesh_, device_, *log_);
   comm::run_agreed(world, [&] { check_data_fits_model(model_->model(), {data_.train.get(), data_.eval.get()}, *log_); });
   plan_steps();

@@ -94,11 +94,13 @@ TrainingArguments training_arguments(const nlohmann::json& t) {
   a.seed = t["seed"].get<std::uint64_t>();
   a.device = t["device"].get<std::string>();
   a.bf16 = t["bf16"].get<bool>();
+  a.cpu_fused_kernels = t["cpu_fused_kernels"].get<bool>();
   a.gradient_checkpointing = t["gradient_checkpointing"].get<bool>();
   a.resume_from_checkpoint = resume_from(t["resume_from_checkpoint"]);
   a.max_shard_size = checkpoint::parse_shard_size(t["max_shard_size"].get<std::string>());
   a.save_dtype = t["save_dtype"].get<std::string>();
   a.local_save_steps = t["local_save_steps"].get<std::int64_t>();
+  a.profile_steps = t["profile_steps"].get<std::int64_t>();
   a.local_save_dir = t["local_save_dir"].get<std::string>();
   a.local_replicas = t["local_replicas"].get<int>();
   const auto budget = t["local_save_max_size"].get<std::string>();

@@ -72,6 +72,7 @@ struct TrainingArguments {
   std::uint64_t seed = 42;
   std::string device = "cpu";
   bool bf16 = false, gradient_checkpointing = false;
+  bool cpu_fused_kernels = true;  // models::fused::set_cpu_fused_kernels
   ResumeFrom resume_from_checkpoint;
   std::uint64_t max_shard_size = 5'000'000'000;  // bytes
   std::string save_dtype;                        // empty: the weights' dtype
@@ -79,6 +80,7 @@ struct TrainingArguments {
   checkpoint::SaveIo save_io = checkpoint::SaveIo::kAuto;
   bool async_save = false;
   bool async_save_low_priority = false;
+  std::int64_t profile_steps = 0;  // step_profile: steps profiled after the first two (0: off)
   // The local tier (local_checkpointer): every local_save_steps steps (0: off), local_replicas
   // copies of each rank's state in local_save_dir, within local_save_max_size bytes per node
   // (0: the directory's free space).

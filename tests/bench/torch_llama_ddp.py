@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The peer for `tests/bench/train_throughput.sh`: the same Llama as configs/tiny-llama.json, in
+"""The peer for `tests/bench/train_throughput.sh`: the same Llama as the given config, in
 PyTorch eager (Debian's python3-torch 1.13), trained with gloo DDP under mpirun. Prints one JSON
 line with tokens/s. Same model, batch, sequence length, optimizer and thread count as mpitrain."""
 import json, math, os, sys, time
@@ -64,6 +64,7 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(Layer(c) for _ in range(c["num_hidden_layers"]))
         self.norm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
         d = c["hidden_size"] // c["num_attention_heads"]
+        self.lm_head = None if c.get("tie_word_embeddings", True) else nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
         self.register_buffer("inv_freq", 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2).float() / d)))
 
     def forward(self, ids):
@@ -74,7 +75,8 @@ class Llama(nn.Module):
         mask = torch.full((s, s), torch.finfo(x.dtype).min).triu(1)
         for layer in self.layers:
             x = layer(x, e.cos(), e.sin(), mask)
-        return F.linear(self.norm(x), self.embed_tokens.weight)  # tied head
+        head = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(self.norm(x), head)
 
 
 def main():
