@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
 #include <stdexcept>
 
 #include "src/models/fused/batched_gemm.h"
+#include "src/models/fused/fused_ops.h"
 #include "src/models/fused/kernels.h"
 
 namespace mpitrain::models {
@@ -24,7 +24,7 @@ struct AttentionPlan {
   std::int64_t batch = 0, heads = 0, kv_heads = 0, seq = 0, head_dim = 0, block = 0;
   double scale = 1.0;
   at::ScalarType dtype = at::kFloat;
-  torch::Tensor no_bias;        // [1, 1, 1]: baddbmm's ignored input (beta 0)
+  torch::Tensor no_bias;  // [1, 1, 1]: baddbmm's ignored input (beta 0)
 
   std::int64_t group() const { return heads / kv_heads; }
   std::int64_t batches() const { return batch * kv_heads; }
@@ -40,8 +40,7 @@ AttentionPlan plan_for(const torch::Tensor& q, const torch::Tensor& k, double sc
   plan.block = std::min(block_rows_setting.load(), plan.seq);
   plan.scale = scale;
   plan.dtype = q.scalar_type();
-  const auto options = torch::TensorOptions().dtype(plan.dtype);
-  plan.no_bias = torch::zeros({1, 1, 1}, options);
+  plan.no_bias = torch::zeros({1, 1, 1}, torch::TensorOptions().dtype(plan.dtype));
   return plan;
 }
 
@@ -93,8 +92,7 @@ fused::CausalRows causal_rows(std::int64_t row, std::int64_t rows) {
 // Runs kernel(begin, end) over the rows of a [b·kv, group·rows, keys] block on ATen's threads.
 template <typename Kernel>
 void over_block_rows(const torch::Tensor& block, const Kernel& kernel) {
-  const auto count = block.size(0) * block.size(1), keys = block.size(2);
-  at::parallel_for(0, count, std::max<std::int64_t>(1, 16384 / keys), kernel);
+  at::parallel_for(0, block.size(0) * block.size(1), fused::rows_per_grain(block.size(2)), kernel);
 }
 
 BlockProbs block_probs(const torch::Tensor& q_rows, const torch::Tensor& keys, std::int64_t row, std::int64_t rows,

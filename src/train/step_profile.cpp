@@ -76,12 +76,13 @@ void StepProfile::step_starts() {
   started_ = std::chrono::steady_clock::now();
 }
 
-void StepProfile::step_ends() {
-  if (steps_ <= 0 || done()) return;
-  if (++seen_ < skipped_ + steps_) return;
+bool StepProfile::step_ends() {
+  if (steps_ <= 0 || seen_ >= skipped_ + steps_) return false;
+  if (++seen_ < skipped_ + steps_) return false;
   const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   profiling_ = false;
   table_ = format_table(time_by_operation(profiler::disableProfilerLegacy()), steps_, wall_s);
+  return true;
 }
 
 StepProfile::~StepProfile() {

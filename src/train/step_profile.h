@@ -17,11 +17,10 @@ class StepProfile {
   StepProfile(const StepProfile&) = delete;
   StepProfile& operator=(const StepProfile&) = delete;
 
-  // Around each training step.
+  // Around each training step. step_ends() is true once: after the last profiled step, when
+  // the table is ready.
   void step_starts();
-  void step_ends();
-  // Whether every asked step has been profiled; the table is then ready.
-  bool done() const { return steps_ > 0 && seen_ >= skipped_ + steps_; }
+  bool step_ends();
   // The table: one line per operation, by time spent in the operation itself (not in the
   // operations it called), per step, with calls and the share of the wall time from the first
   // profiled step's start to the last one's end (what runs between steps, logging, counts too).

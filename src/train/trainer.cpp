@@ -194,8 +194,6 @@ void Trainer::load_best_model() {
 }
 
 void Trainer::write_profile(const StepProfile& profile) {
-  if (written_profile_) return;
-  written_profile_ = true;
   if (mesh_->world().rank() != 0) return;
   const auto path = fs::path(args_.training.output_dir) / "profile.txt";
   std::ofstream(path) << profile.table();
@@ -218,8 +216,7 @@ void Trainer::train() {
   while (state_.global_step < total_steps_) {
     profile.step_starts();
     const bool stepped = train_step();
-    profile.step_ends();
-    if (profile.done()) write_profile(profile);
+    if (profile.step_ends()) write_profile(profile);
     if (!stepped) stop_if_signalled();  // a dropped step: the stop saves the last one
     state_.epoch = static_cast<double>(state_.global_step) / static_cast<double>(steps_per_epoch_);
     if (logs_at(args_.training, state_, state_.global_step % steps_per_epoch_ == 0))

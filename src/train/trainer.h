@@ -102,7 +102,7 @@ class Trainer {
   nlohmann::json summary(double runtime) const;  // trainer_summary.cpp
   double lr_at(std::int64_t step) const;  // learning rate after `step` optimizer steps
   void write_loss_plot() const;
-  void write_profile(const StepProfile& profile);  // rank 0, once
+  void write_profile(const StepProfile& profile);  // rank 0
 
   RunArguments args_;
   std::shared_ptr<comm::Mesh> mesh_;
@@ -110,7 +110,6 @@ class Trainer {
   std::unique_ptr<OutputDirLock> lock_;  // rank 0; released last
   std::unique_ptr<RunLog> log_;
   std::vector<int> stop_signals_;  // save_on_signals
-  bool written_profile_ = false;  // profile_steps
   int agreed_signal_ = 0;          // the stop signal every rank has agreed on, 0 until then
   StartOver start_over_;  // rank 0: what overwrite_output_dir deletes once the run has started well
   data::TrainingData data_;

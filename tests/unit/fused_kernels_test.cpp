@@ -34,7 +34,7 @@ Grads attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor
 }
 
 // The largest difference relative to the reference's largest magnitude.
-double max_error(const torch::Tensor& a, const torch::Tensor& reference) {
+double relative_error(const torch::Tensor& a, const torch::Tensor& reference) {
   const auto r = reference.to(torch::kFloat);
   return (a.to(torch::kFloat) - r).abs().max().item<double>() / r.abs().max().item<double>();
 }
@@ -58,10 +58,10 @@ void expect_same_as_eager(at::ScalarType dtype, std::int64_t heads, std::int64_t
   const auto up = torch::randn({2, seq, heads * 16}, options);
   const auto fused = attend(q, k, v, up, false), eager = attend(q, k, v, up, true);
   ASSERT_EQ(fused.out.sizes(), eager.out.sizes());
-  EXPECT_LT(max_error(fused.out, eager.out), tolerance) << "output";
-  EXPECT_LT(max_error(fused.dq, eager.dq), tolerance) << "dq";
-  EXPECT_LT(max_error(fused.dk, eager.dk), tolerance) << "dk";
-  EXPECT_LT(max_error(fused.dv, eager.dv), tolerance) << "dv";
+  EXPECT_LT(relative_error(fused.out, eager.out), tolerance) << "output";
+  EXPECT_LT(relative_error(fused.dq, eager.dq), tolerance) << "dq";
+  EXPECT_LT(relative_error(fused.dk, eager.dk), tolerance) << "dk";
+  EXPECT_LT(relative_error(fused.dv, eager.dv), tolerance) << "dv";
 }
 
 // A sequence of 40 rows in blocks of 16: full blocks, a partial last block, and the diagonal
@@ -93,10 +93,10 @@ TEST(CpuCausalAttention, MatchesEagerUnderAutocast) {
   const auto fused = attend(q, k, v, up, false), eager = attend(q, k, v, up, true);
   EXPECT_EQ(fused.out.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(fused.dq.scalar_type(), torch::kFloat);
-  EXPECT_LT(max_error(fused.out, eager.out), 2e-2) << "output";
-  EXPECT_LT(max_error(fused.dq, eager.dq), 2e-2) << "dq";
-  EXPECT_LT(max_error(fused.dk, eager.dk), 2e-2) << "dk";
-  EXPECT_LT(max_error(fused.dv, eager.dv), 2e-2) << "dv";
+  EXPECT_LT(relative_error(fused.out, eager.out), 2e-2) << "output";
+  EXPECT_LT(relative_error(fused.dq, eager.dq), 2e-2) << "dq";
+  EXPECT_LT(relative_error(fused.dk, eager.dk), 2e-2) << "dk";
+  EXPECT_LT(relative_error(fused.dv, eager.dv), 2e-2) << "dv";
 }
 
 TEST(CpuCausalAttention, OneBlockCoveringTheSequence) {
@@ -133,11 +133,6 @@ std::vector<KernelTable> runnable_tables() {
       __builtin_cpu_supports("avx512dq"))
     tables.push_back(isa_avx512::table());
   return tables;
-}
-
-double relative_error(const torch::Tensor& a, const torch::Tensor& reference) {
-  const auto r = reference.to(torch::kFloat);
-  return (a.to(torch::kFloat) - r).abs().max().item<double>() / r.abs().max().item<double>();
 }
 
 // n = 1031: whole vectors, a partial last vector and more than one 256-element chunk.

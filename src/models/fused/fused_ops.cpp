@@ -3,8 +3,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
-#include <vector>
 
 #include "src/models/fused/kernels.h"
 
@@ -13,8 +13,6 @@ namespace {
 
 std::atomic<bool> fused_on{true};
 constexpr std::int64_t kGrain = 16384;  // elements below which a pass is not split over threads
-
-std::int64_t rows_per_grain(std::int64_t dim) { return std::max<std::int64_t>(1, kGrain / std::max<std::int64_t>(dim, 1)); }
 
 bool float_or_bf16(const torch::Tensor& t) {
   return t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16;
@@ -146,6 +144,8 @@ struct RopeFunction : torch::autograd::Function<RopeFunction> {
 };
 
 }  // namespace
+
+std::int64_t rows_per_grain(std::int64_t dim) { return std::max<std::int64_t>(1, kGrain / std::max<std::int64_t>(dim, 1)); }
 
 void set_cpu_fused_kernels(bool on) { fused_on = on; }
 bool cpu_fused_kernels() { return fused_on; }

@@ -10,6 +10,10 @@ namespace mpitrain::models::fused {
 void set_cpu_fused_kernels(bool on);
 bool cpu_fused_kernels();
 
+// The rows of `dim` elements a thread takes at the least in a row-parallel pass (16384
+// elements, at least one row): below that a pass is not split over threads.
+std::int64_t rows_per_grain(std::int64_t dim);
+
 // silu(gate) * up for same-shaped CPU tensors in float32 or bfloat16.
 bool swiglu_fusable(const torch::Tensor& gate, const torch::Tensor& up);
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);
